@@ -1,0 +1,83 @@
+# mmattn: install / test / demo.  `make help` lists the targets.
+#
+# WHEELHOUSE: an optional folder of prebuilt wheels (e.g. a stripped mmcv 2.1.0 CPU wheel) handed to
+# pip with --find-links on the command line. Never export PIP_FIND_LINKS for this: it would replace
+# the machine's pip configuration (which is how the local CPU torch wheel is found) and pip would
+# fetch a CUDA torch.
+WHEELHOUSE ?=
+PYTHON_BOOT ?= python3
+# Use the active virtualenv when there is one, else a project-local .venv.
+ifdef VIRTUAL_ENV
+VENV := $(VIRTUAL_ENV)
+else
+VENV := .venv
+endif
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+CONSTRAINTS := -c requirements/constraints.txt
+FIND_LINKS := $(if $(WHEELHOUSE),--find-links $(abspath $(WHEELHOUSE)))
+STAMP := $(VENV)/.mmattn-stamps
+DEMO_DIR ?= work_dirs/demo
+PYTEST_ARGS ?=
+
+.PHONY: help install test demo demo-seg bench clean-demo
+
+help:
+	@echo "make install   create $(VENV) (unless a virtualenv is active) and install mmattn with its pinned stack"
+	@echo "make test      run the test suite (pytest)"
+	@echo "make demo      synthetic data -> train BiFormer Mask R-CNN on CPU -> CocoMetric, prediction PNGs, loss curve"
+	@echo "make demo-seg  the same for BiFormer UPerNet (IoUMetric)"
+	@echo "variables: WHEELHOUSE=<folder of prebuilt wheels, e.g. an mmcv 2.1.0 CPU wheel>"
+
+install: $(STAMP)/mmattn
+
+$(PY):
+	@echo "[install] creating virtualenv $(VENV)"
+	$(PYTHON_BOOT) -m venv $(VENV)
+
+$(STAMP)/torch: requirements/constraints.txt | $(PY)
+	@mkdir -p $(STAMP)
+	@echo "[install] 1/5 torch 2.13.0 (CPU wheel)"
+	$(PIP) install -q $(CONSTRAINTS) torch==2.13.0
+	@touch $@
+
+$(STAMP)/setuptools: $(STAMP)/torch
+	@echo "[install] 2/5 setuptools<82 (mmcv's setup.py and mmengine's mmdet::/mmseg:: bases need pkg_resources)"
+	$(PIP) install -q $(CONSTRAINTS) "setuptools<82" wheel ninja psutil
+	@touch $@
+
+$(STAMP)/mmcv: $(STAMP)/setuptools
+	@echo "[install] 3/5 mmcv 2.1.0 with CPU ops$(if $(WHEELHOUSE), (looking for a prebuilt wheel in $(WHEELHOUSE)),)"
+	@echo "[install]     if pip finds no prebuilt wheel (cache or --find-links) it COMPILES mmcv:"
+	@echo "[install]     about 25 min on 2 free cores, over an hour on busy ones. Pass WHEELHOUSE=<dir> to reuse a wheel."
+	MMCV_WITH_OPS=1 MAX_JOBS=2 $(PIP) install $(CONSTRAINTS) $(FIND_LINKS) --no-build-isolation mmcv==2.1.0
+	$(PY) -c "import mmcv.ops; from mmcv.ops import nms, RoIAlign; print('[install]     mmcv', mmcv.__version__, 'with compiled ops')"
+	@touch $@
+
+$(STAMP)/deps: $(STAMP)/mmcv requirements/runtime.txt requirements/mmpretrain.txt requirements/tests.txt
+	@echo "[install] 4/5 mmengine, mmdet, mmsegmentation, mmpretrain (registry only), pycocotools, test tools"
+	$(PIP) install -q $(CONSTRAINTS) -r requirements/runtime.txt -r requirements/tests.txt
+	$(PIP) install -q $(CONSTRAINTS) --no-deps mmpretrain==1.2.0
+	$(PIP) install -q $(CONSTRAINTS) einops mat4py modelindex rich importlib-metadata
+	@touch $@
+
+$(STAMP)/mmattn: $(STAMP)/deps setup.py
+	@echo "[install] 5/5 mmattn (editable)"
+	$(PIP) install -q $(CONSTRAINTS) --no-build-isolation --no-deps -e .
+	$(PY) -c "import torch, mmattn; assert torch.__version__.startswith('2.13.0'), torch.__version__; print('[install] done: mmattn', mmattn.__version__, 'torch', torch.__version__)"
+	@touch $@
+
+test: install
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+demo: install
+	$(PY) tools/demo.py --task det --work-dir $(DEMO_DIR)
+
+demo-seg: install
+	$(PY) tools/demo.py --task seg --work-dir $(DEMO_DIR)
+
+bench: install
+	$(PY) tools/analysis/bench_ops.py
+
+clean-demo:
+	rm -rf $(DEMO_DIR) data/synthetic

@@ -1,0 +1,59 @@
+"""The few fixes the pinned OpenMMLab stack needs on torch 2.13 / numpy 2.
+
+Imported by ``import mmattn``. Nothing in site-packages is modified.
+"""
+import numpy as np
+import torch
+from mmengine.logging.history_buffer import HistoryBuffer
+
+_HISTORY_BUFFER_METHODS = frozenset({'min', 'max', 'current', 'mean'})
+
+
+def _history_buffer_getattr(obj, name):
+    """Narrow stand-in for ``builtins.getattr`` inside mmengine checkpoints.
+
+    ``HistoryBuffer.__getstate__`` pickles its class-level ``_statistics_methods`` dict, whose
+    functions protocol 2 writes as ``getattr(HistoryBuffer, 'mean')``. Allow-listing the real
+    ``getattr`` would let a file reach any attribute of any allowed object, so only these four
+    lookups are served.
+    """
+    if obj is HistoryBuffer and name in _HISTORY_BUFFER_METHODS:
+        return getattr(obj, name)
+    raise RuntimeError(f'mmattn: refusing getattr({obj!r}, {name!r}) while unpickling a checkpoint')
+
+
+def mmengine_checkpoint_safe_globals():
+    """Exactly the globals an mmengine 0.10.7 Runner checkpoint holds beyond torch's defaults."""
+    reconstruct = np._core.multiarray._reconstruct
+    scalar = np._core.multiarray.scalar
+    return [
+        HistoryBuffer,
+        (_history_buffer_getattr, 'builtins.getattr'),
+        reconstruct,
+        scalar,
+        np.ndarray,
+        np.dtype,
+        # numpy 2 pickles a dtype as dtype(...) + BUILD; BUILD is only allowed on instances of
+        # allow-listed classes, and type(np.dtype('f8')) is Float64DType, not np.dtype.
+        np.dtypes.Float64DType,
+        np.dtypes.Int64DType,
+        np.dtypes.Float32DType,
+        # checkpoints written under numpy 1.x name the same functions numpy.core.multiarray.*
+        (reconstruct, 'numpy.core.multiarray._reconstruct'),
+        (scalar, 'numpy.core.multiarray.scalar'),
+    ]
+
+
+def install_checkpoint_allowlist():
+    """Let mmengine load its own checkpoints under torch's ``weights_only=True`` default.
+
+    Works around open-mmlab/mmengine#1655: mmengine 0.10.7 calls ``torch.load`` without
+    ``weights_only``, and since torch 2.6 that means ``weights_only=True``, which refuses the
+    ``HistoryBuffer``/numpy objects in ``message_hub`` (``--resume``, ``load_from``,
+    ``tools/test.py CKPT``). The fix upstream (#1670, ``weights_only=False``) is unreleased and
+    would turn the protection off; allow-listing keeps it on.
+    """
+    torch.serialization.add_safe_globals(mmengine_checkpoint_safe_globals())
+
+
+install_checkpoint_allowlist()

@@ -1,0 +1,8 @@
+from . import biformer  # noqa: F401  (registers the converter)
+from .common import (CONVERTERS, CheckpointKeyError, convert_checkpoint, extract_state_dict,
+                     load_checkpoint_file)
+
+__all__ = [
+    'CONVERTERS', 'CheckpointKeyError', 'convert_checkpoint', 'extract_state_dict',
+    'load_checkpoint_file'
+]

@@ -1,0 +1,108 @@
+"""Shared machinery of the official-checkpoint converters."""
+import os
+import pickle
+from collections.abc import Mapping
+
+import torch
+
+CONVERTERS = {}
+
+
+class CheckpointKeyError(KeyError):
+    """Converted keys do not match the mmattn model: lists every missing/unexpected key."""
+
+    def __str__(self):  # KeyError would repr() the message and squash the newlines
+        return str(self.args[0])
+
+
+def register_converter(*families):
+
+    def _register(fn):
+        for family in families:
+            CONVERTERS[family] = fn
+        return fn
+
+    return _register
+
+
+def load_checkpoint_file(path, trusted=False):
+    """Load a checkpoint file on the CPU.
+
+    ``weights_only=True`` first (tensors, plus the mmengine allow-list of ``mmattn.compat``).
+    Research releases often pickle ``argparse.Namespace``/yacs configs next to the weights;
+    those load only with ``trusted=True``, an explicit opt-in for a file the user vouches for.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'checkpoint not found: {path}')
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if not trusted:
+            reason = str(exc).strip().splitlines()[0]
+            raise RuntimeError(
+                f'{path} contains pickled objects outside the weights-only allow-list ({reason}). '
+                'If you trust this file (e.g. an official release), convert it once with '
+                '`python tools/convert_ckpt.py FAMILY SRC DST --trusted`; the output holds tensors '
+                'only and loads safely everywhere.') from exc
+    # Explicit, documented trusted-file path (the user passed --trusted / trusted=True).
+    return torch.load(path, map_location='cpu', weights_only=False)  # noqa: S614
+
+
+def extract_state_dict(checkpoint):
+    """The tensor dict of an official classification (``model``) or det/seg (``state_dict``,
+    ``backbone.`` prefix) checkpoint; ``module.`` (DDP) and ``backbone.`` prefixes stripped."""
+    if not isinstance(checkpoint, Mapping):
+        raise TypeError(f'expected a checkpoint dict, got {type(checkpoint).__name__}')
+    state_dict = checkpoint
+    for key in ('state_dict', 'model'):
+        if isinstance(checkpoint.get(key), Mapping):
+            state_dict = checkpoint[key]
+            break
+    state_dict = {k[len('module.'):] if k.startswith('module.') else k: v
+                  for k, v in state_dict.items()}
+    if any(k.startswith('backbone.') for k in state_dict):  # a whole detector / segmentor
+        state_dict = {k[len('backbone.'):]: v for k, v in state_dict.items()
+                      if k.startswith('backbone.')}
+    not_tensors = sorted(k for k, v in state_dict.items() if not isinstance(v, torch.Tensor))
+    if not state_dict or not_tensors:
+        raise CheckpointKeyError(
+            'no weights found: expected tensors under "state_dict", "model" or at the top level'
+            + (f'; non-tensor entries: {not_tensors[:10]}' if not_tensors else ''))
+    return state_dict
+
+
+def check_against_model(state_dict, model, source=''):
+    """Raise one :class:`CheckpointKeyError` listing every missing, unexpected or mis-shaped key."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    mis_shaped = sorted(f'{k}: checkpoint {tuple(state_dict[k].shape)} vs model '
+                        f'{tuple(expected[k].shape)}' for k in set(expected) & set(state_dict)
+                        if state_dict[k].shape != expected[k].shape)
+    if missing or unexpected or mis_shaped:
+        lines = [f'checkpoint{" " + source if source else ""} does not match '
+                 f'{type(model).__name__}:']
+        for title, keys in (('missing', missing), ('unexpected', unexpected),
+                            ('shape mismatch', mis_shaped)):
+            if keys:
+                lines.append(f'  {title} ({len(keys)}): ' + ', '.join(keys))
+        raise CheckpointKeyError('\n'.join(lines))
+
+
+def convert_checkpoint(family, checkpoint, **kwargs):
+    """Official checkpoint (path or loaded dict) -> mmattn state dict for ``family``.
+
+    Args:
+        family (str): e.g. ``'biformer'``.
+        checkpoint (str | dict): a file path or a loaded checkpoint dict.
+        **kwargs: ``trusted`` (load a path with ``weights_only=False``), family options.
+
+    Returns:
+        dict[str, Tensor]: loads with ``strict=True`` into the matching mmattn backbone.
+    """
+    if family not in CONVERTERS:
+        raise ValueError(f'no converter for {family!r}; available: {sorted(CONVERTERS)}')
+    trusted = kwargs.pop('trusted', False)
+    if isinstance(checkpoint, (str, os.PathLike)):
+        checkpoint = load_checkpoint_file(os.fspath(checkpoint), trusted=trusted)
+    return CONVERTERS[family](extract_state_dict(checkpoint), **kwargs)

@@ -1,0 +1,269 @@
+"""BiFormer (Zhu et al., CVPR 2023) as a dense-prediction backbone.
+
+Numerics follow the official ``BiFormer_mm`` det/seg wrapper (spec biformer.md §1.7): the
+classification trunk, all four stages returned, a LayerNorm2d on each *returned* map only, BRA
+with ``auto_pad`` for any input size. The converter beside it maps the official key names.
+"""
+from typing import Sequence
+
+import torch
+import torch.utils.checkpoint as cp
+from mmcv.cnn.bricks import DropPath
+from mmcv.cnn.bricks.transformer import FFN
+from mmengine.model import BaseModule, ModuleList
+from mmengine.model.weight_init import trunc_normal_
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmattn.ops.routing import BiLevelRoutingAttention, GlobalAttentionLePE
+from mmattn.registry import register_model
+from ..layers import LayerNorm2d
+from ..utils import load_pretrained
+
+GLOBAL_ATTENTION = -2  # official topk value selecting stage-4 global MHSA instead of BRA
+
+
+class ConvStem(nn.Module):
+    """Overlapping stride-4 patch embedding: (conv3x3 s2 + BN) -> GELU -> (conv3x3 s2 + BN)."""
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        mid = out_channels // 2
+        self.conv1 = nn.Conv2d(in_channels, mid, 3, 2, 1)
+        self.bn1 = nn.BatchNorm2d(mid)
+        self.act = nn.GELU()
+        self.conv2 = nn.Conv2d(mid, out_channels, 3, 2, 1)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x):
+        return self.bn2(self.conv2(self.act(self.bn1(self.conv1(x)))))
+
+
+class ConvDownsample(nn.Module):
+    """conv3x3 stride 2 + BN between stages (no activation, no LayerNorm)."""
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, 2, 1)
+        self.bn = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x):
+        return self.bn(self.conv(x))
+
+
+class BiFormerBlock(nn.Module):
+    """x + dwconv3x3(x) -> x + attn(LN(x)) -> x + MLP(LN(x)); NCHW in and out.
+
+    Args:
+        embed_dims (int): channels.
+        attn (nn.Module): token mixer on NHWC maps (BRA or global attention).
+        mlp_ratio (float): hidden ratio of the MLP.
+        drop_path (float): stochastic depth rate of both residual branches.
+        with_cp (bool): activation checkpointing of the whole block.
+    """
+
+    def __init__(self, embed_dims, attn, mlp_ratio=3., drop_path=0., with_cp=False):
+        super().__init__()
+        self.with_cp = with_cp
+        self.pos_conv = nn.Conv2d(embed_dims, embed_dims, 3, padding=1, groups=embed_dims)
+        self.norm1 = nn.LayerNorm(embed_dims, eps=1e-6)
+        self.attn = attn
+        self.norm2 = nn.LayerNorm(embed_dims, eps=1e-6)
+        self.ffn = FFN(embed_dims, int(mlp_ratio * embed_dims), act_cfg=dict(type='GELU'),
+                       add_identity=False)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def _forward(self, x):
+        x = x + self.pos_conv(x)
+        x = x.permute(0, 2, 3, 1)
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        x = x + self.drop_path(self.ffn(self.norm2(x)))
+        return x.permute(0, 3, 1, 2)
+
+    def forward(self, x):
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(self._forward, x, use_reentrant=False)
+        return self._forward(x)
+
+
+class BiFormerStage(nn.Module):
+
+    def __init__(self, downsample, blocks):
+        super().__init__()
+        self.downsample = downsample
+        self.blocks = ModuleList(blocks)
+
+    def forward(self, x):
+        if self.downsample is not None:
+            x = self.downsample(x)
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+def _per_stage(value, name, num_stages=4):
+    if isinstance(value, int):
+        return [value] * num_stages
+    value = list(value)
+    if len(value) != num_stages:
+        raise ValueError(f'{name} needs one value per stage ({num_stages}), got {value}')
+    return value
+
+
+@register_model
+class BiFormer(BaseModule):
+    """BiFormer backbone with bi-level routing attention.
+
+    Args:
+        arch (str | dict): ``'tiny'``, ``'small'``, ``'base'`` (or ``t/s/b``), or a dict with
+            ``embed_dims`` (4 ints), ``depths`` (4 ints), ``head_dim`` (BRA heads are
+            ``dim // head_dim``) and ``mlp_ratio``. Default: ``'small'``.
+        in_channels (int): input channels. Default: 3.
+        n_win (int | Sequence[int]): regions per side S, one value or one per stage (unused by
+            global-attention stages). Official: 7 ImageNet, 16 COCO, 8 ADE20K. Default: 16.
+        topks (Sequence[int]): routed regions per query region and stage; ``-2`` selects the
+            official global MHSA (stage 4). Default: ``(1, 4, 16, -2)``.
+        auto_pad (bool): pad each BRA input to a multiple of ``n_win`` (official det/seg
+            behaviour, any input size). ``False`` reproduces the classifier, which needs every
+            BRA map divisible by ``n_win``. Default: True.
+        global_heads (int): heads of the global stage; the official code keeps 8 whatever
+            ``head_dim`` says. Default: 8.
+        out_indices (Sequence[int]): stages whose LayerNorm2d-normalised maps are returned.
+        drop_path_rate (float): stochastic depth, linear over all blocks. Default: 0.
+        frozen_stages (int): freeze the stem (0) and stages ``< frozen_stages`` with their output
+            norms; -1 freezes nothing. Default: -1.
+        norm_eval (bool): keep BatchNorm layers in eval mode in training (official det setting).
+        with_cp (bool): activation checkpointing per block to save memory. Default: False.
+        init_cfg (dict, optional): e.g. ``dict(type='Pretrained', checkpoint=path)``; official
+            classification or det/seg files are converted on the fly when their pickle holds
+            tensors only, else convert once with ``tools/convert_ckpt.py biformer``.
+    """
+    arch_zoo = {
+        **dict.fromkeys(['t', 'tiny'], dict(
+            embed_dims=[64, 128, 256, 512], depths=[2, 2, 8, 2], head_dim=32, mlp_ratio=3)),
+        **dict.fromkeys(['s', 'small'], dict(
+            embed_dims=[64, 128, 256, 512], depths=[4, 4, 18, 4], head_dim=32, mlp_ratio=3)),
+        **dict.fromkeys(['b', 'base'], dict(
+            embed_dims=[96, 192, 384, 768], depths=[4, 4, 18, 4], head_dim=32, mlp_ratio=3)),
+    }
+    num_stages = 4
+
+    def __init__(self,
+                 arch='small',
+                 in_channels=3,
+                 n_win=16,
+                 topks=(1, 4, 16, -2),
+                 auto_pad=True,
+                 global_heads=8,
+                 lepe_kernel=5,
+                 out_indices=(0, 1, 2, 3),
+                 drop_path_rate=0.,
+                 frozen_stages=-1,
+                 norm_eval=False,
+                 with_cp=False,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.arch_settings = self._parse_arch(arch)
+        embed_dims = self.arch_settings['embed_dims']
+        depths = self.arch_settings['depths']
+        self.embed_dims = list(embed_dims)
+        self.in_channels = in_channels
+        self.n_win = _per_stage(n_win, 'n_win')
+        self.topks = _per_stage(topks, 'topks')
+        for stage, topk in enumerate(self.topks):
+            if topk != GLOBAL_ATTENTION and not 1 <= topk <= self.n_win[stage]**2:
+                raise ValueError(f'stage {stage}: topk={topk} must be -2 (global attention) or '
+                                 f'in [1, n_win**2={self.n_win[stage] ** 2}]')
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        out_indices = [i % self.num_stages for i in out_indices]
+        if not out_indices or any(not 0 <= i < self.num_stages for i in out_indices):
+            raise ValueError(f'out_indices must be within 0..3, got {out_indices}')
+        self.out_indices = sorted(set(out_indices))
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+
+        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.stem = ConvStem(in_channels, embed_dims[0])
+        self.stages = ModuleList()
+        for i in range(self.num_stages):
+            dim = embed_dims[i]
+            blocks = []
+            for j in range(depths[i]):
+                if self.topks[i] == GLOBAL_ATTENTION:
+                    attn = GlobalAttentionLePE(dim, global_heads, lepe_kernel)
+                else:
+                    attn = BiLevelRoutingAttention(dim, dim // self.arch_settings['head_dim'],
+                                                   self.n_win[i], self.topks[i], lepe_kernel,
+                                                   auto_pad)
+                blocks.append(BiFormerBlock(dim, attn, self.arch_settings['mlp_ratio'],
+                                            dpr[sum(depths[:i]) + j], with_cp))
+            downsample = ConvDownsample(embed_dims[i - 1], dim) if i > 0 else None
+            self.stages.append(BiFormerStage(downsample, blocks))
+        for i in self.out_indices:
+            # Normalises the returned copy only; the trunk continues un-normalised (official
+            # post-submission behaviour, spec §1.7).
+            self.add_module(f'norm{i}', LayerNorm2d(embed_dims[i]))
+
+    def _parse_arch(self, arch):
+        if isinstance(arch, str):
+            key = arch.lower()
+            if key not in self.arch_zoo:
+                raise ValueError(f'Unknown BiFormer arch {arch!r}; choose one of '
+                                 f'{sorted(set(self.arch_zoo))} or pass a dict')
+            return dict(self.arch_zoo[key])
+        required = {'embed_dims', 'depths', 'head_dim', 'mlp_ratio'}
+        if not isinstance(arch, dict) or not required <= set(arch):
+            raise ValueError(f'A custom BiFormer arch must be a dict with keys {sorted(required)}, '
+                             f'got {arch!r}')
+        for key in ('embed_dims', 'depths'):
+            if len(arch[key]) != self.num_stages:
+                raise ValueError(f'arch[{key!r}] needs {self.num_stages} values, got {arch[key]}')
+        return dict(arch)
+
+    def init_weights(self):
+        if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
+            load_pretrained(self, 'biformer', self.init_cfg['checkpoint'],
+                            prefix=self.init_cfg.get('prefix'))
+            return
+        super().init_weights()
+        if self.init_cfg is None:
+            for m in self.modules():
+                if isinstance(m, nn.Linear):
+                    trunc_normal_(m.weight, std=.02)
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
+                elif isinstance(m, nn.LayerNorm):
+                    nn.init.ones_(m.weight)
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f'BiFormer expects an (N, {self.in_channels}, H, W) tensor, '
+                             f'got shape {tuple(x.shape)}')
+        x = self.stem(x)
+        outs = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i in self.out_indices:
+                outs.append(getattr(self, f'norm{i}')(x))
+        return tuple(outs)
+
+    def _freeze_stages(self):
+        if self.frozen_stages < 0:
+            return
+        frozen = [self.stem] + [self.stages[i] for i in range(min(self.frozen_stages, 4))]
+        frozen += [getattr(self, f'norm{i}') for i in self.out_indices if i < self.frozen_stages]
+        for module in frozen:
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode=True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self

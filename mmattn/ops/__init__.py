@@ -1,0 +1,7 @@
+from .routing import (BiLevelRoutingAttention, GlobalAttentionLePE, bi_level_routing_attention,
+                      bra_reference, global_attention_lepe_reference)
+
+__all__ = [
+    'BiLevelRoutingAttention', 'GlobalAttentionLePE', 'bi_level_routing_attention',
+    'bra_reference', 'global_attention_lepe_reference'
+]

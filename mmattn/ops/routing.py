@@ -1,0 +1,254 @@
+"""Bi-level routing attention (BRA, BiFormer, CVPR 2023) and BiFormer's stage-4 attention.
+
+Layout: NHWC in and out, as in the official legacy op every released checkpoint was trained with.
+
+* :func:`bi_level_routing_attention` - the functional core on plain tensors: region routing,
+  gather, token-to-token attention (region-divisible q/k/v, no projections).
+* :class:`BiLevelRoutingAttention` - the layer: zero-pad the normalised tokens (bottom/right),
+  fused qkv, the core, LePE on the padded V map, output projection, crop.
+* :func:`bra_reference` - the whole layer again, straight from the definition (loops over
+  regions, explicit softmax); slow and obviously right, used by the tests.
+* :class:`GlobalAttentionLePE` / :func:`global_attention_lepe_reference` - stage 4, plain MHSA.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmattn.registry import register_model
+
+
+def _check_routing_args(height, width, n_win, topk, channels, num_heads):
+    if height % n_win or width % n_win:
+        raise ValueError(
+            f'BRA needs H and W divisible by n_win={n_win}, got {height}x{width}; '
+            'use auto_pad=True (as the official det/seg backbones do) for other sizes')
+    if not 1 <= topk <= n_win * n_win:
+        raise ValueError(f'topk must be in [1, n_win**2={n_win * n_win}], got {topk}')
+    if channels % num_heads:
+        raise ValueError(f'channels ({channels}) must be divisible by num_heads ({num_heads})')
+
+
+def route_regions(q_region, k_region, topk, scale):
+    """Top-k key regions per query region; no gradient flows into routing (official detach)."""
+    affinity = (q_region.detach() * scale) @ k_region.detach().transpose(-1, -2)
+    return affinity.topk(topk, dim=-1).indices
+
+
+def bi_level_routing_attention(q, k, v, n_win, topk, num_heads, scale=None):
+    """Region routing + token-to-token attention over the gathered top-k regions.
+
+    Args:
+        q (Tensor): (N, H, W, C) queries; H and W divisible by ``n_win``.
+        k (Tensor): (N, H, W, C) keys.
+        v (Tensor): (N, H, W, C) values.
+        n_win (int): regions per side S (S*S regions, region size H/S x W/S).
+        topk (int): key regions gathered per query region, 1 <= topk <= S*S.
+        num_heads (int): heads; channels are split head-major.
+        scale (float, optional): logit scale. Default ``C ** -0.5``: the official BRA scales by
+            the full qk width, not the head width, and the released weights depend on it.
+
+    Returns:
+        tuple[Tensor, Tensor]: output (N, H, W, C) and routed region indices (N, S*S, topk).
+    """
+    n, height, width, channels = q.shape
+    _check_routing_args(height, width, n_win, topk, channels, num_heads)
+    scale = channels**-0.5 if scale is None else scale
+    rh, rw = height // n_win, width // n_win
+    num_regions, region_tokens, head_dim = n_win * n_win, rh * rw, channels // num_heads
+
+    def to_regions(t):  # (N, H, W, C') -> (N, R, T, C'), regions row-major, tokens row-major
+        t = t.reshape(n, n_win, rh, n_win, rw, t.shape[-1]).permute(0, 1, 3, 2, 4, 5)
+        return t.reshape(n, num_regions, region_tokens, t.shape[-1])
+
+    q_reg, k_reg, v_reg = to_regions(q), to_regions(k), to_regions(v)
+    idx = route_regions(q_reg.mean(2), k_reg.mean(2), topk, scale)
+
+    # Gather the routed regions straight into the layout SDPA reads: rows (N*R*topk, T, C)
+    # viewed as (N*R, heads, topk*T, d) - a strided view, no further copy of the k-fold K/V.
+    flat_idx = (idx + torch.arange(n, device=idx.device).view(n, 1, 1) * num_regions).reshape(-1)
+
+    def gather(t):
+        t = t.reshape(n * num_regions, region_tokens, channels).index_select(0, flat_idx)
+        return t.view(n * num_regions, topk * region_tokens, num_heads, head_dim).transpose(1, 2)
+
+    k_sel, v_sel = gather(k_reg), gather(v_reg)
+    q_heads = q_reg.reshape(n * num_regions, region_tokens, num_heads, head_dim).transpose(1, 2)
+
+    out = F.scaled_dot_product_attention(q_heads, k_sel, v_sel, scale=scale)
+    out = out.transpose(1, 2).reshape(n, n_win, n_win, rh, rw, channels)
+    out = out.permute(0, 1, 3, 2, 4, 5).reshape(n, height, width, channels)
+    return out, idx
+
+
+def _pad_bottom_right(x, n_win):
+    pad_b = (n_win - x.shape[1] % n_win) % n_win
+    pad_r = (n_win - x.shape[2] % n_win) % n_win
+    if pad_b or pad_r:
+        x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
+    return x
+
+
+@register_model
+class BiLevelRoutingAttention(nn.Module):
+    """Bi-level routing attention layer (BiFormer stages 1-3), NHWC in and out.
+
+    Args:
+        embed_dims (int): channels C (= qk dim in every released model).
+        num_heads (int): heads (official: C // 32).
+        n_win (int): regions per side S. Official: 7 (ImageNet), 16 (COCO), 8 (ADE20K).
+        topk (int): routed key regions per query region.
+        lepe_kernel (int): LePE depthwise kernel ("side_dwconv"). Default 5.
+        auto_pad (bool): zero-pad bottom/right to a multiple of ``n_win`` before the qkv
+            projection and crop after (official dense behaviour). Without it H, W must divide.
+    """
+
+    def __init__(self, embed_dims, num_heads, n_win, topk, lepe_kernel=5, auto_pad=True):
+        super().__init__()
+        if embed_dims % num_heads:
+            raise ValueError(f'embed_dims ({embed_dims}) must be divisible by num_heads ({num_heads})')
+        if not 1 <= topk <= n_win * n_win:
+            raise ValueError(f'topk must be in [1, n_win**2={n_win * n_win}], got {topk}')
+        self.embed_dims, self.num_heads = embed_dims, num_heads
+        self.n_win, self.topk, self.auto_pad = n_win, topk, auto_pad
+        self.scale = embed_dims**-0.5
+        self.qkv = nn.Linear(embed_dims, 3 * embed_dims)
+        self.lepe = nn.Conv2d(embed_dims, embed_dims, lepe_kernel, padding=lepe_kernel // 2,
+                              groups=embed_dims)
+        self.proj = nn.Linear(embed_dims, embed_dims)
+
+    def forward(self, x, return_routing=False):
+        height, width = x.shape[1:3]
+        if self.auto_pad:
+            # Padded tokens are zeros *before* qkv, so they carry the qkv bias and take part in
+            # region means, routing, attention and LePE - what the det/seg weights were trained on.
+            x = _pad_bottom_right(x, self.n_win)
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        out, idx = bi_level_routing_attention(q, k, v, self.n_win, self.topk, self.num_heads,
+                                              self.scale)
+        out = out + self.lepe(v.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        out = self.proj(out)[:, :height, :width]
+        return (out, idx) if return_routing else out
+
+    def extra_repr(self):
+        return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, n_win={self.n_win}, '
+                f'topk={self.topk}, auto_pad={self.auto_pad}')
+
+
+@register_model
+class GlobalAttentionLePE(nn.Module):
+    """BiFormer stage-4 attention: global MHSA with a bias-free qkv and LePE on the *input*.
+
+    The paper writes stage-4 top-k as S*S, but the released code uses this module instead
+    (8 heads whatever head_dim says, per-head scale, LePE of the attention input x, not of V).
+
+    Args:
+        embed_dims (int): channels C.
+        num_heads (int): heads. Official: 8.
+        lepe_kernel (int): LePE depthwise kernel. Default 5.
+    """
+
+    def __init__(self, embed_dims, num_heads=8, lepe_kernel=5):
+        super().__init__()
+        if embed_dims % num_heads:
+            raise ValueError(f'embed_dims ({embed_dims}) must be divisible by num_heads ({num_heads})')
+        self.embed_dims, self.num_heads = embed_dims, num_heads
+        self.qkv = nn.Linear(embed_dims, 3 * embed_dims, bias=False)
+        self.lepe = nn.Conv2d(embed_dims, embed_dims, lepe_kernel, padding=lepe_kernel // 2,
+                              groups=embed_dims)
+        self.proj = nn.Linear(embed_dims, embed_dims)
+
+    def forward(self, x):
+        n, height, width, channels = x.shape
+        qkv = self.qkv(x).reshape(n, height * width, 3, self.num_heads, channels // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        out = F.scaled_dot_product_attention(q, k, v)
+        out = out.transpose(1, 2).reshape(n, height, width, channels)
+        out = out + self.lepe(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return self.proj(out)
+
+
+# ------------------------------------------------------------------------------------------
+# References, straight from the definition (spec biformer.md §2.1, §2.3). Slow; for tests.
+# ------------------------------------------------------------------------------------------
+
+
+def bra_reference(x, qkv_weight, qkv_bias, lepe_weight, lepe_bias, proj_weight, proj_bias, n_win,
+                  topk, num_heads, auto_pad=True):
+    """BRA layer from the definition: explicit padding, per-region loops, explicit softmax.
+
+    Args:
+        x (Tensor): (N, H, W, C) normalised tokens.
+        qkv_weight, qkv_bias: fused projection, rows [q | k | v].
+        lepe_weight, lepe_bias: depthwise LePE conv on the padded V map.
+        proj_weight, proj_bias: output projection.
+        n_win, topk, num_heads, auto_pad: as :class:`BiLevelRoutingAttention`.
+
+    Returns:
+        tuple[Tensor, Tensor]: output (N, H, W, C) and routed indices (N, S*S, topk).
+    """
+    n, h_in, w_in, c = x.shape
+    if auto_pad:
+        pad_b, pad_r = (-h_in) % n_win, (-w_in) % n_win
+        padded = x.new_zeros(n, h_in + pad_b, w_in + pad_r, c)
+        padded[:, :h_in, :w_in] = x
+        x = padded
+    height, width = x.shape[1:3]
+    if height % n_win or width % n_win:
+        raise ValueError(f'{height}x{width} not divisible by n_win={n_win}')
+    qkv = x @ qkv_weight.t() + qkv_bias
+    q, k, v = qkv[..., :c], qkv[..., c:2 * c], qkv[..., 2 * c:]
+    rh, rw, d = height // n_win, width // n_win, c // num_heads
+    scale = c**-0.5
+
+    def region(t, b, r):  # tokens of region r = row_block * S + col_block, row-major: (T, C)
+        j, i = divmod(r, n_win)
+        return t[b, j * rh:(j + 1) * rh, i * rw:(i + 1) * rw].reshape(rh * rw, c)
+
+    out = torch.zeros_like(q)
+    all_idx = []
+    for b in range(n):
+        q_mean = torch.stack([region(q, b, r).mean(0) for r in range(n_win * n_win)])
+        k_mean = torch.stack([region(k, b, r).mean(0) for r in range(n_win * n_win)])
+        affinity = (q_mean * scale) @ k_mean.t()
+        idx = affinity.topk(topk, dim=-1).indices
+        all_idx.append(idx)
+        for r in range(n_win * n_win):
+            keys = torch.cat([region(k, b, int(s)) for s in idx[r]])
+            values = torch.cat([region(v, b, int(s)) for s in idx[r]])
+            queries = region(q, b, r)
+            heads = []
+            for hd in range(num_heads):
+                sl = slice(hd * d, (hd + 1) * d)
+                logits = (queries[:, sl] * scale) @ keys[:, sl].t()
+                prob = torch.exp(logits - logits.max(-1, keepdim=True).values)
+                heads.append((prob / prob.sum(-1, keepdim=True)) @ values[:, sl])
+            j, i = divmod(r, n_win)
+            out[b, j * rh:(j + 1) * rh, i * rw:(i + 1) * rw] = torch.cat(heads, -1).reshape(rh, rw, c)
+    lepe = F.conv2d(v.permute(0, 3, 1, 2), lepe_weight, lepe_bias,
+                    padding=lepe_weight.shape[-1] // 2, groups=c)
+    out = out + lepe.permute(0, 2, 3, 1)
+    out = out @ proj_weight.t() + proj_bias
+    return out[:, :h_in, :w_in], torch.stack(all_idx)
+
+
+def global_attention_lepe_reference(x, qkv_weight, lepe_weight, lepe_bias, proj_weight, proj_bias,
+                                    num_heads=8):
+    """Stage-4 attention from the definition (spec §2.3)."""
+    n, height, width, c = x.shape
+    d = c // num_heads
+    tokens = x.reshape(n, height * width, c)
+    qkv = tokens @ qkv_weight.t()
+    out = torch.zeros_like(tokens)
+    for hd in range(num_heads):
+        q = qkv[..., hd * d:(hd + 1) * d]
+        k = qkv[..., c + hd * d:c + (hd + 1) * d]
+        v = qkv[..., 2 * c + hd * d:2 * c + (hd + 1) * d]
+        prob = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(d), dim=-1)
+        out[..., hd * d:(hd + 1) * d] = prob @ v
+    out = out.reshape(n, height, width, c)
+    lepe = F.conv2d(x.permute(0, 3, 1, 2), lepe_weight, lepe_bias,
+                    padding=lepe_weight.shape[-1] // 2, groups=c)
+    out = out + lepe.permute(0, 2, 3, 1)
+    return out @ proj_weight.t() + proj_bias
