@@ -183,7 +183,7 @@ class BiFormer(BaseModule):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
 
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        dpr = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
         self.stem = ConvStem(in_channels, embed_dims[0])
         self.stages = ModuleList()
         for i in range(self.num_stages):
