@@ -114,14 +114,14 @@ def find_missing_data(cfg, splits: Sequence[str] = ('train', 'val')) -> List[str
 def missing_data_message(missing: Iterable[str]) -> str:
     """The one-line error printed for missing data."""
     missing = list(missing)
-    where = missing[0] if len(missing) == 1 else f'{missing[0]} (and {len(missing) - 1} more)'
-    root = osp.abspath(osp.join(osp.curdir, missing[0]))
-    synthetic = 'synthetic' in missing[0]
-    hint = SYNTHETIC_HINT if synthetic else (
-        'put the dataset there (or point data_root elsewhere with --cfg-options); '
-        + SYNTHETIC_HINT + ' and use a configs/demo config')
-    return (f'mmattn: dataset not found: expected {where} (resolved as {root} from the current '
-            f'directory); {hint}')
+    more = f', {len(missing) - 1} more path(s) missing' if len(missing) > 1 else ''
+    where = f'expected {missing[0]} ({osp.abspath(missing[0])}{more})'
+    if 'synthetic' in missing[0]:
+        hint = SYNTHETIC_HINT
+    else:
+        hint = ('put the dataset there or set data_root with --cfg-options; '
+                f'{SYNTHETIC_HINT} and use a configs/demo config')
+    return f'mmattn: dataset not found: {where}; {hint}'
 
 
 def check_data_or_exit(cfg, splits: Sequence[str] = ('train', 'val'), exit_code: int = 2):

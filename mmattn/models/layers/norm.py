@@ -11,4 +11,5 @@ class LayerNorm2d(nn.LayerNorm):
     def forward(self, x):
         x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias,
                          self.eps)
-        return x.permute(0, 3, 1, 2)
+        # contiguous: mmcv's roi_align reads its input as if it were (scrambled RoI features)
+        return x.permute(0, 3, 1, 2).contiguous()

@@ -1,0 +1,78 @@
+"""Distributed runs (``--launcher pytorch``, torchrun) on machines without CUDA.
+
+mmengine 0.10.7 assumes GPUs in three places; :func:`setup_cpu_distributed` works around each
+from the config / process side, nothing in site-packages is changed:
+
+1. ``init_dist('pytorch')`` calls ``torch.cuda.set_device(local_rank)``, which raises on a
+   CPU-only torch. The Runner skips ``init_dist`` when a process group exists, so the gloo group
+   is created here first (from torchrun's ``env://`` variables).
+2. The Runner wraps the model in ``MMDistributedDataParallel(device_ids=[LOCAL_RANK])``; DDP
+   rejects ``device_ids`` for CPU modules. ``model_wrapper_cfg`` with ``device_ids=None`` wins
+   over that default.
+3. Stock configs ask for NCCL (``env_cfg.dist_cfg.backend``) and SyncBN (mmseg heads,
+   ``sync_bn``); NCCL needs CUDA and torch's SyncBatchNorm raises in training on CPU tensors.
+   The backend becomes gloo and SyncBN becomes BN (per-process batch statistics).
+"""
+import logging
+
+import torch
+from mmengine.logging import print_log
+
+_SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN')
+
+
+def needs_cpu_distributed(launcher):
+    return launcher not in (None, 'none') and not torch.cuda.is_available()
+
+
+def syncbn_to_bn(node):
+    """Replace every ``type='SyncBN'`` norm config below ``node`` by BN; returns the count."""
+    count = 0
+    if isinstance(node, dict):
+        if node.get('type') in _SYNC_BN_TYPES:
+            node['type'] = 'BN'
+            count += 1
+        for value in node.values():
+            count += syncbn_to_bn(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            count += syncbn_to_bn(value)
+    return count
+
+
+def cpu_distributed_cfg(cfg):
+    """Config side of the workarounds (2 and 3 above); the config is changed in place."""
+    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    wrapper = cfg.get('model_wrapper_cfg', None)
+    if wrapper is None:
+        cfg.model_wrapper_cfg = dict(
+            type='MMDistributedDataParallel',
+            device_ids=None,
+            broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
+    else:
+        wrapper['device_ids'] = None
+    replaced = syncbn_to_bn(cfg.model)
+    if cfg.get('sync_bn', None) is not None:
+        cfg.sync_bn = None
+        replaced += 1
+    if replaced:
+        print_log('mmattn: distributed on CPU: SyncBN has no CPU kernel in torch, using BN '
+                  '(per-process batch statistics)', logger='current', level=logging.WARNING)
+    return cfg
+
+
+def init_cpu_process_group(launcher):
+    """Process side (workaround 1): create the gloo group before the Runner is built."""
+    import torch.distributed as dist
+    if launcher == 'pytorch' and dist.is_available() and not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+
+
+def setup_cpu_distributed(cfg):
+    """All of the above when ``cfg.launcher`` is distributed and CUDA is absent; else no-op."""
+    if not needs_cpu_distributed(cfg.get('launcher', 'none')):
+        return False
+    cpu_distributed_cfg(cfg)
+    init_cpu_process_group(cfg.launcher)
+    return True

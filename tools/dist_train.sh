@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Distributed training with torchrun: bash tools/dist_train.sh CONFIG NUM_PROCS [train.py args]
+# e.g. bash tools/dist_train.sh configs/det/biformer_maskrcnn.py 8 --work-dir work_dirs/x
+# Without CUDA the processes run on CPU and use the gloo backend (NCCL needs GPUs).
+# Env: NNODES, NODE_RANK, PORT, MASTER_ADDR, PYTHON as for the upstream mmdet/mmseg scripts.
+set -e
+if [ $# -lt 2 ]; then
+    echo "usage: $0 CONFIG NUM_PROCS [tools/train.py options]" >&2
+    exit 2
+fi
+CONFIG=$1
+GPUS=$2
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+PORT=${PORT:-29500}
+MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
+PYTHON=${PYTHON:-python}
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+
+EXTRA=()
+if ! "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+    echo "[dist_train] no CUDA: using the gloo backend on CPU" >&2
+    EXTRA=(--cfg-options env_cfg.dist_cfg.backend=gloo)
+fi
+
+PYTHONPATH="$ROOT":$PYTHONPATH \
+"$PYTHON" -m torch.distributed.run \
+    --nnodes="$NNODES" \
+    --node_rank="$NODE_RANK" \
+    --master_addr="$MASTER_ADDR" \
+    --nproc_per_node="$GPUS" \
+    --master_port="$PORT" \
+    "$ROOT/tools/train.py" \
+    "$CONFIG" \
+    --launcher pytorch "${@:3}" "${EXTRA[@]}"

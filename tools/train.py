@@ -1,0 +1,163 @@
+"""Train a detector or segmentor from an mmattn (or any mmdet / mmseg) config.
+
+Upstream-compatible front end of mmdet's and mmseg's ``tools/train.py``: the same flags, and the
+semantics follow ``default_scope`` of the config (``mmdet``: ``--resume [PATH]`` and
+``--auto-scale-lr``; ``mmseg``: ``--resume`` is a flag that resumes from the work dir).
+Differences: ``import mmattn`` first (registers the backbones and installs the checkpoint
+allow-list for ``--resume``/``load_from``), ``--amp`` is refused on a machine without CUDA
+instead of failing inside mmengine, and the dataset paths are checked before the Runner is
+built (one-line error when they are missing).
+
+    python tools/train.py configs/demo/biformer_maskrcnn_synthetic.py --work-dir work_dirs/demo
+    python tools/train.py configs/seg/biformer_upernet.py --resume
+    bash tools/dist_train.sh configs/det/biformer_maskrcnn.py 8
+"""
+import argparse
+import logging
+import os
+import os.path as osp
+import sys
+import warnings
+
+# mmengine 0.10.7 imports pkg_resources (setuptools<82 is pinned, spec B.6); its deprecation
+# notice is noise for users of these tools
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
+
+import mmattn  # noqa: F401,E402  (first: registrations + checkpoint allow-list)
+from mmattn.utils import check_data_or_exit  # noqa: E402
+from mmattn.utils import cpu_dist  # noqa: E402
+
+import torch  # noqa: E402
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.logging import print_log  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train a detector (mmdet) or segmentor (mmseg)')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--amp', action='store_true', default=False,
+        help='enable automatic-mixed-precision training (CUDA only)')
+    parser.add_argument(
+        '--auto-scale-lr', action='store_true',
+        help='scale the LR by total batch / auto_scale_lr.base_batch_size (mmdet configs)')
+    parser.add_argument(
+        '--resume', nargs='?', type=str, const='auto',
+        help='resume from the latest checkpoint in the work dir; mmdet configs also accept a '
+        'checkpoint path (--resume PATH)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override some settings in the used config, the key-value pair in xxx=yyy format '
+        'will be merged into config file. If the value to be overwritten is a list, it should be '
+        'like key="[a,b]" or key=a,b. It also allows nested list/tuple values, e.g. '
+        'key="[(a,b),(c,d)]". Note that the quotation marks are necessary and that no white '
+        'space is allowed.')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+        help='job launcher')
+    # torch.distributed.launch / torchrun pass --local-rank (torch >= 2.0) or --local_rank
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def codebase_of(cfg):
+    """'mmdet' or 'mmseg' from ``default_scope`` (the stock runtime bases set it)."""
+    scope = cfg.get('default_scope', None)
+    if scope not in ('mmdet', 'mmseg'):
+        raise SystemExit(f'tools/train.py: unsupported default_scope {scope!r} in the config; '
+                         'expected "mmdet" or "mmseg" (inherit an mmdet:: or mmseg:: runtime base)')
+    return scope
+
+
+def apply_amp(cfg, scope):
+    if not torch.cuda.is_available():
+        raise SystemExit('tools/train.py: --amp needs a CUDA GPU (mmengine AmpOptimWrapper '
+                         'supports CUDA/NPU/MLU/MUSA only); run without --amp on CPU')
+    optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    if optim_wrapper == 'AmpOptimWrapper':
+        print_log('AMP training is already enabled in your config.', logger='current',
+                  level=logging.WARNING)
+        return
+    if scope == 'mmseg' and optim_wrapper != 'OptimWrapper':
+        raise SystemExit('tools/train.py: --amp is only supported when the optimizer wrapper '
+                         f'type is OptimWrapper, got {optim_wrapper}')
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    cfg.optim_wrapper.loss_scale = 'dynamic'
+
+
+def build_cfg(args):
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    scope = codebase_of(cfg)
+
+    # work_dir: CLI > config > ./work_dirs/<config stem>
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+
+    if args.amp:
+        apply_amp(cfg, scope)
+
+    if cpu_dist.needs_cpu_distributed(args.launcher):
+        cpu_dist.cpu_distributed_cfg(cfg)  # gloo, DDP without device_ids, BN instead of SyncBN
+
+    if args.auto_scale_lr:
+        if scope != 'mmdet':
+            raise SystemExit('tools/train.py: --auto-scale-lr is an mmdet option; this is an '
+                             f'{scope} config')
+        if 'auto_scale_lr' in cfg and 'enable' in cfg.auto_scale_lr and \
+                'base_batch_size' in cfg.auto_scale_lr:
+            cfg.auto_scale_lr.enable = True
+        else:
+            raise RuntimeError('Can not find "auto_scale_lr" or "auto_scale_lr.enable" or '
+                               '"auto_scale_lr.base_batch_size" in your configuration file.')
+
+    if args.resume is not None:
+        if args.resume == 'auto':
+            cfg.resume = True
+            cfg.load_from = None
+        elif scope == 'mmdet':
+            cfg.resume = True
+            cfg.load_from = args.resume
+        else:
+            raise SystemExit('tools/train.py: mmseg configs resume from the work dir only: use '
+                             '--resume without a path (or --cfg-options load_from=PATH '
+                             'resume=True)')
+    return cfg, scope
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg, scope = build_cfg(args)
+
+    # one line, before minutes of model building, when the dataset is not where cfg says
+    splits = ('train', 'val') if cfg.get('val_cfg', None) is not None else ('train', )
+    check_data_or_exit(cfg, splits)
+
+    if scope == 'mmdet':
+        from mmdet.utils import setup_cache_size_limit_of_dynamo
+        setup_cache_size_limit_of_dynamo()
+        from mmdet.registry import RUNNERS
+    else:
+        from mmseg.registry import RUNNERS
+    from mmengine.runner import Runner
+
+    if cpu_dist.needs_cpu_distributed(cfg.launcher):
+        cpu_dist.init_cpu_process_group(cfg.launcher)  # mmengine's init_dist needs CUDA
+    if 'runner_type' not in cfg:
+        runner = Runner.from_cfg(cfg)
+    else:
+        runner = RUNNERS.build(cfg)
+    runner.train()
+    return runner
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])
