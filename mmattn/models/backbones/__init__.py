@@ -1,3 +1,4 @@
 from .biformer import BiFormer
+from .nat import DiNAT, NAT
 
-__all__ = ['BiFormer']
+__all__ = ['BiFormer', 'NAT', 'DiNAT']

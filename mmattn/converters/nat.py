@@ -1,0 +1,102 @@
+"""Official NAT / DiNAT checkpoints (SHI-Labs/Neighborhood-Attention-Transformer) -> mmattn.
+
+mmattn's ``NAT`` / ``DiNAT`` keep the official parameter names (spec nat.md §3), so this is a
+checked identity mapping: the ImageNet classifier (``norm.*``, ``head.*``) is dropped, the
+det/seg output norms ``norm0..3`` are added as ones/zeros for classification files (as the
+official det/seg backbones start them), and every key is validated against the official key
+table and then against a meta-device model of the inferred architecture. Tensors are never
+modified. Dilations change no parameter (the rpb table is dilation-independent, §1.8), so one
+converter serves both families.
+"""
+import re
+
+import torch
+from mmengine.logging import print_log
+
+from .common import CheckpointKeyError, check_against_model, register_converter
+
+_BLOCK = r'levels\.\d+\.blocks\.\d+\.'
+_OFFICIAL_KEYS = re.compile('^(?:' + '|'.join([
+    r'patch_embed\.proj\.[01]\.(?:weight|bias)',
+    r'patch_embed\.norm\.(?:weight|bias)',
+    _BLOCK + r'(?:norm1|norm2|attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2)\.(?:weight|bias)',
+    _BLOCK + r'(?:attn\.rpb|gamma1|gamma2)',
+    r'levels\.\d+\.downsample\.reduction\.weight',
+    r'levels\.\d+\.downsample\.norm\.(?:weight|bias)',
+    r'norm[0-3]\.(?:weight|bias)',
+]) + ')$')
+_CLASSIFIER = re.compile(r'^(?:norm|head)\.(?:weight|bias)$')
+
+
+def _arch_of(state_dict):
+    """The NAT arch dict of an official/mmattn-layout state dict (for the meta-model check)."""
+    if 'patch_embed.norm.weight' not in state_dict:
+        raise CheckpointKeyError('not a NAT/DiNAT checkpoint: patch_embed.norm.weight is missing')
+    embed_dims = state_dict['patch_embed.norm.weight'].shape[0]
+    depths, heads = [], []
+    kernel_size, mlp_ratio = 7, 3.
+    for level in range(4):
+        prefix = f'levels.{level}.blocks.'
+        blocks = {int(k[len(prefix):].split('.')[0]) for k in state_dict if k.startswith(prefix)}
+        if not blocks:
+            raise CheckpointKeyError(f'NAT checkpoint has no blocks for level {level}')
+        depths.append(max(blocks) + 1)
+        rpb = state_dict.get(f'{prefix}0.attn.rpb')
+        heads.append(rpb.shape[0] if rpb is not None else 1)
+        if level == 0:
+            if rpb is not None:
+                kernel_size = (rpb.shape[-1] + 1) // 2
+            fc1 = state_dict.get(f'{prefix}0.mlp.fc1.weight')
+            if fc1 is not None:
+                mlp_ratio = fc1.shape[0] / fc1.shape[1]
+    layer_scale = 1e-5 if 'levels.0.blocks.0.gamma1' in state_dict else None
+    return dict(embed_dims=embed_dims, depths=depths, num_heads=heads, mlp_ratio=mlp_ratio,
+                kernel_size=kernel_size, layer_scale=layer_scale)
+
+
+@register_converter('nat', 'dinat')
+def convert_nat(state_dict, add_out_norms=True):
+    """Check and adapt an official NAT / DiNAT state dict for mmattn's ``NAT`` / ``DiNAT``.
+
+    Args:
+        state_dict (dict): official keys: classification (with ``norm.*``/``head.*``) or the
+            det/seg backbone (with ``norm0..3``), already stripped of ``backbone.``.
+        add_out_norms (bool): add ``norm0..3`` as weight 1 / bias 0 when the file has none
+            (classification files), as the official det/seg backbones initialise them.
+
+    Returns:
+        dict: loads with ``strict=True`` into ``NAT``/``DiNAT`` built with all four
+        out_indices and the checkpoint's arch (any dilations).
+
+    Raises:
+        CheckpointKeyError: one error listing every unknown key, or every missing /
+            unexpected / mis-shaped key against the inferred architecture.
+    """
+    from mmattn.models.backbones.nat import NAT
+
+    converted, unknown, dropped = {}, [], []
+    for key, value in state_dict.items():
+        if _CLASSIFIER.match(key):
+            dropped.append(key)
+        elif _OFFICIAL_KEYS.match(key):
+            converted[key] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise CheckpointKeyError(f'not an official NAT/DiNAT checkpoint: {len(unknown)} unknown '
+                                 'keys: ' + ', '.join(sorted(unknown)))
+    if dropped:
+        print_log(f'nat converter: dropped the ImageNet classifier ({len(dropped)} tensors: '
+                  'norm.*, head.*)', logger='current')
+    arch = _arch_of(converted)
+    if add_out_norms and not any(re.match(r'^norm\d\.', k) for k in converted):
+        for i in range(4):
+            dim = arch['embed_dims'] * 2**i
+            converted[f'norm{i}.weight'] = torch.ones(dim)
+            converted[f'norm{i}.bias'] = torch.zeros(dim)
+        print_log('nat converter: classification checkpoint, output norms norm0..3 initialised '
+                  'to weight 1 / bias 0 as the official det/seg backbones do', logger='current')
+    with torch.device('meta'):
+        model = NAT(arch=arch)
+    check_against_model(converted, model, '(nat/dinat)')
+    return converted

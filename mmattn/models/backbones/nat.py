@@ -1,0 +1,414 @@
+"""NAT (Hassani et al., CVPR 2023) and DiNAT (Hassani & Shi, 2022) as dense-prediction backbones.
+
+Numerics follow the official det/seg backbones (spec nat.md §1): a two-conv tokenizer, four
+levels of pre-norm neighborhood-attention blocks (optional layer scale), conv downsamplers, and
+an extra LayerNorm ``norm{i}`` on the *pre-downsample* map of every returned level. Maps smaller
+than ``kernel_size * dilation`` are handled as NATTEN 0.14/0.15 did when the published
+downstream weights were trained (§2.6): the LayerNorm-ed block input is zero padded at the
+bottom/right before qkv and the attention output is cropped back.
+
+Parameter names are the official ones (``patch_embed.proj.0``, ``levels.{i}.blocks.{j}.attn.rpb``,
+``mlp.fc1``, ``gamma1``, ``levels.{i}.downsample.reduction``, ``norm{i}`` ...), so the converter
+only drops the ImageNet classifier and adds the output norms.
+"""
+import copy
+
+import torch
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmcv.cnn.bricks import DropPath
+from mmengine.model import BaseModule, ModuleList
+from mmengine.model.weight_init import trunc_normal_
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmattn.ops.neighborhood import NeighborhoodAttention2d
+from mmattn.registry import register_model
+from ..utils import load_pretrained
+
+NUM_LEVELS = 4
+
+# Named DiNAT dilation schedules (spec §1.8), one entry per level. Levels 0, 1 and 3 must match
+# the depth exactly; the level-2 pattern is repeated to fill its depth (6 or 18 blocks), as in the
+# official configs. The first block of every level is undilated.
+DILATION_SCHEDULES = {
+    # 224-px ImageNet classification (all DiNAT checkpoints except the 384 ones)
+    'imagenet': ([1, 8, 1], [1, 4, 1, 4], [1, 2], [1, 1, 1, 1, 1]),
+    # DiNAT-Large 384 px, K=7 (the 384 11x11 model uses 'imagenet' with kernel_size=11)
+    'imagenet384': ([1, 13, 1], [1, 6, 1, 6], [1, 3], [1, 1, 1, 1, 1]),
+    # COCO detection configs (Mask R-CNN / Cascade, every size)
+    'coco': ([1, 28, 1], [1, 7, 1, 14], [1, 3, 1, 5, 1, 7], [1, 3, 1, 3, 1]),
+    # ADE20K UPerNet 512x512 (Mini / Tiny / Small / Base)
+    'ade20k': ([1, 16, 1], [1, 4, 1, 8], [1, 2, 1, 3, 1, 4], [1, 2, 1, 2, 1]),
+    # ADE20K UPerNet DiNAT-Large (the official "640x640" config)
+    'ade20k_large': ([1, 20, 1], [1, 5, 1, 10],
+                     [1, 2, 1, 3, 1, 4, 1, 5, 1, 2, 1, 3, 1, 4, 1, 5, 1, 5], [1, 2, 1, 2, 1]),
+}
+
+
+def expand_dilations(dilations, depths):
+    """Per-block dilations ``[[d, ...] x 4]`` from None, a schedule name or a nested list.
+
+    Raises:
+        ValueError: unknown schedule name, wrong number of levels or blocks, or a dilation
+            that is not an integer >= 1.
+    """
+    depths = list(depths)
+    if dilations is None:
+        return [[1] * n for n in depths]
+    if isinstance(dilations, str):
+        if dilations not in DILATION_SCHEDULES:
+            raise ValueError(f'unknown dilation schedule {dilations!r}; choose one of '
+                             f'{sorted(DILATION_SCHEDULES)} or pass one list per level')
+        schedule = DILATION_SCHEDULES[dilations]
+        out = []
+        for level, (pattern, depth) in enumerate(zip(schedule, depths)):
+            if level == 2 and depth % len(pattern) == 0:
+                pattern = pattern * (depth // len(pattern))
+            if len(pattern) != depth:
+                raise ValueError(
+                    f'dilation schedule {dilations!r} does not fit depths {depths}: level {level} '
+                    f'has {depth} blocks but the schedule gives {len(pattern)} '
+                    f'({list(schedule[level])}{" repeated" if level == 2 else ""}); '
+                    'pass an explicit per-block list instead')
+            out.append(list(pattern))
+        return out
+    if isinstance(dilations, (list, tuple)) and len(dilations) == NUM_LEVELS \
+            and all(isinstance(d, (list, tuple)) for d in dilations):
+        out = [list(d) for d in dilations]
+        for level, (level_dils, depth) in enumerate(zip(out, depths)):
+            if len(level_dils) != depth:
+                raise ValueError(f'dilations[{level}] has {len(level_dils)} values but level '
+                                 f'{level} has {depth} blocks (depths {depths})')
+            for d in level_dils:
+                if isinstance(d, bool) or not isinstance(d, int) or d < 1:
+                    raise ValueError(f'dilations must be integers >= 1, got {d!r} in level '
+                                     f'{level}')
+        return out
+    raise ValueError('dilations must be None, a schedule name '
+                     f'({sorted(DILATION_SCHEDULES)}) or one list of per-block dilations per '
+                     f'level ({NUM_LEVELS} lists), got {dilations!r}')
+
+
+class ConvTokenizer(nn.Module):
+    """Stride-4 patch embedding: conv3x3 s2 -> conv3x3 s2 (no norm or activation between), then
+    LayerNorm on channels-last. NCHW in, NHWC out."""
+
+    def __init__(self, in_channels, embed_dims):
+        super().__init__()
+        self.proj = nn.Sequential(
+            nn.Conv2d(in_channels, embed_dims // 2, 3, 2, 1),
+            nn.Conv2d(embed_dims // 2, embed_dims, 3, 2, 1))
+        self.norm = nn.LayerNorm(embed_dims)
+
+    def forward(self, x):
+        return self.norm(self.proj(x).permute(0, 2, 3, 1))
+
+
+class ConvDownsampler(nn.Module):
+    """conv3x3 stride 2 without bias, C -> 2C, then LayerNorm. NHWC in and out."""
+
+    def __init__(self, embed_dims):
+        super().__init__()
+        self.reduction = nn.Conv2d(embed_dims, 2 * embed_dims, 3, 2, 1, bias=False)
+        self.norm = nn.LayerNorm(2 * embed_dims)
+
+    def forward(self, x):
+        return self.norm(self.reduction(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1))
+
+
+class Mlp(nn.Module):
+    """Linear -> exact GELU -> Linear (official ``mlp.fc1`` / ``mlp.fc2`` names)."""
+
+    def __init__(self, embed_dims, hidden_dims, drop=0.):
+        super().__init__()
+        self.fc1 = nn.Linear(embed_dims, hidden_dims)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dims, embed_dims)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x):
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class NATBlock(nn.Module):
+    """Pre-norm block: x + gamma1 * NA(LN(x)), then x + gamma2 * MLP(LN(x)); NHWC in and out.
+
+    A map smaller than ``kernel_size * dilation`` on either axis is zero padded at the
+    bottom/right *after* ``norm1`` and before qkv, and the attention output is cropped back
+    (NATTEN 0.14/0.15 module behaviour, spec §2.6: the padded tokens are not masked, their keys
+    and values are the qkv bias).
+
+    Args:
+        embed_dims (int): channels C.
+        num_heads (int): attention heads.
+        kernel_size (int): odd neighborhood size K.
+        dilation (int): neighborhood dilation d.
+        mlp_ratio (float): MLP hidden width is ``int(C * mlp_ratio)``.
+        layer_scale (float, optional): initial value of the learnable per-channel ``gamma1`` /
+            ``gamma2``; None disables layer scale (no gamma parameters).
+        drop (float): dropout after the attention projection and in the MLP.
+        attn_drop (float): dropout on the attention probabilities.
+        drop_path (float): stochastic depth rate of both residual branches.
+        with_cp (bool): activation checkpointing of the whole block.
+    """
+
+    def __init__(self, embed_dims, num_heads, kernel_size=7, dilation=1, mlp_ratio=3.,
+                 layer_scale=None, drop=0., attn_drop=0., drop_path=0., with_cp=False):
+        super().__init__()
+        self.with_cp = with_cp
+        self.kernel_size = kernel_size
+        self.dilation = dilation
+        self.norm1 = nn.LayerNorm(embed_dims)
+        self.attn = NeighborhoodAttention2d(embed_dims, num_heads, kernel_size, dilation,
+                                            qkv_bias=True, attn_drop=attn_drop, proj_drop=drop,
+                                            rel_pos_bias=True)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(embed_dims)
+        self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop)
+        # The official code enables layer scale when the value is an int or a float (spec §1.4).
+        self.layer_scale = isinstance(layer_scale, (int, float)) and \
+            not isinstance(layer_scale, bool)
+        if self.layer_scale:
+            self.gamma1 = nn.Parameter(layer_scale * torch.ones(embed_dims))
+            self.gamma2 = nn.Parameter(layer_scale * torch.ones(embed_dims))
+
+    def attention(self, x):
+        """NA on a LayerNorm-ed NHWC map of any size (padding path for small maps)."""
+        height, width = x.shape[1:3]
+        need = self.kernel_size * self.dilation
+        pad_h, pad_w = max(need - height, 0), max(need - width, 0)
+        if pad_h or pad_w:
+            x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+        x = self.attn(x)
+        if pad_h or pad_w:
+            # the output projection is per token: cropping after it equals cropping before it
+            x = x[:, :height, :width].contiguous()
+        return x
+
+    def _forward(self, x):
+        a = self.attention(self.norm1(x))
+        x = x + self.drop_path(self.gamma1 * a if self.layer_scale else a)
+        m = self.mlp(self.norm2(x))
+        return x + self.drop_path(self.gamma2 * m if self.layer_scale else m)
+
+    def forward(self, x):
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(self._forward, x, use_reentrant=False)
+        return self._forward(x)
+
+
+class NATLevel(nn.Module):
+    """``depth`` blocks at constant resolution, then the downsampler (levels 0-2)."""
+
+    def __init__(self, blocks, downsample=None):
+        super().__init__()
+        self.blocks = ModuleList(blocks)
+        self.downsample = downsample
+
+    def forward(self, x):
+        """Returns (pre-downsample map, next level's input)."""
+        for block in self.blocks:
+            x = block(x)
+        return x, (self.downsample(x) if self.downsample is not None else x)
+
+
+@register_model
+class NAT(BaseModule):
+    """Neighborhood Attention Transformer backbone (NAT; DiNAT with ``dilations``).
+
+    Args:
+        arch (str | dict): ``'mini'``, ``'tiny'``, ``'small'``, ``'base'`` (or ``m/t/s/b``), or
+            a dict with ``embed_dims`` (int E; level widths E, 2E, 4E, 8E), ``depths`` (4 ints),
+            ``num_heads`` (4 ints), ``mlp_ratio`` and optionally ``kernel_size`` (default 7) and
+            ``layer_scale`` (float or None, default None). Default: ``'tiny'``.
+        in_channels (int): input channels. Default: 3.
+        kernel_size (int, optional): odd neighborhood size; None uses the arch's (7 for every
+            official model except DiNAT-L 384 11x11). Default: None.
+        dilations (None | str | Sequence[Sequence[int]]): per-block dilations. None: 1
+            everywhere (NAT). A schedule name of :data:`DILATION_SCHEDULES` (``'imagenet'``,
+            ``'imagenet384'``, ``'coco'``, ``'ade20k'``, ``'ade20k_large'``), or one list per
+            level with one int per block. A ValueError names the mismatch when the lengths do
+            not fit ``depths``. Default: None.
+        drop_rate (float): dropout after the attention projection and in the MLPs (0 in every
+            official setting). Default: 0.
+        attn_drop_rate (float): attention-probability dropout (0 officially). Default: 0.
+        out_indices (Sequence[int]): levels whose pre-downsample maps, normalised by
+            ``norm{i}``, are returned. Default: (0, 1, 2, 3).
+        drop_path_rate (float): stochastic depth, linear from 0 over all blocks. Default: 0.
+        frozen_stages (int): freeze the tokenizer (0) and the levels ``< frozen_stages``
+            (with their downsamplers and output norms); -1 freezes nothing. Default: -1.
+        norm_eval (bool): keep BatchNorm layers in eval mode during training. NAT has no
+            BatchNorm (LayerNorm only), so this has no effect; accepted for config parity with
+            the other mmattn / mmdet backbones. Default: False.
+        with_cp (bool): activation checkpointing per block. Default: False.
+        init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=path[, prefix=...])``
+            loads an official classification file (raw state dict), an official det/seg file
+            (``state_dict`` with ``backbone.`` keys) or a converted file; names are checked
+            strictly. None: the official classification init (trunc-normal Linear, std .02).
+    """
+    arch_zoo = {
+        **dict.fromkeys(['m', 'mini'], dict(
+            embed_dims=64, depths=[3, 4, 6, 5], num_heads=[2, 4, 8, 16], mlp_ratio=3.,
+            kernel_size=7, layer_scale=None)),
+        **dict.fromkeys(['t', 'tiny'], dict(
+            embed_dims=64, depths=[3, 4, 18, 5], num_heads=[2, 4, 8, 16], mlp_ratio=3.,
+            kernel_size=7, layer_scale=None)),
+        **dict.fromkeys(['s', 'small'], dict(  # NAT-Small has layer scale (DiNAT-Small has not)
+            embed_dims=96, depths=[3, 4, 18, 5], num_heads=[3, 6, 12, 24], mlp_ratio=2.,
+            kernel_size=7, layer_scale=1e-5)),
+        **dict.fromkeys(['b', 'base'], dict(
+            embed_dims=128, depths=[3, 4, 18, 5], num_heads=[4, 8, 16, 32], mlp_ratio=2.,
+            kernel_size=7, layer_scale=1e-5)),
+    }
+    num_levels = NUM_LEVELS
+    family = 'nat'  # converter / load_pretrained family
+
+    def __init__(self,
+                 arch='tiny',
+                 in_channels=3,
+                 kernel_size=None,
+                 dilations=None,
+                 drop_rate=0.,
+                 attn_drop_rate=0.,
+                 out_indices=(0, 1, 2, 3),
+                 drop_path_rate=0.,
+                 frozen_stages=-1,
+                 norm_eval=False,
+                 with_cp=False,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.arch_settings = self._parse_arch(arch)
+        if kernel_size is not None:
+            self.arch_settings['kernel_size'] = kernel_size
+        settings = self.arch_settings
+        depths, heads = settings['depths'], settings['num_heads']
+        self.embed_dims = [settings['embed_dims'] * 2**i for i in range(self.num_levels)]
+        self.in_channels = in_channels
+        self.kernel_size = settings['kernel_size']
+        self.dilations = expand_dilations(dilations, depths)
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        out_indices = [i % self.num_levels for i in out_indices]
+        if not out_indices:
+            raise ValueError('out_indices must name at least one level (0..3)')
+        self.out_indices = sorted(set(out_indices))
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+
+        dpr = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
+        self.patch_embed = ConvTokenizer(in_channels, self.embed_dims[0])
+        self.levels = ModuleList()
+        for i, dim in enumerate(self.embed_dims):
+            blocks = [
+                NATBlock(dim, heads[i], self.kernel_size, self.dilations[i][j],
+                         settings['mlp_ratio'], settings['layer_scale'], drop_rate,
+                         attn_drop_rate, dpr[sum(depths[:i]) + j], with_cp)
+                for j in range(depths[i])
+            ]
+            downsample = ConvDownsampler(dim) if i < self.num_levels - 1 else None
+            self.levels.append(NATLevel(blocks, downsample))
+        for i in self.out_indices:
+            self.add_module(f'norm{i}', nn.LayerNorm(self.embed_dims[i]))
+
+    def _parse_arch(self, arch):
+        name = type(self).__name__
+        if isinstance(arch, str):
+            key = arch.lower()
+            if key not in self.arch_zoo:
+                raise ValueError(f'Unknown {name} arch {arch!r}; choose one of '
+                                 f'{sorted(set(self.arch_zoo))} or pass a dict')
+            return copy.deepcopy(self.arch_zoo[key])
+        required = {'embed_dims', 'depths', 'num_heads', 'mlp_ratio'}
+        optional = {'kernel_size', 'layer_scale'}
+        if not isinstance(arch, dict) or not required <= set(arch) \
+                or not set(arch) <= required | optional:
+            raise ValueError(f'A custom {name} arch must be a dict with keys {sorted(required)} '
+                             f'and optionally {sorted(optional)}, got {arch!r}')
+        arch = dict(dict(kernel_size=7, layer_scale=None), **copy.deepcopy(arch))
+        for key in ('depths', 'num_heads'):
+            if len(arch[key]) != self.num_levels:
+                raise ValueError(f'arch[{key!r}] needs {self.num_levels} values, got {arch[key]}')
+        for i, heads in enumerate(arch['num_heads']):
+            if (arch['embed_dims'] * 2**i) % heads:
+                raise ValueError(f'level {i}: width {arch["embed_dims"] * 2**i} is not divisible '
+                                 f'by num_heads={heads}')
+        return arch
+
+    def init_weights(self):
+        if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
+            load_pretrained(self, self.family, self.init_cfg['checkpoint'],
+                            prefix=self.init_cfg.get('prefix'))
+            return
+        super().init_weights()
+        if self.init_cfg is None:  # official classification init (spec §1.6)
+            for m in self.modules():
+                if isinstance(m, nn.Linear):
+                    trunc_normal_(m.weight, std=.02)
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
+                elif isinstance(m, nn.LayerNorm):
+                    nn.init.ones_(m.weight)
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f'{type(self).__name__} expects an (N, {self.in_channels}, H, W) '
+                             f'tensor, got shape {tuple(x.shape)}')
+        x = self.patch_embed(x)
+        outs = []
+        for i, level in enumerate(self.levels):
+            feat, x = level(x)
+            if i in self.out_indices:
+                out = getattr(self, f'norm{i}')(feat)
+                outs.append(out.permute(0, 3, 1, 2).contiguous())
+            if i == self.out_indices[-1]:
+                break  # later levels feed nothing
+        return tuple(outs)
+
+    def _freeze_stages(self):
+        if self.frozen_stages < 0:
+            return
+        frozen = [self.patch_embed]
+        frozen += [self.levels[i] for i in range(min(self.frozen_stages, self.num_levels))]
+        frozen += [getattr(self, f'norm{i}') for i in self.out_indices if i < self.frozen_stages]
+        for module in frozen:
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode=True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self
+
+
+@register_model
+class DiNAT(NAT):
+    """Dilated Neighborhood Attention Transformer backbone: :class:`NAT` with dilations.
+
+    Same arguments as :class:`NAT`; ``dilations`` defaults to the 224-px ImageNet schedule
+    ``'imagenet'``. Downstream, pass the task's schedule (spec §1.8): ``'coco'`` for the COCO
+    detectors, ``'ade20k'`` for ADE20K UPerNet (``'ade20k_large'`` for DiNAT-L). Variants
+    ``'mini'``, ``'tiny'``, ``'small'`` (no layer scale, unlike NAT-Small), ``'base'`` (layer
+    scale 1e-5), ``'large'`` (E=192, no layer scale; ``kernel_size=11`` for the 11x11 files).
+    """
+    arch_zoo = {
+        **{k: v for k, v in NAT.arch_zoo.items() if k not in ('s', 'small')},
+        **dict.fromkeys(['s', 'small'], dict(
+            embed_dims=96, depths=[3, 4, 18, 5], num_heads=[3, 6, 12, 24], mlp_ratio=2.,
+            kernel_size=7, layer_scale=None)),
+        **dict.fromkeys(['l', 'large'], dict(
+            embed_dims=192, depths=[3, 4, 18, 5], num_heads=[6, 12, 24, 48], mlp_ratio=2.,
+            kernel_size=7, layer_scale=None)),
+    }
+    family = 'dinat'
+
+    def __init__(self, arch='tiny', in_channels=3, kernel_size=None, dilations='imagenet',
+                 **kwargs):
+        super().__init__(arch=arch, in_channels=in_channels, kernel_size=kernel_size,
+                         dilations=dilations, **kwargs)
