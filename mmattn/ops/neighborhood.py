@@ -12,7 +12,7 @@ and V about ``((T+K-1)/T)**2`` times, not ``K*K`` times like an unfold / im2col 
 The matmuls run in cache-sized chunks inside one autograd Function.
 """
 from functools import lru_cache
-from typing import NamedTuple, Optional, Tuple
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F

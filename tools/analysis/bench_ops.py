@@ -225,7 +225,7 @@ def benchmark(sizes, dilations=(1, 4), repeat=3, kernel_size=7, head_dim=32, imp
                 row = dict(size=size, heads=heads, dilation=dilation, impl=impl)
                 need = max(dense_bytes(b, heads, h, w, train) for train in (False, True))
                 if impl == 'dense' and need > dense_limit_gb * 2**30:
-                    row['skipped'] = f'skipped ({need / 2**30:.0f} GB)'
+                    row['skipped'] = f'skipped ({need / 2**30:.1f} GB)'
                     rows.append(row)
                     log(f'{size} d={dilation} {impl}: {row["skipped"]}')
                     continue
@@ -265,7 +265,7 @@ def format_table(rows: list, header: str = '') -> str:
     for r in rows:
         cells = ['x'.join(map(str, r['size'])), str(r['heads']), str(r['dilation']), r['impl']]
         if 'skipped' in r:
-            cells += [r['skipped']] * (len(cols) - 4)
+            cells += [r['skipped']] + ['-'] * (len(cols) - 5)
         else:
             cells += [f'{r["fwd"] * 1e3:.1f}', f'{r["fwd+bwd"] * 1e3:.1f}']
             if mem:
