@@ -10,15 +10,13 @@ import torch
 import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
 from mmcv.cnn.bricks.transformer import FFN
-from mmengine.model import BaseModule, ModuleList
-from mmengine.model.weight_init import trunc_normal_
+from mmengine.model import ModuleList
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmattn.ops.routing import BiLevelRoutingAttention, GlobalAttentionLePE
 from mmattn.registry import register_model
 from ..layers import LayerNorm2d
-from ..utils import load_pretrained
+from .base import DenseBackbone
 
 GLOBAL_ATTENTION = -2  # official topk value selecting stage-4 global MHSA instead of BRA
 
@@ -111,7 +109,7 @@ def _per_stage(value, name, num_stages=4):
 
 
 @register_model
-class BiFormer(BaseModule):
+class BiFormer(DenseBackbone):
     """BiFormer backbone with bi-level routing attention.
 
     Args:
@@ -146,7 +144,7 @@ class BiFormer(BaseModule):
         **dict.fromkeys(['b', 'base'], dict(
             embed_dims=[96, 192, 384, 768], depths=[4, 4, 18, 4], head_dim=32, mlp_ratio=3)),
     }
-    num_stages = 4
+    family = 'biformer'
 
     def __init__(self,
                  arch='small',
@@ -174,12 +172,7 @@ class BiFormer(BaseModule):
             if topk != GLOBAL_ATTENTION and not 1 <= topk <= self.n_win[stage]**2:
                 raise ValueError(f'stage {stage}: topk={topk} must be -2 (global attention) or '
                                  f'in [1, n_win**2={self.n_win[stage] ** 2}]')
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        out_indices = [i % self.num_stages for i in out_indices]
-        if not out_indices or any(not 0 <= i < self.num_stages for i in out_indices):
-            raise ValueError(f'out_indices must be within 0..3, got {out_indices}')
-        self.out_indices = sorted(set(out_indices))
+        self.out_indices = self.parse_out_indices(out_indices)
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
 
@@ -221,26 +214,8 @@ class BiFormer(BaseModule):
                 raise ValueError(f'arch[{key!r}] needs {self.num_stages} values, got {arch[key]}')
         return dict(arch)
 
-    def init_weights(self):
-        if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
-            load_pretrained(self, 'biformer', self.init_cfg['checkpoint'],
-                            prefix=self.init_cfg.get('prefix'))
-            return
-        super().init_weights()
-        if self.init_cfg is None:
-            for m in self.modules():
-                if isinstance(m, nn.Linear):
-                    trunc_normal_(m.weight, std=.02)
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
-                elif isinstance(m, nn.LayerNorm):
-                    nn.init.ones_(m.weight)
-                    nn.init.zeros_(m.bias)
-
     def forward(self, x):
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f'BiFormer expects an (N, {self.in_channels}, H, W) tensor, '
-                             f'got shape {tuple(x.shape)}')
+        self.check_input(x)
         x = self.stem(x)
         outs = []
         for i, stage in enumerate(self.stages):
@@ -249,21 +224,5 @@ class BiFormer(BaseModule):
                 outs.append(getattr(self, f'norm{i}')(x))
         return tuple(outs)
 
-    def _freeze_stages(self):
-        if self.frozen_stages < 0:
-            return
-        frozen = [self.stem] + [self.stages[i] for i in range(min(self.frozen_stages, 4))]
-        frozen += [getattr(self, f'norm{i}') for i in self.out_indices if i < self.frozen_stages]
-        for module in frozen:
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
-
-    def train(self, mode=True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
+    def stem_and_stages(self):
+        return self.stem, self.stages

@@ -17,14 +17,12 @@ import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
-from mmengine.model import BaseModule, ModuleList
-from mmengine.model.weight_init import trunc_normal_
+from mmengine.model import ModuleList
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmattn.ops.neighborhood import NeighborhoodAttention2d
 from mmattn.registry import register_model
-from ..utils import load_pretrained
+from .base import DenseBackbone
 
 NUM_LEVELS = 4
 
@@ -214,7 +212,7 @@ class NATLevel(nn.Module):
 
 
 @register_model
-class NAT(BaseModule):
+class NAT(DenseBackbone):
     """Neighborhood Attention Transformer backbone (NAT; DiNAT with ``dilations``).
 
     Args:
@@ -287,12 +285,7 @@ class NAT(BaseModule):
         self.in_channels = in_channels
         self.kernel_size = settings['kernel_size']
         self.dilations = expand_dilations(dilations, depths)
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        out_indices = [i % self.num_levels for i in out_indices]
-        if not out_indices:
-            raise ValueError('out_indices must name at least one level (0..3)')
-        self.out_indices = sorted(set(out_indices))
+        self.out_indices = self.parse_out_indices(out_indices)
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
 
@@ -335,26 +328,8 @@ class NAT(BaseModule):
                                  f'by num_heads={heads}')
         return arch
 
-    def init_weights(self):
-        if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
-            load_pretrained(self, self.family, self.init_cfg['checkpoint'],
-                            prefix=self.init_cfg.get('prefix'))
-            return
-        super().init_weights()
-        if self.init_cfg is None:  # official classification init (spec §1.6)
-            for m in self.modules():
-                if isinstance(m, nn.Linear):
-                    trunc_normal_(m.weight, std=.02)
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
-                elif isinstance(m, nn.LayerNorm):
-                    nn.init.ones_(m.weight)
-                    nn.init.zeros_(m.bias)
-
     def forward(self, x):
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f'{type(self).__name__} expects an (N, {self.in_channels}, H, W) '
-                             f'tensor, got shape {tuple(x.shape)}')
+        self.check_input(x)
         x = self.patch_embed(x)
         outs = []
         for i, level in enumerate(self.levels):
@@ -366,25 +341,8 @@ class NAT(BaseModule):
                 break  # later levels feed nothing
         return tuple(outs)
 
-    def _freeze_stages(self):
-        if self.frozen_stages < 0:
-            return
-        frozen = [self.patch_embed]
-        frozen += [self.levels[i] for i in range(min(self.frozen_stages, self.num_levels))]
-        frozen += [getattr(self, f'norm{i}') for i in self.out_indices if i < self.frozen_stages]
-        for module in frozen:
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
-
-    def train(self, mode=True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
+    def stem_and_stages(self):
+        return self.patch_embed, self.levels
 
 
 @register_model
