@@ -232,3 +232,13 @@ def test_dist_train_sh_on_cpu(synthetic_data, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'coco/bbox_mAP' in proc.stdout + proc.stderr
     assert (tmp_path / 'epoch_1.pth').is_file()
+
+
+def test_missing_pretrained_checkpoint_is_named(tmp_path):
+    from mmengine.config import Config
+
+    from mmattn.utils import missing_pretrained
+    cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs/det/biformer_maskrcnn.py'))
+    assert missing_pretrained(cfg) == ['checkpoints/biformer_small_converted.pth']
+    cfg.model.backbone.init_cfg = None
+    assert missing_pretrained(cfg) == []

@@ -17,11 +17,9 @@ MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 PYTHON=${PYTHON:-python}
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 
-EXTRA=()
-if ! "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
-    echo "[dist_train] no CUDA: using the gloo backend on CPU" >&2
-    EXTRA=(--cfg-options env_cfg.dist_cfg.backend=gloo)
-fi
+# Without CUDA, tools/train.py / test.py switch to gloo, DDP without device_ids and BN for SyncBN
+# themselves (mmattn/utils/cpu_dist.py); appending a second --cfg-options here would drop the
+# user's own (argparse keeps only the last one).
 
 PYTHONPATH="$ROOT":$PYTHONPATH \
 "$PYTHON" -m torch.distributed.run \
@@ -32,4 +30,4 @@ PYTHONPATH="$ROOT":$PYTHONPATH \
     --master_port="$PORT" \
     "$ROOT/tools/train.py" \
     "$CONFIG" \
-    --launcher pytorch "${@:3}" "${EXTRA[@]}"
+    --launcher pytorch "${@:3}"

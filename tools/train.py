@@ -24,7 +24,7 @@ import warnings
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
 import mmattn  # noqa: F401,E402  (first: registrations + checkpoint allow-list)
-from mmattn.utils import check_data_or_exit  # noqa: E402
+from mmattn.utils import check_data_or_exit, check_pretrained_or_exit  # noqa: E402
 from mmattn.utils import cpu_dist  # noqa: E402
 
 import torch  # noqa: E402
@@ -140,6 +140,7 @@ def main(argv=None):
     # one line, before minutes of model building, when the dataset is not where cfg says
     splits = ('train', 'val') if cfg.get('val_cfg', None) is not None else ('train', )
     check_data_or_exit(cfg, splits)
+    check_pretrained_or_exit(cfg)
 
     if scope == 'mmdet':
         from mmdet.utils import setup_cache_size_limit_of_dynamo

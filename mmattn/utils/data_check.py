@@ -130,3 +130,37 @@ def check_data_or_exit(cfg, splits: Sequence[str] = ('train', 'val'), exit_code:
     if missing:
         print(missing_data_message(missing), file=sys.stderr, flush=True)
         sys.exit(exit_code)
+
+
+def missing_pretrained(cfg) -> List[str]:
+    """Local ``init_cfg=dict(type='Pretrained')`` checkpoints of the model that do not exist."""
+    missing = []
+
+    def visit(node):
+        if isinstance(node, dict):
+            init = node.get('init_cfg')
+            if isinstance(init, dict) and init.get('type') == 'Pretrained':
+                ckpt = str(init.get('checkpoint', ''))
+                if ckpt and '://' not in ckpt and not osp.exists(ckpt):
+                    missing.append(ckpt)
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, (list, tuple)):
+            for value in node:
+                visit(value)
+
+    visit(_get(cfg, 'model'))
+    return missing
+
+
+def check_pretrained_or_exit(cfg, exit_code: int = 2):
+    """One line naming a missing pretrained file and how to make it (train only reads it)."""
+    missing = missing_pretrained(cfg)
+    if missing and not _get(cfg, 'load_from') and not _get(cfg, 'resume'):
+        family = _get(_get(_get(cfg, 'model'), 'backbone') or {}, 'type') or 'FAMILY'
+        print(f'mmattn: pretrained checkpoint not found: {missing[0]} ({osp.abspath(missing[0])}); '
+              f'convert the official ImageNet weights with `python tools/convert_ckpt.py '
+              f'{str(family).split(".")[-1].lower()} OFFICIAL.pth {missing[0]}`, or train from '
+              "scratch with --cfg-options model.backbone.init_cfg=None",
+              file=sys.stderr, flush=True)
+        sys.exit(exit_code)
