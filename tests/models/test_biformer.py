@@ -335,3 +335,14 @@ def test_convert_ckpt_tool(tmp_path):
     run = subprocess.run([sys.executable, str(REPO / 'tools/convert_ckpt.py'), 'biformer',
                           str(broken), str(dst)], capture_output=True, text=True)
     assert run.returncode != 0 and 'unknown keys: foo.weight' in run.stderr
+
+
+def test_pickled_objects_need_trusted(tmp_path):
+    import argparse
+    sd = official_state_dict(SMALL_ARCH['embed_dims'], SMALL_ARCH['depths'])
+    path = tmp_path / 'release.pth'
+    torch.save({'model': sd, 'args': argparse.Namespace(lr=1e-3)}, path)  # like many releases
+    with pytest.raises(RuntimeError, match='--trusted'):
+        convert_checkpoint('biformer', str(path))
+    converted = convert_checkpoint('biformer', str(path), trusted=True)
+    assert converted['stem.conv1.weight'].equal(sd['downsample_layers.0.0.weight'])
