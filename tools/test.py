@@ -23,9 +23,9 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated', categor
 
 import mmattn  # noqa: F401,E402  (first: registrations + checkpoint allow-list)
 from mmattn.utils import check_data_or_exit  # noqa: E402
-from mmattn.utils import cpu_dist  # noqa: E402
+from mmattn.utils.tool_setup import build_runner, load_tool_config  # noqa: E402
 
-from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
+from mmengine.config import ConfigDict, DictAction  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -115,25 +115,12 @@ def apply_seg_tta(cfg):
 
 
 def build_cfg(args):
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    scope = cfg.get('default_scope', None)
-    if scope not in ('mmdet', 'mmseg'):
-        raise SystemExit(f'tools/test.py: unsupported default_scope {scope!r} in the config; '
-                         'expected "mmdet" or "mmseg" (inherit an mmdet:: or mmseg:: runtime base)')
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg, scope = load_tool_config(args, 'test')
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
     if args.tta:
         (apply_det_tta if scope == 'mmdet' else apply_seg_tta)(cfg)
-    if cpu_dist.needs_cpu_distributed(args.launcher):
-        cpu_dist.cpu_distributed_cfg(cfg)  # gloo, DDP without device_ids
     if args.out is not None and scope == 'mmseg':
         cfg.test_evaluator['output_dir'] = args.out
         cfg.test_evaluator['keep_results'] = True
@@ -150,20 +137,7 @@ def main(argv=None):
         raise SystemExit(f'tools/test.py: checkpoint not found: {args.checkpoint}')
     check_data_or_exit(cfg, ('test', ))
 
-    if scope == 'mmdet':
-        from mmdet.utils import setup_cache_size_limit_of_dynamo
-        setup_cache_size_limit_of_dynamo()
-        from mmdet.registry import RUNNERS
-    else:
-        from mmseg.registry import RUNNERS
-    from mmengine.runner import Runner
-
-    if cpu_dist.needs_cpu_distributed(cfg.launcher):
-        cpu_dist.init_cpu_process_group(cfg.launcher)  # mmengine's init_dist needs CUDA
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
+    runner = build_runner(cfg, scope)
 
     if args.out is not None and scope == 'mmdet':
         from mmdet.evaluation import DumpDetResults

@@ -15,7 +15,6 @@ built (one-line error when they are missing).
 import argparse
 import logging
 import os
-import os.path as osp
 import sys
 import warnings
 
@@ -25,10 +24,10 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated', categor
 
 import mmattn  # noqa: F401,E402  (first: registrations + checkpoint allow-list)
 from mmattn.utils import check_data_or_exit, check_pretrained_or_exit  # noqa: E402
-from mmattn.utils import cpu_dist  # noqa: E402
+from mmattn.utils.tool_setup import build_runner, load_tool_config  # noqa: E402
 
 import torch  # noqa: E402
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 
 
@@ -64,15 +63,6 @@ def parse_args(argv=None):
     return args
 
 
-def codebase_of(cfg):
-    """'mmdet' or 'mmseg' from ``default_scope`` (the stock runtime bases set it)."""
-    scope = cfg.get('default_scope', None)
-    if scope not in ('mmdet', 'mmseg'):
-        raise SystemExit(f'tools/train.py: unsupported default_scope {scope!r} in the config; '
-                         'expected "mmdet" or "mmseg" (inherit an mmdet:: or mmseg:: runtime base)')
-    return scope
-
-
 def apply_amp(cfg, scope):
     if not torch.cuda.is_available():
         raise SystemExit('tools/train.py: --amp needs a CUDA GPU (mmengine AmpOptimWrapper '
@@ -90,23 +80,10 @@ def apply_amp(cfg, scope):
 
 
 def build_cfg(args):
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    scope = codebase_of(cfg)
-
-    # work_dir: CLI > config > ./work_dirs/<config stem>
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg, scope = load_tool_config(args, 'train')
 
     if args.amp:
         apply_amp(cfg, scope)
-
-    if cpu_dist.needs_cpu_distributed(args.launcher):
-        cpu_dist.cpu_distributed_cfg(cfg)  # gloo, DDP without device_ids, BN instead of SyncBN
 
     if args.auto_scale_lr:
         if scope != 'mmdet':
@@ -142,20 +119,7 @@ def main(argv=None):
     check_data_or_exit(cfg, splits)
     check_pretrained_or_exit(cfg)
 
-    if scope == 'mmdet':
-        from mmdet.utils import setup_cache_size_limit_of_dynamo
-        setup_cache_size_limit_of_dynamo()
-        from mmdet.registry import RUNNERS
-    else:
-        from mmseg.registry import RUNNERS
-    from mmengine.runner import Runner
-
-    if cpu_dist.needs_cpu_distributed(cfg.launcher):
-        cpu_dist.init_cpu_process_group(cfg.launcher)  # mmengine's init_dist needs CUDA
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
+    runner = build_runner(cfg, scope)
     runner.train()
     return runner
 
