@@ -1,10 +1,19 @@
+from .dual import (DualPathAttention, MergeAttention, SemanticTokenInit,
+                   dual_path_attention_reference, merge_attention_reference,
+                   multi_head_attention, multi_head_attention_reference,
+                   semantic_init_reference)
+from .group_mix import GroupMixAttention, group_mix_attention_reference
 from .neighborhood import (NeighborhoodAttention2d, neighborhood_attention_2d,
                            neighborhood_attention_2d_reference)
 from .routing import (BiLevelRoutingAttention, GlobalAttentionLePE, bi_level_routing_attention,
                       bra_reference, global_attention_lepe_reference)
 
 __all__ = [
+    'DualPathAttention', 'MergeAttention', 'SemanticTokenInit', 'dual_path_attention_reference',
+    'merge_attention_reference', 'multi_head_attention', 'multi_head_attention_reference',
+    'semantic_init_reference',
     'BiLevelRoutingAttention', 'GlobalAttentionLePE', 'bi_level_routing_attention',
     'bra_reference', 'global_attention_lepe_reference', 'NeighborhoodAttention2d',
-    'neighborhood_attention_2d', 'neighborhood_attention_2d_reference'
+    'neighborhood_attention_2d', 'neighborhood_attention_2d_reference',
+    'GroupMixAttention', 'group_mix_attention_reference'
 ]
