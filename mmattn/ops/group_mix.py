@@ -1,0 +1,261 @@
+"""Group-mix attention (GroupMixFormer, Ge et al. 2023), spec groupmixformer.md §2.
+
+q, k and v are split on channels into five segments: the token itself (s0), 3x3 / 5x5 / 7x7
+separable-conv aggregates of it (s1-s3), and a non-attention branch (s4). The aggregators are
+shared by q, k and v, which sit on the batch axis of one (3B, C, H, W) stack, so in training
+every BatchNorm pools its statistics over q, k and v together (§2.2). Segments s0-s3 feed 8
+heads of CoaT's factorized attention ``q . (softmax_N(k)^T v)``: linear in tokens, no N x N map.
+A convolutional relative position term ``q * dwconv(v)`` is added unscaled (§2.6/§2.7) and the
+non-attention branch is appended after the heads, before the output projection.
+
+Fast path (:class:`GroupMixAttention`): the aggregated q, k, v stay channel-major (B, heads,
+Ch, N) from the convs to the output, so the token softmax runs over contiguous rows, the
+relative-position convs read v without a rearrange, and the factorized product is two batched
+GEMMs (``context^T @ q`` gives the output channel-major). :func:`group_mix_attention_reference`
+follows the definition token-major, one segment and one head at a time.
+"""
+from typing import Mapping, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmcv.cnn import build_norm_layer
+from torch import Tensor, nn
+
+from mmattn.registry import register_model
+
+NUM_HEADS = 8  # fixed: the CRPE head groups below must add up to it (§2.6, trap 11)
+NUM_SEGMENTS = 5
+AGG_KERNELS = (None, 3, 5, 7)  # segments s0..s3; None: identity (still BN + Hardswish, trap 5)
+# (kernel, heads) of the relative-position convs: heads 0-1 k3, 2-4 k5, 5-7 k7 -- NOT the
+# aggregator grouping (heads 0-1 identity, 2-3 3x3, 4-5 5x5, 6-7 7x7), trap 9
+CRPE_WINDOWS = ((3, 2), (5, 3), (7, 3))
+LOCAL_NORM_EPS = 1e-5  # the non-attention branch's LayerNorm keeps torch's default eps (§2.3)
+
+
+def check_embed_dims(embed_dims: int) -> None:
+    """C must split into 5 segments and 4C/5 into 8 heads, i.e. be a positive multiple of 10."""
+    if isinstance(embed_dims, bool) or not isinstance(embed_dims, int) or embed_dims < 10 \
+            or embed_dims % 10:
+        raise ValueError('group-mix attention needs embed_dims divisible by 10 (5 segments, '
+                         f'4/5 of the channels over {NUM_HEADS} heads), got {embed_dims!r}')
+
+
+def default_scale(embed_dims: int) -> float:
+    # (C // 8)^-0.5 with the block's full width C, not the real head width C/10 (trap 2)
+    return (embed_dims // NUM_HEADS)**-0.5
+
+
+class SeparableConv2d(nn.Module):
+    """Depthwise k x k (no bias) then pointwise 1x1 (no bias): official ``SeparableConv2d``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1):
+        super().__init__()
+        self.dw = nn.Conv2d(in_channels, in_channels, kernel_size, stride, kernel_size // 2,
+                            groups=in_channels, bias=False)
+        self.pw = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.pw(self.dw(x))
+
+
+class SegmentAggregator(nn.Module):
+    """One of s0..s3: optional separable conv, then BatchNorm and Hardswish (NCHW)."""
+
+    def __init__(self, channels: int, kernel_size: Optional[int], norm_cfg: dict):
+        super().__init__()
+        self.conv = SeparableConv2d(channels, channels, kernel_size) if kernel_size else None
+        self.norm = build_norm_layer(norm_cfg, channels)[1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.conv is not None:
+            x = self.conv(x)
+        return F.hardswish(self.norm(x))
+
+
+class LocalBranch(nn.Module):
+    """Non-attention segment s4: [q_s4 | k_s4 | v_s4] -> separable 3x3 -> LayerNorm -> Hardswish.
+
+    (B, 3*seg, H, W) in, tokens (B, N, seg) out.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = SeparableConv2d(3 * channels, channels, 3)
+        self.norm = nn.LayerNorm(channels, eps=LOCAL_NORM_EPS)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.hardswish(self.norm(self.conv(x).flatten(2).transpose(1, 2)))
+
+
+def factorized_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """CoaT factorized attention on channel-major maps: ``(q . (softmax_N(k)^T v))^T``.
+
+    Args:
+        q, k, v (Tensor): (B, heads, Ch, N); the softmax of k runs over the N tokens; q is not
+            normalised.
+
+    Returns:
+        Tensor: (B, heads, Ch, N), unscaled. Cost O(N * Ch^2) per head.
+    """
+    context = k.softmax(dim=-1) @ v.transpose(-1, -2)  # (B, h, Ch_k, Ch_v) = K~^T V
+    return context.transpose(-1, -2) @ q  # (q @ context)^T without transposing q
+
+
+@register_model
+class GroupMixAttention(nn.Module):
+    """Group-mix attention on tokens: (B, N, C) and (H, W) -> (B, N, C).
+
+    Args:
+        embed_dims (int): channels C, a multiple of 10 (seg = C/5, 8 heads of C/10 channels).
+        qkv_bias (bool): bias of the qkv projection. Defaults to True (every official model).
+        qk_scale (float, optional): factor of the factorized term; None uses
+            ``(C // 8) ** -0.5`` as the official code. Defaults to None.
+        proj_drop (float): dropout after the output projection. Defaults to 0.
+        norm_cfg (dict): norm of the four aggregators; the official code uses SyncBN, ``BN`` is
+            the same computation on one process. Defaults to ``dict(type='BN')``.
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 qkv_bias: bool = True,
+                 qk_scale: Optional[float] = None,
+                 proj_drop: float = 0.,
+                 norm_cfg: dict = dict(type='BN')):
+        super().__init__()
+        check_embed_dims(embed_dims)
+        self.embed_dims = embed_dims
+        self.seg = embed_dims // NUM_SEGMENTS
+        self.scale = default_scale(embed_dims) if qk_scale is None else qk_scale
+        self.qkv = nn.Linear(embed_dims, 3 * embed_dims, bias=qkv_bias)
+        self.aggregators = nn.ModuleList(
+            SegmentAggregator(self.seg, k, norm_cfg) for k in AGG_KERNELS)
+        self.local_branch = LocalBranch(self.seg)
+        head_dims = embed_dims // 10
+        self.crpe = nn.ModuleList(
+            nn.Conv2d(heads * head_dims, heads * head_dims, k, padding=k // 2,
+                      groups=heads * head_dims) for k, heads in CRPE_WINDOWS)
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: Tensor, hw: Tuple[int, int]) -> Tensor:
+        b, n, c = x.shape
+        h, w = hw
+        if c != self.embed_dims or n != h * w:
+            raise ValueError(f'expected tokens (B, {h}*{w}, {self.embed_dims}), got '
+                             f'{tuple(x.shape)}')
+        seg, attn_dims = self.seg, c - self.seg
+        qkv = self.qkv(x).view(b, n, 3, c)
+        # (3B, C, H, W): rows q, then k, then v -- one BN call sees all three (§2.2, trap 3)
+        stack = qkv[..., :attn_dims].permute(2, 0, 3, 1).reshape(3 * b, attn_dims, h, w)
+        groups = [agg(stack[:, i * seg:(i + 1) * seg]) for i, agg in enumerate(self.aggregators)]
+        q, k, v = torch.cat(groups, 1).view(3, b, NUM_HEADS, -1, n).unbind(0)
+
+        rel_v = torch.cat([conv(part) for conv, part in zip(
+            self.crpe, v.reshape(b, attn_dims, h, w).split(
+                [conv.in_channels for conv in self.crpe], 1))], 1)
+        y = torch.addcmul(factorized_attention(q, k, v) * self.scale, q,
+                          rel_v.view_as(q))  # scale only on the factorized term (trap 2)
+
+        local = self.local_branch(
+            qkv[..., attn_dims:].reshape(b, n, 3 * seg).transpose(1, 2).view(b, 3 * seg, h, w))
+        out = torch.cat([y.reshape(b, attn_dims, n).transpose(1, 2), local], -1)
+        return self.proj_drop(self.proj(out))
+
+    def extra_repr(self) -> str:
+        return f'embed_dims={self.embed_dims}, num_heads={NUM_HEADS}, scale={self.scale:.4f}'
+
+
+def _batch_norm(x: Tensor, state: Mapping[str, Tensor], prefix: str, training: bool) -> Tensor:
+    """BatchNorm2d from its formula; training: biased statistics over every image and pixel."""
+    if training:
+        mean = x.mean(dim=(0, 2, 3))
+        var = x.var(dim=(0, 2, 3), unbiased=False)
+    else:
+        mean, var = state[f'{prefix}.running_mean'], state[f'{prefix}.running_var']
+    x = (x - mean[:, None, None]) / torch.sqrt(var[:, None, None] + 1e-5)
+    return x * state[f'{prefix}.weight'][:, None, None] + state[f'{prefix}.bias'][:, None, None]
+
+
+def _hardswish(x: Tensor) -> Tensor:
+    return x * (x + 3).clamp(0, 6) / 6
+
+
+def _separable(x: Tensor, state: Mapping[str, Tensor], prefix: str) -> Tensor:
+    dw = state[f'{prefix}.dw.weight']
+    x = F.conv2d(x, dw, padding=dw.shape[-1] // 2, groups=x.shape[1])
+    return F.conv2d(x, state[f'{prefix}.pw.weight'])
+
+
+def group_mix_attention_reference(x: Tensor,
+                                  hw: Tuple[int, int],
+                                  state: Mapping[str, Tensor],
+                                  training: bool = False,
+                                  scale: Optional[float] = None,
+                                  return_weights: bool = False):
+    """Group-mix attention straight from spec §2, token-major, one segment / head at a time.
+
+    Args:
+        x (Tensor): tokens (B, N, C), N = H*W row-major.
+        hw (tuple[int, int]): (H, W).
+        state (Mapping[str, Tensor]): :class:`GroupMixAttention` parameters and buffers by name
+            (``dict(m.named_parameters(), **dict(m.named_buffers()))``).
+        training (bool): BatchNorm with batch statistics over the 3B stacked q/k/v images (running
+            statistics are not updated here). Defaults to False.
+        scale (float, optional): factor of the factorized term; None: ``(C // 8) ** -0.5``.
+        return_weights (bool): also return the attention weights. Defaults to False.
+
+    Returns:
+        Tensor | tuple[Tensor, Tensor]: output (B, N, C); with ``return_weights`` also the
+        effective token-mixing weights of the factorized term, (B, 8, N, N):
+        ``weights[b, j, n, m] = scale * q_n . softmax_N(k)_m`` of head j, so that head j's
+        factorized output is ``weights[b, j] @ v``. They are not a softmax over keys (rows
+        need not sum to 1 and can be negative). O(N^2) memory: small maps only.
+    """
+    b, n, c = x.shape
+    h, w = hw
+    seg, ch = c // NUM_SEGMENTS, c // 10
+    scale = default_scale(c) if scale is None else scale
+    qkv = F.linear(x, state['qkv.weight'], state.get('qkv.bias'))
+    q, k, v = qkv[..., :c], qkv[..., c:2 * c], qkv[..., 2 * c:]
+
+    # s0..s3: the same aggregator on q, k and v; the BN statistics come from all three at once
+    aggregated = []  # per segment: (3B, seg, H, W)
+    for i, kernel in enumerate(AGG_KERNELS):
+        images = torch.cat([t[..., i * seg:(i + 1) * seg] for t in (q, k, v)], 0)
+        images = images.transpose(1, 2).reshape(3 * b, seg, h, w)
+        if kernel is not None:
+            images = _separable(images, state, f'aggregators.{i}.conv')
+        aggregated.append(_hardswish(_batch_norm(images, state, f'aggregators.{i}.norm',
+                                                 training)))
+    tokens = torch.cat(aggregated, 1).flatten(2).transpose(1, 2)  # (3B, N, 4*seg)
+    q_agg, k_agg, v_agg = tokens[:b], tokens[b:2 * b], tokens[2 * b:]
+
+    # CRPE on the aggregated v: head j gets the conv of its (kernel, heads) window group
+    crpe_of_head = [i for i, (_, heads) in enumerate(CRPE_WINDOWS) for _ in range(heads)]
+    first_head = [sum(hd for _, hd in CRPE_WINDOWS[:i]) for i in range(len(CRPE_WINDOWS))]
+    heads_out, weights = [], []
+    for j in range(NUM_HEADS):
+        cols = slice(j * ch, (j + 1) * ch)
+        qj, kj, vj = q_agg[..., cols], k_agg[..., cols], v_agg[..., cols]  # (B, N, Ch)
+        k_soft = torch.softmax(kj, dim=1)  # each channel: a distribution over the N tokens
+        context = k_soft.transpose(1, 2) @ vj  # (B, Ch, Ch)
+        factor = qj @ context
+        conv = crpe_of_head[j]
+        rows = slice((j - first_head[conv]) * ch, (j - first_head[conv] + 1) * ch)
+        weight, bias = state[f'crpe.{conv}.weight'][rows], state[f'crpe.{conv}.bias'][rows]
+        v_img = vj.transpose(1, 2).reshape(b, ch, h, w)
+        rel = F.conv2d(v_img, weight, bias, padding=weight.shape[-1] // 2, groups=ch)
+        heads_out.append(scale * factor + qj * rel.flatten(2).transpose(1, 2))
+        if return_weights:
+            weights.append(scale * qj @ k_soft.transpose(1, 2))
+
+    # s4: [q_s4 | k_s4 | v_s4] on channels -> separable conv -> LN (eps 1e-5) -> Hardswish
+    local = torch.cat([t[..., 4 * seg:] for t in (q, k, v)], -1)
+    local = _separable(local.transpose(1, 2).reshape(b, 3 * seg, h, w), state,
+                       'local_branch.conv').flatten(2).transpose(1, 2)
+    local = _hardswish(F.layer_norm(local, (seg, ), state['local_branch.norm.weight'],
+                                    state['local_branch.norm.bias'], LOCAL_NORM_EPS))
+    out = F.linear(torch.cat(heads_out + [local], -1), state['proj.weight'], state['proj.bias'])
+    if return_weights:
+        return out, torch.stack(weights, 1)
+    return out
