@@ -5,6 +5,7 @@ from .dual import (DualPathAttention, MergeAttention, SemanticTokenInit,
 from .group_mix import GroupMixAttention, group_mix_attention_reference
 from .neighborhood import (NeighborhoodAttention2d, neighborhood_attention_2d,
                            neighborhood_attention_2d_reference)
+from .slide import SlideAttention, slide_attention, slide_attention_reference
 from .routing import (BiLevelRoutingAttention, GlobalAttentionLePE, bi_level_routing_attention,
                       bra_reference, global_attention_lepe_reference)
 
@@ -15,5 +16,6 @@ __all__ = [
     'BiLevelRoutingAttention', 'GlobalAttentionLePE', 'bi_level_routing_attention',
     'bra_reference', 'global_attention_lepe_reference', 'NeighborhoodAttention2d',
     'neighborhood_attention_2d', 'neighborhood_attention_2d_reference',
-    'GroupMixAttention', 'group_mix_attention_reference'
+    'GroupMixAttention', 'group_mix_attention_reference',
+    'SlideAttention', 'slide_attention', 'slide_attention_reference'
 ]
