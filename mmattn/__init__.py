@@ -5,5 +5,6 @@ from . import registry  # noqa: E402,F401
 from . import ops  # noqa: E402,F401
 from . import models  # noqa: E402,F401
 from . import converters  # noqa: E402,F401
+from . import engine  # noqa: E402,F401
 
 __all__ = ['__version__']

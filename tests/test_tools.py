@@ -193,7 +193,7 @@ def test_test_cli_semantics(tmp_path):
 
 
 def test_train_cpu_distributed_fixups():
-    """--launcher pytorch without CUDA: gloo backend and no SyncBN (it has no CPU kernel)."""
+    """--launcher pytorch without CUDA: gloo, DDP without device_ids, SyncBN -> CPUSyncBN."""
     import torch
     if torch.cuda.is_available():
         pytest.skip('CUDA present')
@@ -201,12 +201,15 @@ def test_train_cpu_distributed_fixups():
     seg = osp.join(REPO_ROOT, 'configs/seg/biformer_upernet.py')
     cfg, _ = train.build_cfg(train.parse_args([seg]))
     assert cfg.model.decode_head.norm_cfg.type == 'SyncBN' and cfg.sync_bn == 'torch'
+    assert not cfg.get('custom_hooks')
     cfg, _ = train.build_cfg(train.parse_args([seg, '--launcher', 'pytorch']))
-    assert 'SyncBN' not in str(cfg.model) and cfg.get('sync_bn') is None
-    assert cfg.model.decode_head.norm_cfg.type == 'BN'
-    assert cfg.model.auxiliary_head.norm_cfg.type == 'BN'
+    assert cfg.get('sync_bn') is None  # the Runner would convert to torch's CUDA-only SyncBN
+    assert cfg.model.decode_head.norm_cfg.type == 'CPUSyncBN'
+    assert cfg.model.auxiliary_head.norm_cfg.type == 'CPUSyncBN'
+    assert "'SyncBN'" not in str(cfg.model) and "'BN'" not in str(cfg.model)
     assert cfg.env_cfg.dist_cfg.backend == 'gloo'
     assert cfg.model_wrapper_cfg.device_ids is None  # DDP rejects device_ids on CPU
+    assert [h['type'] for h in cfg.custom_hooks] == ['MeanLogVarsHook']
 
 
 def test_dist_train_sh_on_cpu(synthetic_data, tmp_path):

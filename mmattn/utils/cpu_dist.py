@@ -11,7 +11,11 @@ from the config / process side, nothing in site-packages is changed:
    over that default.
 3. Stock configs ask for NCCL (``env_cfg.dist_cfg.backend``) and SyncBN (mmseg heads,
    ``sync_bn``); NCCL needs CUDA and torch's SyncBatchNorm raises in training on CPU tensors.
-   The backend becomes gloo and SyncBN becomes BN (per-process batch statistics).
+   The backend becomes gloo and SyncBN becomes ``CPUSyncBN``
+   (:class:`mmattn.models.layers.CPUSyncBatchNorm`: statistics all-reduced over the gloo group,
+   so N processes x B images train like one process with N*B images). ``sync_bn='torch'``
+   (convert every BN of the model) becomes CPUSyncBN for every ``type='BN'`` norm config of the
+   model; BatchNorm layers a model creates without a norm config stay per-process.
 """
 import logging
 
@@ -19,24 +23,26 @@ import torch
 from mmengine.logging import print_log
 
 _SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN')
+_BN_TYPES = ('BN', 'BN2d')
 
 
 def needs_cpu_distributed(launcher):
     return launcher not in (None, 'none') and not torch.cuda.is_available()
 
 
-def syncbn_to_bn(node):
-    """Replace every ``type='SyncBN'`` norm config below ``node`` by BN; returns the count."""
+def replace_norm_types(node, types, new_type='CPUSyncBN'):
+    """Set ``type=new_type`` in every dict below ``node`` whose type is in ``types``; returns
+    the count."""
     count = 0
     if isinstance(node, dict):
-        if node.get('type') in _SYNC_BN_TYPES:
-            node['type'] = 'BN'
+        if node.get('type') in types:
+            node['type'] = new_type
             count += 1
         for value in node.values():
-            count += syncbn_to_bn(value)
+            count += replace_norm_types(value, types, new_type)
     elif isinstance(node, (list, tuple)):
         for value in node:
-            count += syncbn_to_bn(value)
+            count += replace_norm_types(value, types, new_type)
     return count
 
 
@@ -52,13 +58,14 @@ def cpu_distributed_cfg(cfg):
             find_unused_parameters=cfg.get('find_unused_parameters', False))
     else:
         wrapper['device_ids'] = None
-    replaced = syncbn_to_bn(cfg.model)
+    replaced = replace_norm_types(cfg.model, _SYNC_BN_TYPES)
     if cfg.get('sync_bn', None) is not None:
         cfg.sync_bn = None
-        replaced += 1
+        replaced += replace_norm_types(cfg.model, _BN_TYPES)
     if replaced:
-        print_log('mmattn: distributed on CPU: SyncBN has no CPU kernel in torch, using BN '
-                  '(per-process batch statistics)', logger='current', level=logging.WARNING)
+        print_log(f'mmattn: distributed on CPU: {replaced} SyncBN norm config(s) use CPUSyncBN '
+                  '(torch SyncBatchNorm has no CPU path; statistics are all-reduced over gloo)',
+                  logger='current', level=logging.INFO)
     return cfg
 
 

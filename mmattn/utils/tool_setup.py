@@ -26,7 +26,11 @@ def load_tool_config(args, tool):
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     if cpu_dist.needs_cpu_distributed(args.launcher):
-        cpu_dist.cpu_distributed_cfg(cfg)  # gloo, DDP without device_ids, BN instead of SyncBN
+        cpu_dist.cpu_distributed_cfg(cfg)  # gloo, DDP without device_ids, CPU SyncBN
+    if args.launcher not in (None, 'none'):
+        hooks = list(cfg.get('custom_hooks', None) or [])
+        if not any(str(h.get('type', '')).endswith('MeanLogVarsHook') for h in hooks):
+            cfg.custom_hooks = hooks + [dict(type='MeanLogVarsHook')]  # log the all-rank mean
     return cfg, scope
 
 

@@ -8,6 +8,7 @@ from typing import Sequence
 
 import torch
 import torch.utils.checkpoint as cp
+from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
 from mmcv.cnn.bricks.transformer import FFN
 from mmengine.model import ModuleList
@@ -24,14 +25,14 @@ GLOBAL_ATTENTION = -2  # official topk value selecting stage-4 global MHSA inste
 class ConvStem(nn.Module):
     """Overlapping stride-4 patch embedding: (conv3x3 s2 + BN) -> GELU -> (conv3x3 s2 + BN)."""
 
-    def __init__(self, in_channels, out_channels):
+    def __init__(self, in_channels, out_channels, norm_cfg=dict(type='BN')):
         super().__init__()
         mid = out_channels // 2
         self.conv1 = nn.Conv2d(in_channels, mid, 3, 2, 1)
-        self.bn1 = nn.BatchNorm2d(mid)
+        self.bn1 = build_norm_layer(norm_cfg, mid)[1]
         self.act = nn.GELU()
         self.conv2 = nn.Conv2d(mid, out_channels, 3, 2, 1)
-        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.bn2 = build_norm_layer(norm_cfg, out_channels)[1]
 
     def forward(self, x):
         return self.bn2(self.conv2(self.act(self.bn1(self.conv1(x)))))
@@ -40,10 +41,10 @@ class ConvStem(nn.Module):
 class ConvDownsample(nn.Module):
     """conv3x3 stride 2 + BN between stages (no activation, no LayerNorm)."""
 
-    def __init__(self, in_channels, out_channels):
+    def __init__(self, in_channels, out_channels, norm_cfg=dict(type='BN')):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, 3, 2, 1)
-        self.bn = nn.BatchNorm2d(out_channels)
+        self.bn = build_norm_layer(norm_cfg, out_channels)[1]
 
     def forward(self, x):
         return self.bn(self.conv(x))
@@ -131,6 +132,8 @@ class BiFormer(DenseBackbone):
         frozen_stages (int): freeze the stem (0) and stages ``< frozen_stages`` with their output
             norms; -1 freezes nothing. Default: -1.
         norm_eval (bool): keep BatchNorm layers in eval mode in training (official det setting).
+        norm_cfg (dict): the BatchNorm of the stem and the downsampling convs, e.g.
+            ``dict(type='SyncBN')`` for distributed training. Default: ``dict(type='BN')``.
         with_cp (bool): activation checkpointing per block to save memory. Default: False.
         init_cfg (dict, optional): e.g. ``dict(type='Pretrained', checkpoint=path)``; official
             classification or det/seg files are converted on the fly when their pickle holds
@@ -158,6 +161,7 @@ class BiFormer(DenseBackbone):
                  drop_path_rate=0.,
                  frozen_stages=-1,
                  norm_eval=False,
+                 norm_cfg=dict(type='BN'),
                  with_cp=False,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
@@ -177,7 +181,7 @@ class BiFormer(DenseBackbone):
         self.norm_eval = norm_eval
 
         dpr = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
-        self.stem = ConvStem(in_channels, embed_dims[0])
+        self.stem = ConvStem(in_channels, embed_dims[0], norm_cfg)
         self.stages = ModuleList()
         for i in range(self.num_stages):
             dim = embed_dims[i]
@@ -191,7 +195,7 @@ class BiFormer(DenseBackbone):
                                                    auto_pad)
                 blocks.append(BiFormerBlock(dim, attn, self.arch_settings['mlp_ratio'],
                                             dpr[sum(depths[:i]) + j], with_cp))
-            downsample = ConvDownsample(embed_dims[i - 1], dim) if i > 0 else None
+            downsample = ConvDownsample(embed_dims[i - 1], dim, norm_cfg) if i > 0 else None
             self.stages.append(BiFormerStage(downsample, blocks))
         for i in self.out_indices:
             # Normalises the returned copy only; the trunk continues un-normalised (official

@@ -1,3 +1,4 @@
 from .norm import LayerNorm2d
+from .sync_bn import CPUSyncBatchNorm
 
-__all__ = ['LayerNorm2d']
+__all__ = ['LayerNorm2d', 'CPUSyncBatchNorm']

@@ -1,0 +1,3 @@
+from .hooks import MeanLogVarsHook
+
+__all__ = ['MeanLogVarsHook']
