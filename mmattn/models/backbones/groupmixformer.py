@@ -1,0 +1,258 @@
+"""GroupMixFormer (Ge et al., arXiv 2311.15157) as a dense-prediction backbone.
+
+Numerics follow the official model (spec groupmixformer.md §1): a stride-4 two-conv stem with
+BN + Hardswish, then four stages that each start with a separable-conv patch embedding (stride 1
+for stage 0, trap 14) and run pre-norm blocks ``x = x + dwconv(x)`` (per-block CPE whose output
+is the residual stream), ``x + DropPath(GMA(LN(x)))``, ``x + DropPath(MLP(LN(x)))``. The stage
+maps are returned as they are: no output norms (the official ``return_interm_layers`` path).
+
+The official code only accepts inputs whose sides are multiples of 32 (trap 16); here the input
+is zero padded at the bottom/right to the next multiple of 32, exactly what mmdet's
+``pad_size_divisor=32`` does, and the outputs are cropped to ``ceil(H / stride)``. The padded
+zeros take part in the global token softmax and the batch statistics, as they would after the
+data preprocessor's padding.
+"""
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmcv.cnn import build_norm_layer
+from mmcv.cnn.bricks import DropPath
+from mmengine.model import ModuleList
+from torch import nn
+
+from mmattn.ops.group_mix import GroupMixAttention, SeparableConv2d, check_embed_dims
+from mmattn.registry import register_model
+from .base import DenseBackbone
+
+NUM_STAGES = 4
+SIZE_DIVISOR = 32  # the official stride-2 steps need even sizes down to stride 32
+LN_EPS = 1e-6
+
+
+class ConvStem(nn.Module):
+    """conv3x3 s2 (bias) -> BN -> Hardswish -> conv3x3 s2 (bias) -> BN -> Hardswish."""
+
+    def __init__(self, in_channels, embed_dims, norm_cfg):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, embed_dims // 2, 3, 2, 1)
+        self.bn1 = build_norm_layer(norm_cfg, embed_dims // 2)[1]
+        self.conv2 = nn.Conv2d(embed_dims // 2, embed_dims, 3, 2, 1)
+        self.bn2 = build_norm_layer(norm_cfg, embed_dims)[1]
+
+    def forward(self, x):
+        x = F.hardswish(self.bn1(self.conv1(x)))
+        return F.hardswish(self.bn2(self.conv2(x)))
+
+
+class PatchEmbed(nn.Module):
+    """Separable conv3x3 (stride 1 or 2) -> BN -> Hardswish; NCHW in and out."""
+
+    def __init__(self, in_channels, embed_dims, stride, norm_cfg):
+        super().__init__()
+        self.conv = SeparableConv2d(in_channels, embed_dims, 3, stride)
+        self.norm = build_norm_layer(norm_cfg, embed_dims)[1]
+
+    def forward(self, x):
+        return F.hardswish(self.norm(self.conv(x)))
+
+
+class Mlp(nn.Module):
+    """Linear -> exact GELU -> Linear."""
+
+    def __init__(self, embed_dims, hidden_dims, drop=0.):
+        super().__init__()
+        self.fc1 = nn.Linear(embed_dims, hidden_dims)
+        self.fc2 = nn.Linear(hidden_dims, embed_dims)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x):
+        return self.drop(self.fc2(self.drop(F.gelu(self.fc1(x)))))
+
+
+class GroupMixBlock(nn.Module):
+    """CPE, then pre-norm group-mix attention and MLP; NCHW in and out.
+
+    Args:
+        embed_dims (int): channels C (a multiple of 10).
+        mlp_ratio (float): MLP hidden width ``int(C * mlp_ratio)``.
+        drop (float): dropout after the attention projection and in the MLP.
+        drop_path (float): stochastic depth of both residual branches (one module, a fresh
+            mask per call, as the official block).
+        norm_cfg (dict): BatchNorm of the attention's aggregators.
+        with_cp (bool): activation checkpointing of the block.
+    """
+
+    def __init__(self, embed_dims, mlp_ratio, drop=0., drop_path=0., norm_cfg=dict(type='BN'),
+                 with_cp=False):
+        super().__init__()
+        self.with_cp = with_cp
+        self.cpe = nn.Conv2d(embed_dims, embed_dims, 3, 1, 1, groups=embed_dims)
+        self.norm1 = nn.LayerNorm(embed_dims, eps=LN_EPS)
+        self.attn = GroupMixAttention(embed_dims, proj_drop=drop, norm_cfg=norm_cfg)
+        self.norm2 = nn.LayerNorm(embed_dims, eps=LN_EPS)
+        self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def _forward(self, x):
+        hw = x.shape[2:]
+        x = (x + self.cpe(x)).flatten(2).transpose(1, 2)  # the CPE output is the residual stream
+        x = x + self.drop_path(self.attn(self.norm1(x), hw))
+        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return x.transpose(1, 2).reshape(x.shape[0], -1, *hw)
+
+    def forward(self, x):
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(self._forward, x, use_reentrant=False)
+        return self._forward(x)
+
+
+class GroupMixStage(nn.Module):
+    """Patch embedding, then ``depth`` blocks at constant resolution."""
+
+    def __init__(self, patch_embed, blocks):
+        super().__init__()
+        self.patch_embed = patch_embed
+        self.blocks = ModuleList(blocks)
+
+    def forward(self, x):
+        x = self.patch_embed(x)
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+@register_model
+class GroupMixFormer(DenseBackbone):
+    """GroupMixFormer backbone: four NCHW maps at strides 4, 8, 16, 32.
+
+    Args:
+        arch (str | dict): ``'miny'`` (``'m'``, ``'mini'``), ``'tiny'`` (``'t'``), ``'small'``
+            (``'s'``), ``'base'`` (``'b'``), ``'large'`` (``'l'``; the official yaml marked
+            "need to adjust", no released weights), or a dict with ``embed_dims`` (4 ints,
+            multiples of 10), ``depths`` (4 ints) and ``mlp_ratios`` (4 numbers).
+            Default: ``'small'``.
+        in_channels (int): input channels. Default: 3.
+        out_indices (Sequence[int]): stages whose maps are returned. Default: (0, 1, 2, 3).
+        drop_rate (float): dropout after the attention projection and in the MLPs (0 in every
+            official setting). Default: 0.
+        drop_path_rate (float): stochastic depth, linear from 0 over all blocks. Default: 0.
+        norm_cfg (dict): every BatchNorm (stem, patch embeddings, aggregators); the official
+            code uses SyncBN. Default: ``dict(type='BN')``.
+        frozen_stages (int): freeze the stem (0) and the stages ``< frozen_stages`` (with their
+            patch embeddings); -1 freezes nothing. Default: -1.
+        norm_eval (bool): keep every BatchNorm in eval mode while training (running statistics
+            frozen; useful with 2 images per GPU, i.e. 6 stacked q/k/v images per aggregator BN
+            call). Default: False.
+        with_cp (bool): activation checkpointing per block. Default: False.
+        init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=path[, prefix=...])``
+            loads an official ImageNet file (weights under ``model``, ``norm4``/``head``
+            dropped) or a converted / mmattn file, names checked strictly. None: the official
+            init (trunc-normal Linear std .02, zero biases, LayerNorm 1/0). Default: None.
+    """
+    arch_zoo = {
+        **dict.fromkeys(['m', 'mini', 'miny'], dict(
+            embed_dims=[40, 80, 160, 160], depths=[3, 3, 12, 4], mlp_ratios=[4, 4, 4, 4])),
+        **dict.fromkeys(['t', 'tiny'], dict(
+            embed_dims=[80, 160, 200, 240], depths=[4, 4, 12, 4], mlp_ratios=[4, 4, 4, 4])),
+        **dict.fromkeys(['s', 'small'], dict(
+            embed_dims=[80, 160, 320, 320], depths=[2, 4, 12, 4], mlp_ratios=[4, 4, 4, 4])),
+        **dict.fromkeys(['b', 'base'], dict(
+            embed_dims=[200, 240, 320, 480], depths=[8, 8, 12, 8], mlp_ratios=[2, 2, 4, 4])),
+        **dict.fromkeys(['l', 'large'], dict(  # yaml "need to adjust": 71.8M, not the README's 70.3M
+            embed_dims=[240, 320, 360, 480], depths=[8, 10, 30, 10], mlp_ratios=[4, 4, 2, 2])),
+    }
+    family = 'groupmixformer'
+
+    def __init__(self,
+                 arch='small',
+                 in_channels=3,
+                 out_indices=(0, 1, 2, 3),
+                 drop_rate=0.,
+                 drop_path_rate=0.,
+                 norm_cfg=dict(type='BN'),
+                 frozen_stages=-1,
+                 norm_eval=False,
+                 with_cp=False,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.arch_settings = self._parse_arch(arch)
+        dims = self.arch_settings['embed_dims']
+        depths = self.arch_settings['depths']
+        self.embed_dims = list(dims)
+        self.in_channels = in_channels
+        self.out_indices = self.parse_out_indices(out_indices)
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+
+        dpr = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
+        self.stem = ConvStem(in_channels, dims[0], norm_cfg)
+        self.stages = ModuleList()
+        for i, (dim, depth) in enumerate(zip(dims, depths)):
+            # stage 0: a stride-1 embedding after the stride-4 stem (trap 14)
+            patch_embed = PatchEmbed(dims[max(i - 1, 0)], dim, 2 if i else 1, norm_cfg)
+            blocks = [GroupMixBlock(dim, self.arch_settings['mlp_ratios'][i], drop_rate,
+                                    dpr[sum(depths[:i]) + j], norm_cfg, with_cp)
+                      for j in range(depth)]
+            self.stages.append(GroupMixStage(patch_embed, blocks))
+        for i in self.out_indices:
+            # the official downstream path has no output norms (spec §4.5: adding some would
+            # change the features); DenseBackbone's frozen_stages looks the norm{i} up
+            self.add_module(f'norm{i}', nn.Identity())
+
+    def _parse_arch(self, arch):
+        if isinstance(arch, str):
+            key = arch.lower()
+            if key not in self.arch_zoo:
+                raise ValueError(f'Unknown GroupMixFormer arch {arch!r}; choose one of '
+                                 f'{sorted(set(self.arch_zoo))} or pass a dict')
+            return copy.deepcopy(self.arch_zoo[key])
+        keys = {'embed_dims', 'depths', 'mlp_ratios'}
+        if not isinstance(arch, dict) or set(arch) != keys:
+            raise ValueError(f'A custom GroupMixFormer arch must be a dict with exactly the keys '
+                             f'{sorted(keys)}, got {arch!r}')
+        arch = copy.deepcopy(arch)
+        for key in sorted(keys):
+            if len(arch[key]) != NUM_STAGES:
+                raise ValueError(f'arch[{key!r}] needs {NUM_STAGES} values, got {arch[key]}')
+        for i, dim in enumerate(arch['embed_dims']):
+            try:
+                check_embed_dims(dim)
+            except ValueError as exc:
+                raise ValueError(f"arch['embed_dims'][{i}]: {exc}") from None
+        if any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in arch['depths']):
+            raise ValueError(f"arch['depths'] must be integers >= 1, got {arch['depths']}")
+        return arch
+
+    def check_input(self, x):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f'GroupMixFormer expects a tensor (N, {self.in_channels}, H, W), '
+                            f'got {type(x).__name__}')
+        super().check_input(x)
+        if min(x.shape[2:]) < SIZE_DIVISOR:
+            raise ValueError(f'GroupMixFormer needs H, W >= {SIZE_DIVISOR}, got input shape '
+                             f'{tuple(x.shape)}')
+
+    def forward(self, x):
+        self.check_input(x)
+        height, width = x.shape[2:]
+        pad_h, pad_w = -height % SIZE_DIVISOR, -width % SIZE_DIVISOR
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        x = self.stem(x)
+        outs = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i in self.out_indices:
+                stride = 2**(i + 2)
+                # contiguous: mmcv's CPU roi_align misreads strided input
+                outs.append(x[:, :, :math.ceil(height / stride),
+                              :math.ceil(width / stride)].contiguous())
+            if i == self.out_indices[-1]:
+                break  # later stages feed nothing
+        return tuple(outs)
+
+    def stem_and_stages(self):
+        return self.stem, self.stages
