@@ -1,0 +1,374 @@
+"""Dual Vision Transformer (Yao et al., TPAMI 2023) as a dense-prediction backbone.
+
+Numerics follow the official det/seg backbone (specs/dualvit.md §1-§2): a BN conv stem, two
+"sep" stages of DualBlocks (pixels and semantic tokens exchange information only through cross
+attention), two "merge" stages of MergeBlocks (MHSA over ``[pixels ; semantics]``), and the
+downstream differences: no classification head, the last block of stage 4 drops the semantic
+tokens before its FFN, and the semantic-token count follows the input,
+``M = floor(H1 / 7) * floor(W1 / 7)`` for the stride-4 map H1 x W1. There is no padding: odd
+sizes run as they are (ceil at every stride-2 conv), exactly as the official backbone does.
+
+Parameter names are the official ones (``patch_embed{i}``, ``block{i}.{j}.attn.kv_proxy``,
+``proxy_embed{i}``, ``norm{i}``, ``norm_proxy{i}`` ...) except the model-level semantic-init
+modules, which live under ``semantic_init.`` (official ``q`` -> ``semantic_init.query``).
+"""
+import copy
+
+import torch
+import torch.utils.checkpoint as cp
+from mmcv.cnn import build_norm_layer
+from mmcv.cnn.bricks import DropPath
+from mmengine.model import ModuleList
+from torch import nn
+
+from mmattn.ops.dual import (LAYER_SCALE_INIT, POOL, DualPathAttention, MergeAttention,
+                             SemanticTokenInit)
+from mmattn.registry import register_model
+from .base import DenseBackbone
+
+NUM_STAGES = 4
+SEP_STAGES = 2  # stages 1-2 use DualBlocks, stages 3-4 MergeBlocks
+LN_EPS = 1e-6  # the model's norm_layer (block norms, norm{i}, norm_proxy{i}); others use 1e-5
+
+
+def _layer_norm(dims):
+    return nn.LayerNorm(dims, eps=LN_EPS)
+
+
+def _flatten(x):
+    """NCHW -> (tokens (B, H*W, C) row-major, (H, W))."""
+    return x.flatten(2).transpose(1, 2), tuple(x.shape[2:])
+
+
+class Stem(nn.Module):
+    """``patch_embed1``: conv7x7 s2 + BN + ReLU, 2x (conv3x3 + BN + ReLU), conv3x3 s2 (bias),
+    LayerNorm (eps 1e-5). BN layers sit at indices 1, 4, 7 of ``conv`` (official layout)."""
+
+    def __init__(self, in_channels, hidden, out_channels, norm_cfg):
+        super().__init__()
+        layers = []
+        for cin, k, s in [(in_channels, 7, 2), (hidden, 3, 1), (hidden, 3, 1)]:
+            layers += [nn.Conv2d(cin, hidden, k, s, k // 2, bias=False),
+                       build_norm_layer(norm_cfg, hidden)[1], nn.ReLU(inplace=True)]
+        self.conv = nn.Sequential(*layers)
+        self.proj = nn.Conv2d(hidden, out_channels, 3, 2, 1)
+        self.norm = nn.LayerNorm(out_channels)
+
+    def forward(self, x):
+        x, hw = _flatten(self.proj(self.conv(x)))
+        return self.norm(x), hw
+
+
+class DownSample(nn.Module):
+    """``patch_embed2..4``: conv3x3 stride 2 (bias) then LayerNorm (eps 1e-5)."""
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, out_channels, 3, 2, 1)
+        self.norm = nn.LayerNorm(out_channels)
+
+    def forward(self, x):
+        x, hw = _flatten(self.proj(x))
+        return self.norm(x), hw
+
+
+class SemanticEmbed(nn.Module):
+    """``proxy_embed{i}``: per-token Linear + LayerNorm (eps 1e-5); the count M never changes."""
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        self.proj_proxy = nn.Sequential(nn.Linear(in_channels, out_channels),
+                                        nn.LayerNorm(out_channels))
+
+    def forward(self, z):
+        return self.proj_proxy(z)
+
+
+class DWConv(nn.Module):
+    """3x3 depthwise conv on tokens viewed row-major as (B, C, H, W)."""
+
+    def __init__(self, dims):
+        super().__init__()
+        self.dwconv = nn.Conv2d(dims, dims, 3, 1, 1, groups=dims)
+
+    def forward(self, x, hw):
+        b, n, c = x.shape
+        return self.dwconv(x.transpose(1, 2).reshape(b, c, *hw)).flatten(2).transpose(1, 2)
+
+
+class PVT2FFN(nn.Module):
+    """fc1 -> dwconv -> GELU -> fc2 (no activation between fc1 and the dwconv)."""
+
+    def __init__(self, dims, hidden):
+        super().__init__()
+        self.fc1 = nn.Linear(dims, hidden)
+        self.dwconv = DWConv(hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dims)
+
+    def forward(self, x, hw):
+        return self.fc2(self.act(self.dwconv(self.fc1(x), hw)))
+
+
+class MergeFFN(PVT2FFN):
+    """PVT2FFN on the first H*W tokens (pixels), ``fc_proxy`` MLP (hidden 2C) on the rest."""
+
+    def __init__(self, dims, hidden):
+        super().__init__(dims, hidden)
+        self.fc_proxy = nn.Sequential(nn.Linear(dims, 2 * dims), nn.GELU(),
+                                      nn.Linear(2 * dims, dims))
+
+    def forward(self, t, hw):
+        n = hw[0] * hw[1]
+        return torch.cat([super().forward(t[:, :n], hw), self.fc_proxy(t[:, n:])], dim=1)
+
+
+class DualBlock(nn.Module):
+    """Stages 1-2 (spec §1.6): semantic update inside ``attn``, then pixels <- semantics, FFN.
+
+    Args:
+        dims (int): channels C.
+        num_heads (int): heads.
+        mlp_hidden (int): PVT2FFN hidden width.
+        drop_path (float): rate of the block's DropPath and of the one inside ``attn``.
+    """
+
+    def __init__(self, dims, num_heads, mlp_hidden, drop_path=0.):
+        super().__init__()
+        self.norm1 = _layer_norm(dims)
+        self.attn = DualPathAttention(dims, num_heads, drop_path)
+        self.norm2 = _layer_norm(dims)
+        self.mlp = PVT2FFN(dims, mlp_hidden)
+        self.gamma1 = nn.Parameter(LAYER_SCALE_INIT * torch.ones(dims))
+        self.gamma2 = nn.Parameter(LAYER_SCALE_INIT * torch.ones(dims))
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x, z, hw):
+        out, z = self.attn(self.norm1(x), z)
+        x = x + self.drop_path(self.gamma1 * out)
+        x = x + self.drop_path(self.gamma2 * self.mlp(self.norm2(x), hw))
+        return x, z
+
+
+class MergeBlock(nn.Module):
+    """Stages 3-4 (spec §1.8): MHSA and FFN over ``[pixels ; semantics]`` with shared norms and
+    layer scales. ``is_last`` (downstream only, §2.3): the semantic tokens are dropped after the
+    attention and the FFN is a pixel-only PVT2FFN (official ``fc_proxy`` keys unused).
+
+    Args:
+        dims (int): channels C.
+        num_heads (int): heads.
+        mlp_hidden (int): hidden width of the pixel FFN.
+        drop_path (float): stochastic depth rate.
+        is_last (bool): the network's last block (returns ``z = None``).
+    """
+
+    def __init__(self, dims, num_heads, mlp_hidden, drop_path=0., is_last=False):
+        super().__init__()
+        self.is_last = is_last
+        self.norm1 = _layer_norm(dims)
+        self.attn = MergeAttention(dims, num_heads)
+        self.norm2 = _layer_norm(dims)
+        self.mlp = (PVT2FFN if is_last else MergeFFN)(dims, mlp_hidden)
+        self.gamma1 = nn.Parameter(LAYER_SCALE_INIT * torch.ones(dims))
+        self.gamma2 = nn.Parameter(LAYER_SCALE_INIT * torch.ones(dims))
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x, z, hw):
+        n = x.shape[1]
+        t = torch.cat([x, z], dim=1)  # pixels first
+        t = t + self.drop_path(self.gamma1 * self.attn(self.norm1(t)))
+        if self.is_last:
+            x = t[:, :n]
+            return x + self.drop_path(self.gamma2 * self.mlp(self.norm2(x), hw)), None
+        t = t + self.drop_path(self.gamma2 * self.mlp(self.norm2(t), hw))
+        return t[:, :n], t[:, n:]
+
+
+@register_model
+class DualViT(DenseBackbone):
+    """Dual Vision Transformer backbone (official downstream ``DualVit``).
+
+    Args:
+        arch (str | dict): ``'s'``/``'small'``, ``'b'``/``'base'``, ``'l'``/``'large'``, or a
+            dict with ``stem_hidden`` (int), ``embed_dims``, ``num_heads``, ``depths`` and
+            ``mlp_ratios`` (4 values each; stage 3 alternates ratio r for even and r - 1 for
+            odd blocks, as the official code). Default: ``'small'``.
+        in_channels (int): input channels. Default: 3.
+        out_indices (Sequence[int]): stages (0..3) whose maps, after ``norm{i+1}``, are
+            returned. Default: (0, 1, 2, 3).
+        drop_path_rate (float): stochastic depth, linear from 0 over all blocks; a DualBlock
+            uses its rate for its own DropPath and for the one inside its attention.
+            Official: 0.15 (S/B detection, S segmentation), 0.3 (B segmentation). Default: 0.
+        stem_norm_cfg (dict): norm of the stem convs. Official detection:
+            ``dict(type='BN', requires_grad=False)`` (affine frozen, statistics updated);
+            segmentation: ``dict(type='SyncBN', requires_grad=True)``. Default: ``dict(type='BN')``.
+        frozen_stages (int): 0 freezes the stem; k >= 1 also stages 1..k with their
+            downsamplers, norms, semantic embeddings and (stage 1) the semantic-token init;
+            -1 freezes nothing. Default: -1.
+        norm_eval (bool): keep the stem BatchNorms in eval mode while training. Default: False.
+        with_cp (bool): activation checkpointing per block. Default: False.
+        init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=path)`` loads an official
+            classification file (flat state dict or timm ``state_dict`` container), an official
+            det/seg file or a converted one, through the ``dualvit`` converter (names checked
+            strictly). None: the official init (trunc-normal Linear, fan-out normal convs).
+    """
+    arch_zoo = {
+        **dict.fromkeys(['s', 'small'], dict(
+            stem_hidden=32, embed_dims=[64, 128, 320, 448], num_heads=[2, 4, 10, 14],
+            depths=[3, 4, 6, 3], mlp_ratios=[8, 8, 4, 3])),
+        **dict.fromkeys(['b', 'base'], dict(
+            stem_hidden=64, embed_dims=[64, 128, 320, 512], num_heads=[2, 4, 10, 16],
+            depths=[3, 4, 15, 3], mlp_ratios=[8, 8, 4, 3])),
+        # no official downstream L backbone exists; same construction as S/B
+        **dict.fromkeys(['l', 'large'], dict(
+            stem_hidden=64, embed_dims=[96, 192, 384, 512], num_heads=[3, 6, 12, 16],
+            depths=[3, 6, 21, 3], mlp_ratios=[8, 8, 4, 3])),
+    }
+    num_stages = NUM_STAGES
+    family = 'dualvit'
+
+    def __init__(self,
+                 arch='small',
+                 in_channels=3,
+                 out_indices=(0, 1, 2, 3),
+                 drop_path_rate=0.,
+                 stem_norm_cfg=dict(type='BN'),
+                 frozen_stages=-1,
+                 norm_eval=False,
+                 with_cp=False,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.arch_settings = self._parse_arch(arch)
+        settings = self.arch_settings
+        dims, depths = settings['embed_dims'], settings['depths']
+        self.embed_dims = list(dims)
+        self.in_channels = in_channels
+        self.out_indices = self.parse_out_indices(out_indices)
+        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= NUM_STAGES:
+            raise ValueError(f'frozen_stages must be an int in -1..{NUM_STAGES}, '
+                             f'got {frozen_stages!r}')
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+
+        self.semantic_init = SemanticTokenInit(dims[0])
+        dpr = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
+        for i in range(NUM_STAGES):
+            stage = i + 1
+            if i == 0:
+                self.patch_embed1 = Stem(in_channels, settings['stem_hidden'], dims[0],
+                                         stem_norm_cfg)
+            else:
+                self.add_module(f'patch_embed{stage}', DownSample(dims[i - 1], dims[i]))
+                self.add_module(f'proxy_embed{stage}', SemanticEmbed(dims[i - 1], dims[i]))
+            blocks = []
+            for j in range(depths[i]):
+                # official quirk: stage 3's odd blocks use mlp ratio - 1 (4, 3, 4, 3, ...)
+                ratio = settings['mlp_ratios'][i] - (1 if i == 2 and j % 2 else 0)
+                rate = dpr[sum(depths[:i]) + j]
+                if i < SEP_STAGES:
+                    blocks.append(DualBlock(dims[i], settings['num_heads'][i],
+                                            int(dims[i] * ratio), rate))
+                else:
+                    is_last = i == NUM_STAGES - 1 and j == depths[i] - 1
+                    blocks.append(MergeBlock(dims[i], settings['num_heads'][i],
+                                             int(dims[i] * ratio), rate, is_last))
+            self.add_module(f'block{stage}', ModuleList(blocks))
+            self.add_module(f'norm{stage}', _layer_norm(dims[i]))
+            if stage < NUM_STAGES:
+                self.add_module(f'norm_proxy{stage}', _layer_norm(dims[i]))
+
+    def _parse_arch(self, arch):
+        name = type(self).__name__
+        if isinstance(arch, str):
+            if arch.lower() not in self.arch_zoo:
+                raise ValueError(f'Unknown {name} arch {arch!r}; choose one of '
+                                 f'{sorted(self.arch_zoo)} or pass a dict')
+            return copy.deepcopy(self.arch_zoo[arch.lower()])
+        keys = {'stem_hidden', 'embed_dims', 'num_heads', 'depths', 'mlp_ratios'}
+        if not isinstance(arch, dict) or set(arch) != keys:
+            raise ValueError(f'A custom {name} arch must be a dict with exactly the keys '
+                             f'{sorted(keys)}, got {arch!r}')
+        arch = copy.deepcopy(arch)
+        for key in keys - {'stem_hidden'}:
+            if len(arch[key]) != NUM_STAGES:
+                raise ValueError(f'arch[{key!r}] needs {NUM_STAGES} values, got {arch[key]}')
+        for i, (c, h) in enumerate(zip(arch['embed_dims'], arch['num_heads'])):
+            if c % h:
+                raise ValueError(f'stage {i}: embed_dims {c} is not divisible by num_heads {h}')
+        if arch['depths'][3] < 1:
+            raise ValueError(f'arch["depths"][3] must be >= 1, got {arch["depths"]}')
+        return arch
+
+    def check_input(self, x):
+        super().check_input(x)
+        height, width = x.shape[2:]
+        h1, w1 = -(-height // 4), -(-width // 4)
+        if h1 < POOL or w1 < POOL:
+            raise ValueError(
+                f'{type(self).__name__} needs H, W >= 25 (a stride-4 map of at least '
+                f'{POOL}x{POOL} for one semantic token), got {height}x{width}')
+
+    def _block(self, block, x, z, hw):
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(block, x, z, hw, use_reentrant=False)
+        return block(x, z, hw)
+
+    def forward(self, x):
+        self.check_input(x)
+        b = x.shape[0]
+        x, hw = self.patch_embed1(x)
+        z = self.semantic_init(x, hw)
+        outs = []
+        for i in range(NUM_STAGES):
+            stage = i + 1
+            if i > 0:
+                x, hw = getattr(self, f'patch_embed{stage}')(x)
+                z = getattr(self, f'proxy_embed{stage}')(z)
+            for block in getattr(self, f'block{stage}'):
+                x, z = self._block(block, x, z, hw)
+            x = getattr(self, f'norm{stage}')(x)
+            x = x.reshape(b, *hw, -1).permute(0, 3, 1, 2).contiguous()
+            if stage < NUM_STAGES:
+                z = getattr(self, f'norm_proxy{stage}')(z)
+            if i in self.out_indices:
+                outs.append(x)
+            if i == self.out_indices[-1]:
+                break  # later stages feed nothing
+        return tuple(outs)
+
+    def stage_modules(self, i):
+        """Modules of stage i (0-based) in forward order, for freezing."""
+        stage = i + 1
+        names = ([] if i == 0 else [f'patch_embed{stage}', f'proxy_embed{stage}'])
+        names += [f'block{stage}', f'norm{stage}']
+        names += [f'norm_proxy{stage}'] if stage < NUM_STAGES else []
+        mods = [getattr(self, n) for n in names]
+        return ([self.semantic_init] if i == 0 else []) + mods
+
+    def stem_and_stages(self):
+        return self.patch_embed1, [
+            nn.ModuleList(self.stage_modules(i)) for i in range(NUM_STAGES)]
+
+    def _freeze_stages(self):
+        if self.frozen_stages < 0:
+            return
+        stem, stages = self.stem_and_stages()
+        for module in [stem] + list(stages[:self.frozen_stages]):
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def init_weights(self):
+        super().init_weights()
+        if self.init_cfg is not None:
+            return  # pretrained weights (or an explicit mmengine init) are left as loaded
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                # official init: normal(0, sqrt(2 / fan_out)), fan_out = k*k*out/groups
+                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+                nn.init.normal_(m.weight, 0, (2. / fan_out)**0.5)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        nn.init.trunc_normal_(self.semantic_init.query, std=.02, a=-2., b=2.)
