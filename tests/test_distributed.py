@@ -4,26 +4,17 @@ The end-to-end test runs the real entry points (tools/dist_train.sh -> torchrun 
 on the synthetic ADE20K set with a deterministic config (fixed-size resize, no flip / photometric
 / dropout / drop path, unshuffled sampler) in which every BN is SyncBN.
 """
-import json
-import os
 import os.path as osp
-import socket
-import subprocess
 import sys
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import REPO_ROOT
+from conftest import (REPO_ROOT, free_port, read_scalars, run_tool,
+                      write_deterministic_seg_config)
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason='CPU (gloo) paths')
-
-
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 def _sync_bn_worker(rank, world, port, out):
@@ -57,7 +48,7 @@ def _sync_bn_worker(rank, world, port, out):
 def test_cpu_sync_bn_equals_batch_norm_on_the_whole_batch(tmp_path):
     """2 processes x 3 samples == one BatchNorm2d over 6: outputs, input/affine grads, stats."""
     out = str(tmp_path / 'rank0.pt')
-    mp.spawn(_sync_bn_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+    mp.spawn(_sync_bn_worker, args=(2, free_port(), out), nprocs=2, join=True)
     got = torch.load(out)
 
     gen = torch.Generator().manual_seed(0)
@@ -84,67 +75,6 @@ def test_cpu_sync_bn_without_process_group_is_batch_norm():
     torch.testing.assert_close(sync.running_var, plain.running_var)
 
 
-DETERMINISTIC_SEG = """
-_base_ = [{base!r}]
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='Resize', scale=(128, 128), keep_ratio=False),  # same size: per-image mean losses
-    dict(type='PackSegInputs'),
-]
-train_dataloader = dict(
-    batch_size=2,
-    sampler=dict(type='InfiniteSampler', shuffle=False),
-    dataset=dict(data_root={root!r}, pipeline=train_pipeline))
-val_dataloader = None
-val_cfg = None
-val_evaluator = None
-test_dataloader = None
-test_cfg = None
-test_evaluator = None
-model = dict(
-    backbone=dict(norm_cfg=dict(type='SyncBN')),
-    decode_head=dict(dropout_ratio=0.0),
-    auxiliary_head=dict(dropout_ratio=0.0))
-train_cfg = dict(max_iters={iters}, val_interval=1000)
-default_hooks = dict(
-    logger=dict(interval=1),
-    checkpoint=dict(interval={ckpt_every}, max_keep_ckpts=10),
-    visualization=dict(type='SegVisualizationHook', draw=False))
-log_processor = dict(window_size=1)
-randomness = dict(seed=0)
-"""
-
-
-def write_deterministic_seg_config(tmp_path, synthetic_data, iters=3, ckpt_every=3):
-    path = tmp_path / 'deterministic_seg.py'
-    path.write_text(DETERMINISTIC_SEG.format(
-        base=osp.join(REPO_ROOT, 'configs/demo/biformer_upernet_synthetic.py'),
-        root=osp.join(synthetic_data, 'ade20k'), iters=iters, ckpt_every=ckpt_every))
-    return str(path)
-
-
-def read_scalars(work_dir):
-    """{iter: {'loss': .., 'lr': ..}} from mmengine's vis_data/scalars.json (all runs in it)."""
-    rows = {}
-    for root, _, files in os.walk(work_dir):
-        if 'scalars.json' in files and root.endswith('vis_data'):
-            with open(osp.join(root, 'scalars.json')) as f:
-                for line in f:
-                    row = json.loads(line)
-                    if 'loss' in row:
-                        rows[row['iter']] = row
-    return rows
-
-
-def run_tool(args, cwd, timeout=300, env=None):
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHON=sys.executable, **(env or {}))
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout + proc.stderr
-
-
 def test_two_processes_train_like_one_with_the_whole_batch(synthetic_data, tmp_path):
     """dist_train.sh 2 x 1 image == train.py 1 x 2 images: loss, lr, SyncBN stats, weights."""
     from mmengine.config import Config
@@ -160,7 +90,7 @@ def test_two_processes_train_like_one_with_the_whole_batch(synthetic_data, tmp_p
               '--work-dir', str(single)], cwd=tmp_path)
     log = run_tool(['bash', osp.join(REPO_ROOT, 'tools/dist_train.sh'), config, '2',
                     '--work-dir', str(double), '--cfg-options', 'train_dataloader.batch_size=1'],
-                   cwd=tmp_path, env=dict(PORT=str(_free_port())))
+                   cwd=tmp_path, env=dict(PORT=str(free_port())))
     assert 'CPUSyncBN' in log  # the SyncBN configs were honoured, not dropped
 
     one, two = read_scalars(single), read_scalars(double)

@@ -23,6 +23,7 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated', categor
 
 import mmattn  # noqa: F401,E402  (first: registrations + checkpoint allow-list)
 from mmattn.utils import check_data_or_exit  # noqa: E402
+from mmattn.utils.ckpt_check import check_checkpoint_or_exit  # noqa: E402
 from mmattn.utils.tool_setup import build_runner, load_tool_config  # noqa: E402
 
 from mmengine.config import ConfigDict, DictAction  # noqa: E402
@@ -138,6 +139,8 @@ def main(argv=None):
     check_data_or_exit(cfg, ('test', ))
 
     runner = build_runner(cfg, scope)
+    if osp.isfile(args.checkpoint):  # mmengine loads it with strict=False, i.e. silently
+        check_checkpoint_or_exit(runner.model, args.checkpoint, 'test', 'test')
 
     if args.out is not None and scope == 'mmdet':
         from mmdet.evaluation import DumpDetResults

@@ -15,6 +15,7 @@ built (one-line error when they are missing).
 import argparse
 import logging
 import os
+import os.path as osp
 import sys
 import warnings
 
@@ -24,6 +25,7 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated', categor
 
 import mmattn  # noqa: F401,E402  (first: registrations + checkpoint allow-list)
 from mmattn.utils import check_data_or_exit, check_pretrained_or_exit  # noqa: E402
+from mmattn.utils.ckpt_check import check_checkpoint_or_exit  # noqa: E402
 from mmattn.utils.tool_setup import build_runner, load_tool_config  # noqa: E402
 
 import torch  # noqa: E402
@@ -120,6 +122,11 @@ def main(argv=None):
     check_pretrained_or_exit(cfg)
 
     runner = build_runner(cfg, scope)
+    load_from = cfg.get('load_from', None)
+    if load_from and osp.isfile(load_from):
+        # mmengine loads with strict=False: a wrong file would only warn (resume needs it all)
+        check_checkpoint_or_exit(runner.model, load_from,
+                                 'test' if cfg.get('resume') else 'load_from', 'train')
     runner.train()
     return runner
 

@@ -71,8 +71,34 @@ def extract_state_dict(checkpoint):
     return state_dict
 
 
+def likely_cause(missing, unexpected, mis_shaped):
+    """One phrase guessing why a checkpoint does not fit (for the error message)."""
+    if mis_shaped and not missing and not unexpected:
+        return 'same layers with other sizes: another variant (arch) of the same model'
+    if missing and unexpected:
+        return 'other parameter names: another model family, or a variant with another depth'
+    if missing:
+        return 'the checkpoint lacks parts of the model (a shallower variant or another model)'
+    return 'the checkpoint holds layers this model does not have (a deeper or another model)'
+
+
+def describe_mismatch(header, missing, unexpected, mis_shaped, shown=20):
+    """``header`` then one line per kind of mismatch (first ``shown`` keys) and the likely cause.
+
+    ``mis_shaped`` items are already formatted (``'key: checkpoint (..) vs model (..)'``).
+    """
+    lines = [header]
+    for title, keys in (('missing', missing), ('unexpected', unexpected),
+                        ('shape mismatch', mis_shaped)):
+        if keys:
+            more = f' ... (+{len(keys) - shown} more)' if len(keys) > shown else ''
+            lines.append(f'  {title} ({len(keys)}): ' + ', '.join(keys[:shown]) + more)
+    lines.append('  likely cause: ' + likely_cause(missing, unexpected, mis_shaped))
+    return '\n'.join(lines)
+
+
 def check_against_model(state_dict, model, source=''):
-    """Raise one :class:`CheckpointKeyError` listing every missing, unexpected or mis-shaped key."""
+    """Raise one :class:`CheckpointKeyError` naming the missing, unexpected or mis-shaped keys."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
@@ -80,13 +106,9 @@ def check_against_model(state_dict, model, source=''):
                         f'{tuple(expected[k].shape)}' for k in set(expected) & set(state_dict)
                         if state_dict[k].shape != expected[k].shape)
     if missing or unexpected or mis_shaped:
-        lines = [f'checkpoint{" " + source if source else ""} does not match '
-                 f'{type(model).__name__}:']
-        for title, keys in (('missing', missing), ('unexpected', unexpected),
-                            ('shape mismatch', mis_shaped)):
-            if keys:
-                lines.append(f'  {title} ({len(keys)}): ' + ', '.join(keys))
-        raise CheckpointKeyError('\n'.join(lines))
+        raise CheckpointKeyError(describe_mismatch(
+            f'checkpoint{" " + source if source else ""} does not match '
+            f'{type(model).__name__}:', missing, unexpected, mis_shaped))
 
 
 def convert_checkpoint(family, checkpoint, **kwargs):
