@@ -1,0 +1,420 @@
+"""Slide-Transformer backbones (Pan et al., CVPR 2023): Slide-Swin and Slide-PVT.
+
+Slide attention (mmattn.ops.slide) replaces the attention of the first ``num_slide_stages``
+stages (2 in every paper model); the later stages keep their host's attention, built from
+mmdet's own Swin / PVT blocks. Both backbones take any input of at least 32x32 and return
+contiguous NCHW maps at strides 4, 8, 16, 32.
+"""
+import copy
+
+import torch
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmcv.cnn.bricks import DropPath
+from mmcv.cnn.bricks.transformer import FFN, PatchEmbed, PatchMerging
+from mmdet.models.backbones.pvt import PVTEncoderLayer, PyramidVisionTransformer
+from mmdet.models.backbones.swin import SwinBlock
+from mmengine.config import ConfigDict
+from mmengine.logging import print_log
+from mmengine.model import BaseModule, ModuleList
+from torch import nn
+
+from mmattn.ops.slide import SlideAttention
+from mmattn.registry import register_model
+from .base import DenseBackbone
+
+MIN_SIZE = 32
+
+
+def _check_min_size(model, x):
+    DenseBackbone.check_input(model, x)
+    if min(x.shape[2:]) < MIN_SIZE:
+        raise ValueError(f'{type(model).__name__} needs H, W >= {MIN_SIZE}, got input shape '
+                         f'{tuple(x.shape)}')
+
+
+def _check_slide_stages(num_slide_stages, kernel_size):
+    if isinstance(num_slide_stages, bool) or not isinstance(num_slide_stages, int) \
+            or not 0 <= num_slide_stages <= 4:
+        raise ValueError(f'num_slide_stages must be an integer in 0..4, got {num_slide_stages!r}')
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 \
+            or kernel_size % 2 == 0:
+        raise ValueError(f'kernel_size must be an odd integer >= 1, got {kernel_size!r}')
+
+
+def _init_shift_kernels(model, pretrained):
+    """One-hot kernels after any init routine (spec §6.14): re-created, or checked after a load."""
+    for name, m in model.named_modules():
+        if isinstance(m, SlideAttention) and not m.deploy:
+            if not pretrained:
+                m.reset_shift_kernel()
+            elif not m.shift_kernel_is_one_hot():
+                raise ValueError(f'{name}.dep_conv.weight of the loaded checkpoint is not the '
+                                 'one-hot shift kernel; a re-parameterised (deploy) checkpoint '
+                                 'needs deploy=True')
+
+
+def switch_to_deploy(model):
+    """Merge the two shift convolutions of every slide attention into one (spec §5)."""
+    for m in model.modules():
+        if isinstance(m, SlideAttention):
+            m.reparameterize()
+    model.deploy = True
+
+
+class TokenSlideAttention(SlideAttention):
+    """:class:`SlideAttention` on tokens (B, H*W, C) with the residual: mmcv's attention
+    interface ``forward(x, hw_shape, identity)`` used by mmdet's PVT blocks."""
+
+    def __init__(self, *args, drop_path=0., **kwargs):
+        super().__init__(*args, **kwargs)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x, hw_shape, identity=None):
+        b, n, c = x.shape
+        out = super().forward(x.view(b, *hw_shape, c)).view(b, n, c)
+        return (x if identity is None else identity) + self.drop_path(out)
+
+
+class SlideBlock(BaseModule):
+    """Swin's pre-norm block with slide attention (spec §2.1): tokens and ``hw_shape`` in, as
+    mmdet's ``SwinBlock``; the MLP is mmcv's FFN (Linear, exact GELU, Linear)."""
+
+    def __init__(self, embed_dims, num_heads, feedforward_channels, kernel_size=3, drop_rate=0.,
+                 attn_drop_rate=0., drop_path_rate=0., deploy=False):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(embed_dims)
+        self.attn = TokenSlideAttention(
+            embed_dims, num_heads, kernel_size, attn_drop=attn_drop_rate, proj_drop=drop_rate,
+            deploy=deploy, drop_path=drop_path_rate)
+        self.norm2 = nn.LayerNorm(embed_dims)
+        self.ffn = FFN(embed_dims, feedforward_channels, num_fcs=2, ffn_drop=drop_rate,
+                       dropout_layer=dict(type='DropPath', drop_prob=drop_path_rate),
+                       act_cfg=dict(type='GELU'), add_identity=True)
+
+    def forward(self, x, hw_shape):
+        x = self.attn(self.norm1(x), hw_shape, identity=x)
+        return self.ffn(self.norm2(x), identity=x)
+
+
+def _run_block(block, x, hw_shape, with_cp):
+    if with_cp and x.requires_grad:
+        return cp.checkpoint(block, x, hw_shape, use_reentrant=False)
+    return block(x, hw_shape)
+
+
+class SlideSwinStage(BaseModule):
+    """Blocks at one resolution, then mmcv's PatchMerging (stages 0-2)."""
+
+    def __init__(self, blocks, downsample=None, with_cp=False):
+        super().__init__()
+        self.blocks = ModuleList(blocks)
+        self.downsample = downsample
+        self.with_cp = with_cp
+
+    def forward(self, x, hw_shape):
+        """Returns (pre-merge tokens, their hw, next stage's tokens, their hw)."""
+        for block in self.blocks:
+            x = _run_block(block, x, hw_shape, self.with_cp)
+        if self.downsample is None:
+            return x, hw_shape, x, hw_shape
+        down, down_hw = self.downsample(x, hw_shape)
+        return x, hw_shape, down, down_hw
+
+
+@register_model
+class SlideSwin(DenseBackbone):
+    """Slide-Swin: slide attention in stages 1-2, Swin (shifted) window attention in 3-4.
+
+    Stages 3-4 follow spec §2.4. ``attn_mode='window'`` (default, dense prediction and the
+    paper's FLOPs): window 7, shifted on odd blocks, padded to window multiples as mmdet's Swin.
+    ``attn_mode='global'`` reproduces the released classification code: stages 3-4 use one
+    window of the whole map at ``pretrain_img_size`` (14 and 7 at 224), no shift, bias tables of
+    (2W-1)^2 rows; at that size the output equals the released model's. At other sizes the map
+    is cut into windows of that size (the tables are tied to it).
+
+    Loading a global-mode checkpoint into window mode resizes the stage-3/4 bias tables bicubically
+    (what the official ``load_pretrained`` does): **not** numerically equivalent, a warning says
+    so. ``relative_position_index`` buffers are always the model's own.
+
+    Names: ``patch_embed`` (mmcv PatchEmbed), ``stages.{i}.blocks.{j}`` with ``attn`` (slide:
+    official ``SlideAttention`` names; window: mmdet's ``attn.w_msa``), ``ffn.layers``, and
+    ``stages.{i}.downsample`` (mmcv PatchMerging, nn.Unfold channel order: the converter
+    ``slide_swin`` permutes the official [x0, x1, x2, x3] order), output norms ``norm{i}``.
+
+    Args:
+        arch (str | dict): ``'tiny'``, ``'small'``, ``'base'`` (or ``t/s/b``), or a dict with
+            ``embed_dims`` (int), ``depths`` and ``num_heads`` (4 ints each). Default: 'tiny'.
+        in_channels (int): input channels. Default: 3.
+        pretrain_img_size (int): classification input size; sets the global-mode windows
+            (``pretrain_img_size // 16`` and ``// 32``). Default: 224.
+        attn_mode (str): ``'window'`` or ``'global'`` (see above). Default: 'window'.
+        window_size (int): window of stages 3-4 in window mode. Default: 7.
+        kernel_size (int): odd slide-attention kernel k. Default: 3.
+        num_slide_stages (int): stages (from the first) with slide attention. Default: 2.
+        mlp_ratio (float): FFN width ratio. Default: 4.
+        drop_rate (float): dropout after projections and in the FFN. Default: 0.
+        attn_drop_rate (float): attention-probability dropout. Default: 0.
+        drop_path_rate (float): stochastic depth, linear over all blocks (T/S/B ImageNet: 0.2 /
+            0.3 / 0.5). Default: 0.1.
+        out_indices (Sequence[int]): stages returned, each through ``norm{i}``. Default: 0-3.
+        frozen_stages (int): freeze the stem and stages < frozen_stages. Default: -1.
+        norm_eval (bool): BatchNorm in eval mode (there is none; config parity). Default: False.
+        with_cp (bool): activation checkpointing per block. Default: False.
+        deploy (bool): build the re-parameterised slide convs (see :meth:`switch_to_deploy`).
+            Default: False.
+        init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=...)`` reads an
+            official (``model``), converted, or det/seg (``backbone.``) file through the
+            ``slide_swin`` converter with strict names. None: the official init (trunc-normal
+            Linear std .02, PyTorch conv defaults, one-hot shift kernels).
+    """
+    arch_zoo = {
+        **dict.fromkeys(['t', 'tiny'], dict(embed_dims=96, depths=[2, 2, 6, 2],
+                                            num_heads=[3, 6, 12, 24])),
+        **dict.fromkeys(['s', 'small'], dict(embed_dims=96, depths=[2, 2, 18, 2],
+                                             num_heads=[3, 6, 12, 24])),
+        **dict.fromkeys(['b', 'base'], dict(embed_dims=128, depths=[2, 2, 18, 2],
+                                            num_heads=[4, 8, 16, 32])),
+    }
+    family = 'slide_swin'
+    attn_modes = ('window', 'global')
+
+    def __init__(self, arch='tiny', in_channels=3, pretrain_img_size=224, attn_mode='window',
+                 window_size=7, kernel_size=3, num_slide_stages=2, mlp_ratio=4., drop_rate=0.,
+                 attn_drop_rate=0., drop_path_rate=0.1, out_indices=(0, 1, 2, 3),
+                 frozen_stages=-1, norm_eval=False, with_cp=False, deploy=False, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        settings = self._parse_arch(arch)
+        _check_slide_stages(num_slide_stages, kernel_size)
+        if attn_mode not in self.attn_modes:
+            raise ValueError(f'attn_mode must be one of {self.attn_modes}, got {attn_mode!r}')
+        if attn_mode == 'global' and (not isinstance(pretrain_img_size, int)
+                                      or pretrain_img_size < 32 or pretrain_img_size % 32):
+            raise ValueError('global attn_mode needs pretrain_img_size to be a multiple of 32, '
+                             f'got {pretrain_img_size!r}')
+        if isinstance(window_size, bool) or not isinstance(window_size, int) or window_size < 1:
+            raise ValueError(f'window_size must be an integer >= 1, got {window_size!r}')
+        depths, heads = settings['depths'], settings['num_heads']
+        self.embed_dims = [settings['embed_dims'] * 2**i for i in range(self.num_stages)]
+        self.in_channels = in_channels
+        self.attn_mode = attn_mode
+        self.num_slide_stages = num_slide_stages
+        self.out_indices = self.parse_out_indices(out_indices)
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.deploy = deploy
+        # global mode: one window = the whole stage map at the classification size (§2.2)
+        self.window_sizes = [pretrain_img_size // 2**(i + 2) if attn_mode == 'global'
+                             else window_size for i in range(self.num_stages)]
+
+        dpr = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
+        self.patch_embed = PatchEmbed(in_channels, self.embed_dims[0], kernel_size=4, stride=4,
+                                      norm_cfg=dict(type='LN'))
+        self.stages = ModuleList()
+        for i, dim in enumerate(self.embed_dims):
+            blocks = []
+            for j in range(depths[i]):
+                common = dict(embed_dims=dim, num_heads=heads[i],
+                              feedforward_channels=int(mlp_ratio * dim), drop_rate=drop_rate,
+                              attn_drop_rate=attn_drop_rate,
+                              drop_path_rate=dpr[sum(depths[:i]) + j])
+                if i < num_slide_stages:
+                    blocks.append(SlideBlock(kernel_size=kernel_size, deploy=deploy, **common))
+                else:
+                    blocks.append(SwinBlock(window_size=self.window_sizes[i],
+                                            shift=attn_mode == 'window' and j % 2 == 1,
+                                            **common))
+            downsample = PatchMerging(dim, 2 * dim, stride=2, norm_cfg=dict(type='LN'),
+                                      bias=False) if i < self.num_stages - 1 else None
+            self.stages.append(SlideSwinStage(blocks, downsample, with_cp))
+        for i in self.out_indices:
+            self.add_module(f'norm{i}', nn.LayerNorm(self.embed_dims[i]))
+        self._register_load_state_dict_pre_hook(self._fit_window_tables)
+
+    def _parse_arch(self, arch):
+        name = type(self).__name__
+        if isinstance(arch, str):
+            if arch.lower() not in self.arch_zoo:
+                raise ValueError(f'Unknown {name} arch {arch!r}; choose one of '
+                                 f'{sorted(set(self.arch_zoo))} or pass a dict')
+            return copy.deepcopy(self.arch_zoo[arch.lower()])
+        keys = {'embed_dims', 'depths', 'num_heads'}
+        if not isinstance(arch, dict) or set(arch) != keys:
+            raise ValueError(f'A custom {name} arch must be a dict with keys {sorted(keys)}, '
+                             f'got {arch!r}')
+        for key in ('depths', 'num_heads'):
+            if len(arch[key]) != self.num_stages:
+                raise ValueError(f'arch[{key!r}] needs {self.num_stages} values, got {arch[key]}')
+        for i, heads in enumerate(arch['num_heads']):
+            if (arch['embed_dims'] * 2**i) % heads:
+                raise ValueError(f'stage {i}: width {arch["embed_dims"] * 2**i} is not divisible '
+                                 f'by num_heads={heads}')
+        return copy.deepcopy(arch)
+
+    def _fit_window_tables(self, state_dict, prefix, *args):
+        """Window tables of another size are resized bicubically; index buffers are ours."""
+        own = self.state_dict()
+        for key in list(state_dict):
+            if not key.startswith(prefix) or 'w_msa.' not in key:
+                continue
+            name = key[len(prefix):]
+            if name.endswith('relative_position_index') and name in own:
+                state_dict[key] = own[name]
+            elif name.endswith('relative_position_bias_table') and name in own \
+                    and state_dict[key].shape != own[name].shape:
+                state_dict[key] = resize_bias_table(state_dict[key], own[name].shape[0])
+                print_log(f'SlideSwin: resized {name} {tuple(state_dict[key].shape)} bicubically '
+                          'from the checkpoint; outputs are not those of the checkpoint\'s model',
+                          logger='current', level=30)
+
+    def check_input(self, x):
+        _check_min_size(self, x)
+
+    def init_weights(self):
+        pretrained = isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained'
+        super().init_weights()
+        _init_shift_kernels(self, pretrained)
+
+    def switch_to_deploy(self):
+        switch_to_deploy(self)
+
+    def forward(self, x):
+        self.check_input(x)
+        x, hw_shape = self.patch_embed(x)  # mmcv pads H, W up to multiples of 4
+        outs = []
+        for i, stage in enumerate(self.stages):
+            feat, feat_hw, x, hw_shape = stage(x, hw_shape)
+            if i in self.out_indices:
+                out = getattr(self, f'norm{i}')(feat)
+                outs.append(out.view(-1, *feat_hw, out.shape[-1]).permute(0, 3, 1, 2)
+                            .contiguous())
+            if i == self.out_indices[-1]:
+                break
+        return tuple(outs)
+
+    def stem_and_stages(self):
+        return self.patch_embed, self.stages
+
+
+def resize_bias_table(table, rows):
+    """((2W-1)^2, heads) -> (rows, heads), bicubic on the (2W-1) x (2W-1) grid (not exact)."""
+    side, new_side = round(table.shape[0]**0.5), round(rows**0.5)
+    grid = table.T.reshape(1, -1, side, side).float()
+    grid = F.interpolate(grid, size=(new_side, new_side), mode='bicubic', align_corners=False)
+    return grid.reshape(-1, rows).T.contiguous().to(table.dtype)
+
+
+@register_model
+class SlidePVT(PyramidVisionTransformer):
+    """Slide-PVT (v1): mmdet's PyramidVisionTransformer with slide attention in stages 1-2.
+
+    Only numbers were published for Slide-PVT (spec §8); these details are **inferred**:
+
+    * Slide attention replaces spatial-reduction attention (and its ``sr`` conv + norm) in the
+      first ``num_slide_stages = 2`` stages; stages 3-4 keep SRA. This matches the published
+      parameter deltas (PVT-T -1.0M, PVT-S -1.8M = the stage-1/2 ``sr`` convs), which
+      ``tests/models/test_slide.py`` checks.
+    * Everything else is PVT v1 as in mmdet: patch embeddings, absolute position embeddings
+      (kept in every stage: removing them would not fit the deltas), FFNs, no stage norms.
+    * Slide attention as in Slide-Swin: k = 3, full width (no dim reduction), head-major qkv,
+      key-side bias; the head width is PVT's 64.
+
+    The input is zero padded at the bottom/right to a multiple of 32 and the outputs are cropped
+    to ``ceil(H / stride)``. ``init_cfg=dict(type='Pretrained', ...)`` uses mmdet's PVT loader
+    (``strict=False``; ``convert_weights=True`` for official PVT files, whose stage-1/2 attention
+    then stays random); the shift kernels are one-hot afterwards in every case.
+
+    Args:
+        arch (str): ``'tiny'``, ``'small'``, ``'medium'``, ``'large'`` (PVT v1 depths).
+            Default: 'small'.
+        in_channels (int): input channels. Default: 3.
+        pretrain_img_size (int): size of the position embeddings. Default: 224.
+        kernel_size (int): odd slide-attention kernel. Default: 3.
+        num_slide_stages (int): stages (from the first) with slide attention. Default: 2.
+        out_indices (Sequence[int]): stages returned. Default: (0, 1, 2, 3).
+        drop_rate, attn_drop_rate (float): dropouts. Default: 0.
+        drop_path_rate (float): stochastic depth (PVT: 0.1). Default: 0.1.
+        frozen_stages (int): freeze stages < frozen_stages (patch embedding, position
+            embedding, blocks). Default: -1.
+        norm_eval (bool): BatchNorm in eval mode (there is none; config parity). Default: False.
+        with_cp (bool): activation checkpointing per block. Default: False.
+        deploy (bool): build re-parameterised slide convs. Default: False.
+        convert_weights (bool): mmdet's ``pvt_convert`` on a Pretrained file. Default: False.
+        init_cfg (dict, optional): see above. Default: None.
+    """
+    arch_zoo = {
+        **dict.fromkeys(['t', 'tiny'], [2, 2, 2, 2]),
+        **dict.fromkeys(['s', 'small'], [3, 4, 6, 3]),
+        **dict.fromkeys(['m', 'medium'], [3, 4, 18, 3]),
+        **dict.fromkeys(['l', 'large'], [3, 8, 27, 3]),
+    }
+    num_heads = [1, 2, 5, 8]  # PVT v1, head width 64
+    parse_out_indices = DenseBackbone.parse_out_indices
+
+    def __init__(self, arch='small', in_channels=3, pretrain_img_size=224, kernel_size=3,
+                 num_slide_stages=2, out_indices=(0, 1, 2, 3), drop_rate=0., attn_drop_rate=0.,
+                 drop_path_rate=0.1, frozen_stages=-1, norm_eval=False, with_cp=False,
+                 deploy=False, convert_weights=False, init_cfg=None):
+        if not isinstance(arch, str) or arch.lower() not in self.arch_zoo:
+            raise ValueError(f'Unknown SlidePVT arch {arch!r}; choose one of '
+                             f'{sorted(self.arch_zoo)}')
+        _check_slide_stages(num_slide_stages, kernel_size)
+        self.num_stages = 4
+        out_indices = self.parse_out_indices(out_indices)
+        super().__init__(pretrain_img_size=pretrain_img_size, in_channels=in_channels,
+                         num_layers=self.arch_zoo[arch.lower()], num_heads=self.num_heads,
+                         out_indices=out_indices, drop_rate=drop_rate,
+                         attn_drop_rate=attn_drop_rate, drop_path_rate=drop_path_rate,
+                         convert_weights=convert_weights, init_cfg=init_cfg)
+        if isinstance(self.init_cfg, dict):  # mmdet's init_weights reads init_cfg.checkpoint
+            self.init_cfg = ConfigDict(self.init_cfg)
+        self.in_channels = in_channels
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+        self.deploy = deploy
+        self.embed_dims = [64 * h for h in self.num_heads]
+        for i in range(num_slide_stages):
+            for block in self.layers[i][1]:
+                if isinstance(block, PVTEncoderLayer):
+                    sra = block.attn
+                    block.attn = TokenSlideAttention(
+                        sra.embed_dims, sra.num_heads, kernel_size, attn_drop=attn_drop_rate,
+                        proj_drop=drop_rate, deploy=deploy,
+                        drop_path=getattr(sra.dropout_layer, 'drop_prob', 0.))
+
+    def check_input(self, x):
+        _check_min_size(self, x)
+
+    def init_weights(self):
+        super().init_weights()  # mmdet's: normal-inits every conv, the shift kernels included
+        _init_shift_kernels(self, pretrained=False)
+
+    def switch_to_deploy(self):
+        switch_to_deploy(self)
+
+    def train(self, mode=True):
+        super().train(mode)
+        for layer in self.layers[:max(self.frozen_stages, 0)]:
+            layer.eval()
+            for param in layer.parameters():
+                param.requires_grad = False
+        return self
+
+    def forward(self, x):
+        self.check_input(x)
+        height, width = x.shape[2:]
+        x = F.pad(x, (0, -width % MIN_SIZE, 0, -height % MIN_SIZE))
+        outs = []
+        for i, (patch_embed, blocks, norm) in enumerate(self.layers):
+            x, hw_shape = patch_embed(x)
+            for block in blocks:
+                x = _run_block(block, x, hw_shape, self.with_cp)
+            x = norm(x)
+            x = x.transpose(1, 2).reshape(x.shape[0], -1, *hw_shape)
+            if i in self.out_indices:
+                stride = 2**(i + 2)
+                outs.append(x[:, :, :-(-height // stride), :-(-width // stride)].contiguous())
+            if i == self.out_indices[-1]:
+                break
+        return tuple(outs)

@@ -1,0 +1,326 @@
+"""Slide-Swin / Slide-PVT backbones and the slide_swin converter (specs/slide.md §2-§3, §5-§8).
+
+The converter round trip builds a random state dict in the *official* layout (§3 key names,
+head-major qkv, 6-D slide tables, one-hot dep_conv, official PatchMerging order), runs it
+through an official-layout reference forward written here from the spec (reference slide
+attention, global MHSA with Swin's bias index, [x0, x1, x2, x3] merging) and compares it with
+the converted mmattn backbone.
+"""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmattn.converters import CheckpointKeyError, convert_checkpoint
+from mmattn.converters.slide import _arch_of
+from mmattn.models.backbones.slide import SlidePVT, SlideSwin
+from mmattn.ops.slide import SlideAttention, one_hot_shift_kernel, slide_attention_reference
+
+F64 = torch.float64
+TINY = dict(embed_dims=16, depths=[1, 1, 2, 1], num_heads=[1, 2, 2, 4])
+IMG = 64  # global mode: stage-3/4 windows 4 and 2
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    old = torch.get_num_threads()
+    torch.set_num_threads(min(2, old))
+    yield
+    torch.set_num_threads(old)
+
+
+def official_state_dict(arch=TINY, img=IMG, seed=0):
+    """Random tensors with the released SlideSwinTransformer's keys and shapes (§3)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=g, dtype=F64) * 0.2
+
+    sd, c = {}, arch['embed_dims']
+    sd['patch_embed.proj.weight'], sd['patch_embed.proj.bias'] = rand(c, 3, 4, 4), rand(c)
+    sd['patch_embed.norm.weight'], sd['patch_embed.norm.bias'] = 1 + rand(c), rand(c)
+    for i, (depth, heads) in enumerate(zip(arch['depths'], arch['num_heads'])):
+        dim, side = c * 2**i, img // 2**(i + 2)
+        for j in range(depth):
+            p = f'layers.{i}.blocks.{j}.'
+            for n in ('norm1', 'norm2'):
+                sd[p + n + '.weight'], sd[p + n + '.bias'] = 1 + rand(dim), rand(dim)
+            sd[p + 'attn.qkv.weight'], sd[p + 'attn.qkv.bias'] = rand(3 * dim, dim), rand(3 * dim)
+            sd[p + 'attn.proj.weight'], sd[p + 'attn.proj.bias'] = rand(dim, dim), rand(dim)
+            sd[p + 'mlp.fc1.weight'], sd[p + 'mlp.fc1.bias'] = rand(4 * dim, dim), rand(4 * dim)
+            sd[p + 'mlp.fc2.weight'], sd[p + 'mlp.fc2.bias'] = rand(dim, 4 * dim), rand(dim)
+            if i < 2:
+                d = dim // heads
+                sd[p + 'attn.relative_position_bias_table'] = rand(1, heads, 1, 9, 1, 1)
+                sd[p + 'attn.dep_conv.weight'] = one_hot_shift_kernel(d, 3).to(F64)
+                sd[p + 'attn.dep_conv.bias'] = rand(9 * d)
+                sd[p + 'attn.dep_conv1.weight'] = rand(9 * d, 1, 3, 3)
+                sd[p + 'attn.dep_conv1.bias'] = rand(9 * d)
+            else:
+                sd[p + 'attn.relative_position_bias_table'] = rand((2 * side - 1)**2, heads)
+                sd[p + 'attn.relative_position_index'] = swin_index(side)
+        if i < 3:
+            sd[f'layers.{i}.downsample.norm.weight'] = 1 + rand(4 * dim)
+            sd[f'layers.{i}.downsample.norm.bias'] = rand(4 * dim)
+            sd[f'layers.{i}.downsample.reduction.weight'] = rand(2 * dim, 4 * dim)
+    sd['norm.weight'], sd['norm.bias'] = 1 + rand(8 * c), rand(8 * c)
+    sd['head.weight'], sd['head.bias'] = rand(1000, 8 * c), rand(1000)
+    return sd
+
+
+def swin_index(side):
+    """Swin's formula (§2.3): (drow + W-1) * (2W-1) + (dcol + W-1), query minus key."""
+    coords = torch.stack(torch.meshgrid(torch.arange(side), torch.arange(side),
+                                        indexing='ij')).flatten(1).T
+    rel = coords[:, None] - coords[None]
+    return (rel[..., 0] + side - 1) * (2 * side - 1) + rel[..., 1] + side - 1
+
+
+def _ln(x, sd, name):
+    return F.layer_norm(x, x.shape[-1:], sd[name + '.weight'], sd[name + '.bias'])
+
+
+def _lin(x, sd, name):
+    return F.linear(x, sd[name + '.weight'], sd.get(name + '.bias'))
+
+
+def _official_slide(x, sd, p, heads):
+    b, h, w, c = x.shape
+    d = c // heads
+    qkv = _lin(x, sd, p + 'qkv').permute(0, 3, 1, 2).reshape(b, heads, 3, d, h, w)
+    weight = sd[p + 'dep_conv.weight'] + sd[p + 'dep_conv1.weight']
+    bias = sd[p + 'dep_conv.bias'] + sd[p + 'dep_conv1.bias']
+    out = slide_attention_reference(*qkv.unbind(2), weight, bias,
+                                    sd[p + 'relative_position_bias_table'].view(heads, 9))
+    return _lin(out.reshape(b, c, h, w).permute(0, 2, 3, 1), sd, p + 'proj')
+
+
+def _official_global(x, sd, p, heads):
+    b, h, w, c = x.shape
+    d = c // heads
+    qkv = _lin(x.reshape(b, h * w, c), sd, p + 'qkv').view(b, h * w, 3, heads, d)
+    q, k, v = qkv.permute(2, 0, 3, 1, 4)
+    bias = sd[p + 'relative_position_bias_table'][swin_index(h)].permute(2, 0, 1)
+    attn = torch.softmax(q * d**-0.5 @ k.transpose(-2, -1) + bias, -1)
+    out = (attn @ v).transpose(1, 2).reshape(b, h, w, c)
+    return _lin(out, sd, p + 'proj')
+
+
+def official_features(sd, x, arch=TINY):
+    """Pre-merge stage features of the released model, from the spec (eval mode)."""
+    x = F.conv2d(x, sd['patch_embed.proj.weight'], sd['patch_embed.proj.bias'], stride=4)
+    x = _ln(x.permute(0, 2, 3, 1), sd, 'patch_embed.norm')
+    feats = []
+    for i, (depth, heads) in enumerate(zip(arch['depths'], arch['num_heads'])):
+        for j in range(depth):
+            p = f'layers.{i}.blocks.{j}.'
+            attn = _official_slide if i < 2 else _official_global
+            x = x + attn(_ln(x, sd, p + 'norm1'), sd, p + 'attn.', heads)
+            y = F.gelu(_lin(_ln(x, sd, p + 'norm2'), sd, p + 'mlp.fc1'))
+            x = x + _lin(y, sd, p + 'mlp.fc2')
+        feats.append(x)
+        if i < 3:  # §2.1: x0 (even, even), x1 (odd row, even col), x2 (even, odd), x3
+            x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2],
+                           x[:, 1::2, 1::2]], -1)
+            x = _lin(_ln(x, sd, f'layers.{i}.downsample.norm'), sd,
+                     f'layers.{i}.downsample.reduction')
+    return feats
+
+
+def _converted_model(sd, **kwargs):
+    model = SlideSwin(TINY, attn_mode='global', pretrain_img_size=IMG, **kwargs).double()
+    model.load_state_dict(convert_checkpoint('slide_swin', {'model': sd}), strict=True)
+    return model.eval()
+
+
+def test_converter_round_trip_equals_official_forward():
+    sd = official_state_dict()
+    converted = convert_checkpoint('slide_swin', {'model': sd, 'epoch': 3})
+    arch = _arch_of(converted)
+    assert arch['attn_mode'] == 'global' and arch['pretrain_img_size'] == IMG
+    assert not arch['deploy'] and arch['num_slide_stages'] == 2
+    # tensors arrive untouched (qkv layout, 6-D tables), merging tensors permuted
+    assert torch.equal(converted['stages.1.blocks.0.attn.qkv.weight'],
+                       sd['layers.1.blocks.0.attn.qkv.weight'])
+    assert converted['stages.0.blocks.0.attn.relative_position_bias_table'].shape == \
+        (1, 1, 1, 9, 1, 1)
+    assert torch.equal(converted['stages.2.blocks.1.attn.w_msa.relative_position_bias_table'],
+                       sd['layers.2.blocks.1.attn.relative_position_bias_table'])
+    assert 'head.weight' not in converted and 'norm.weight' not in converted
+    model = _converted_model(sd)
+    for i, side in ((2, 4), (3, 2)):  # mmdet's WindowMSA index == Swin's formula (§2.3)
+        own = model.state_dict()[f'stages.{i}.blocks.0.attn.w_msa.relative_position_index']
+        assert torch.equal(own, swin_index(side))
+    x = torch.randn(2, 3, IMG, IMG, dtype=F64)
+    with torch.no_grad():
+        outs = model(x)
+        ref = official_features(sd, x)
+    for out, feat in zip(outs, ref):
+        expected = F.layer_norm(feat, feat.shape[-1:]).permute(0, 3, 1, 2)
+        torch.testing.assert_close(out, expected, rtol=0, atol=1e-10)
+
+
+def test_window_mode_loads_global_checkpoint_with_resized_tables():
+    sd = official_state_dict()
+    model = SlideSwin(TINY, window_size=7)
+    model.load_state_dict(convert_checkpoint('slide_swin', sd), strict=True)
+    table = model.stages[2].blocks[0].attn.w_msa.relative_position_bias_table
+    assert table.shape == (169, 2)
+    converted = convert_checkpoint('slide_swin', sd)
+    # same weights elsewhere
+    assert torch.equal(model.stages[0].blocks[0].attn.dep_conv1.weight,
+                       converted['stages.0.blocks.0.attn.dep_conv1.weight'].float())
+    assert model(torch.randn(1, 3, 70, 45))[3].shape == (1, 128, 3, 2)
+
+
+def test_pretrained_init_cfg_reads_official_file(tmp_path):
+    sd = {k: v.float() for k, v in official_state_dict().items()}
+    path = tmp_path / 'slide_swin_official.pth'
+    torch.save({'model': sd, 'epoch': 300}, path)
+    model = SlideSwin(TINY, attn_mode='global', pretrain_img_size=IMG,
+                      init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    model.init_weights()
+    assert torch.equal(model.stages[1].blocks[0].attn.dep_conv.bias,
+                       sd['layers.1.blocks.0.attn.dep_conv.bias'])
+    assert model.stages[1].blocks[0].attn.shift_kernel_is_one_hot()
+
+
+def test_converter_rejects_bad_files():
+    sd = official_state_dict()
+    sd['layers.0.blocks.0.attn.extra'] = torch.zeros(1)
+    with pytest.raises(CheckpointKeyError, match='unexpected'):
+        convert_checkpoint('slide_swin', sd)
+    sd = official_state_dict()
+    sd['layers.0.blocks.0.attn.dep_conv.weight'] += 0.1
+    with pytest.raises(ValueError, match='one-hot'):
+        convert_checkpoint('slide_swin', sd)
+    sd = official_state_dict()
+    del sd['layers.1.blocks.0.attn.proj.bias']
+    with pytest.raises(CheckpointKeyError, match='missing'):
+        convert_checkpoint('slide_swin', sd)
+
+
+def test_switch_to_deploy_and_reload():
+    model = _converted_model(official_state_dict())
+    x = torch.randn(1, 3, 48, 80, dtype=F64)
+    with torch.no_grad():
+        before = model(x)
+        model.switch_to_deploy()
+        after = model(x)
+    for a, b in zip(before, after):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+    deploy_sd = model.state_dict()
+    assert not any('dep_conv1' in k for k in deploy_sd)
+    assert _arch_of(convert_checkpoint('slide_swin', deploy_sd))['deploy']
+    again = SlideSwin(TINY, attn_mode='global', pretrain_img_size=IMG, deploy=True).double()
+    again.load_state_dict(deploy_sd, strict=True)
+    torch.testing.assert_close(again.eval()(x)[2], after[2], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('size', [(32, 32), (45, 70), (97, 33)])
+@pytest.mark.parametrize('mode', ['window', 'global'])
+def test_output_shapes_any_size(size, mode):
+    model = SlideSwin(TINY, attn_mode=mode, pretrain_img_size=IMG).eval()
+    h, w = size
+    outs = model(torch.randn(1, 3, h, w))
+    for i, out in enumerate(outs):
+        s = 2**(i + 2)
+        assert out.shape == (1, 16 * 2**i, -(-h // s), -(-w // s)) and out.is_contiguous()
+
+
+def test_out_indices_frozen_stages_with_cp_drop_path():
+    model = SlideSwin(TINY, out_indices=(1, 3), frozen_stages=2, drop_path_rate=0.3)
+    model.train()
+    assert [o.shape[1] for o in model(torch.randn(1, 3, 64, 64))] == [32, 128]
+    assert not hasattr(model, 'norm0')
+    assert not any(p.requires_grad for p in model.stages[1].parameters())
+    assert not model.stages[0].training and model.stages[2].training
+    assert model.stages[2].blocks[1].attn.w_msa.qkv.weight.requires_grad
+    assert isinstance(model.stages[0].blocks[0].attn.drop_path, torch.nn.Identity)  # rate 0
+    assert model.stages[3].blocks[0].ffn.dropout_layer.drop_prob == pytest.approx(0.3)
+
+    torch.manual_seed(0)
+    plain = SlideSwin(TINY, out_indices=(0, 2)).eval()
+    ckpt = SlideSwin(TINY, out_indices=(0, 2), with_cp=True).eval()
+    ckpt.load_state_dict(plain.state_dict())
+    x = torch.randn(1, 3, 40, 40)
+    grads = []
+    for m in (plain, ckpt):
+        sum(o.sum() for o in m(x)).backward()
+        grads.append(m.stages[0].blocks[0].attn.dep_conv1.weight.grad)
+    torch.testing.assert_close(grads[0], grads[1])
+    assert plain.stages[0].blocks[0].attn.dep_conv.weight.grad is None  # frozen (§1.3)
+    assert plain.stages[0].blocks[0].attn.dep_conv.bias.grad is not None  # trainable (§6.4)
+
+
+def test_one_hot_survives_init_weights():
+    model = SlideSwin(TINY, init_cfg=dict(type='Kaiming', layer='Conv2d'))
+    model.init_weights()
+    assert model.patch_embed.projection.bias.abs().sum() == 0  # the Kaiming init_cfg ran
+    attns = [m for m in model.modules() if isinstance(m, SlideAttention)]
+    assert len(attns) == 2 and all(a.shift_kernel_is_one_hot() for a in attns)
+    pvt = SlidePVT('tiny')
+    pvt.init_weights()  # mmdet's PVT init normal-inits every Conv2d
+    attns = [m for m in pvt.modules() if isinstance(m, SlideAttention)]
+    assert len(attns) == 4 and all(a.shift_kernel_is_one_hot() for a in attns)
+
+
+@pytest.mark.parametrize('arch, params, global_params', [
+    ('tiny', 28.349, 28.31), ('small', 49.747, 49.63), ('base', 87.949, 87.79)])
+def test_parameter_counts_match_the_release(arch, params, global_params):
+    """§2.5 counts include the classifier (norm + head), which the backbone drops."""
+    def count(mode):
+        with torch.device('meta'):
+            m = SlideSwin(arch, attn_mode=mode, out_indices=(3, ))
+        dim = m.embed_dims[3]
+        frozen = sum(a.dep_conv.weight.numel() for a in m.modules()
+                     if isinstance(a, SlideAttention))
+        assert frozen == 10368
+        # + classifier (norm and head), - norm3 (same size as the classifier's norm)
+        return (sum(p.numel() for p in m.parameters()) + dim * 1000 + 1000) / 1e6
+    assert count('global') == pytest.approx(params, abs=1e-3)
+    assert count('window') == pytest.approx(global_params, abs=1e-2)
+
+
+def test_slide_pvt_replaces_sra_in_stages_1_2():
+    from mmdet.models.backbones.pvt import PyramidVisionTransformer, SpatialReductionAttention
+    for arch, depths, delta in (('tiny', [2, 2, 2, 2], 1.0), ('small', [3, 4, 6, 3], 1.8)):
+        slide, host = SlidePVT(arch), PyramidVisionTransformer(num_layers=depths)
+        n = [sum(p.numel() for p in m.parameters()) / 1e6 for m in (host, slide)]
+        assert n[0] - n[1] == pytest.approx(delta, abs=0.06)  # spec §8 (paper deltas)
+        kinds = [[type(b.attn) for b in layer[1][1:]] for layer in slide.layers]
+        assert all(k is not SpatialReductionAttention for k in kinds[0] + kinds[1])
+        assert all(k is SpatialReductionAttention for k in kinds[2] + kinds[3])
+    model = SlidePVT('tiny', out_indices=(0, 1, 2, 3), frozen_stages=1).eval()
+    outs = model(torch.randn(1, 3, 50, 70))
+    assert [tuple(o.shape) for o in outs] == [(1, 64, 13, 18), (1, 128, 7, 9), (1, 320, 4, 5),
+                                              (1, 512, 2, 3)]
+    assert all(o.is_contiguous() for o in outs)
+    model.train()
+    assert not any(p.requires_grad for p in model.layers[0].parameters())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        before = model(x)
+        model.switch_to_deploy()
+        after = model(x)
+    torch.testing.assert_close(before[1], after[1], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize('cls, kwargs, x, match', [
+    (SlideSwin, dict(arch='huge'), None, 'Unknown SlideSwin arch'),
+    (SlideSwin, dict(arch=dict(embed_dims=16)), None, 'custom SlideSwin arch'),
+    (SlideSwin, dict(arch=TINY, out_indices=(4, )), None, 'out_indices'),
+    (SlideSwin, dict(arch=TINY, kernel_size=2), None, 'kernel_size'),
+    (SlideSwin, dict(arch=TINY, num_slide_stages=5), None, 'num_slide_stages'),
+    (SlideSwin, dict(arch=TINY, attn_mode='local'), None, 'attn_mode'),
+    (SlideSwin, dict(arch=TINY, attn_mode='global', pretrain_img_size=100), None, 'multiple'),
+    (SlideSwin, dict(arch=TINY), (1, 3, 31, 64), 'H, W >= 32'),
+    (SlideSwin, dict(arch=TINY), (1, 4, 64, 64), r'\(N, 3, H, W\)'),
+    (SlideSwin, dict(arch=TINY), (3, 64, 64), r'\(N, 3, H, W\)'),
+    (SlidePVT, dict(arch='xl'), None, 'Unknown SlidePVT arch'),
+    (SlidePVT, dict(arch='tiny', out_indices=(-5, )), None, 'out_indices'),
+    (SlidePVT, dict(arch='tiny'), (1, 3, 16, 64), 'H, W >= 32'),
+])
+def test_bad_input(cls, kwargs, x, match):
+    with pytest.raises(ValueError, match=match):
+        model = cls(**kwargs)
+        model(torch.randn(*x))
