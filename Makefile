@@ -19,6 +19,7 @@ FIND_LINKS := $(if $(WHEELHOUSE),--find-links $(abspath $(WHEELHOUSE)))
 STAMP := $(VENV)/.mmattn-stamps
 DEMO_DIR ?= work_dirs/demo
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: help install test demo demo-seg bench clean-demo
 
@@ -27,6 +28,7 @@ help:
 	@echo "make test      run the test suite (pytest)"
 	@echo "make demo      synthetic data -> train BiFormer Mask R-CNN on CPU -> CocoMetric, prediction PNGs, loss curve"
 	@echo "make demo-seg  the same for BiFormer UPerNet (IoUMetric)"
+	@echo "make bench     backbone latency/memory/GFLOP/s table + plot, then every op vs its anchors (BENCH_ARGS=...)"
 	@echo "variables: WHEELHOUSE=<folder of prebuilt wheels, e.g. an mmcv 2.1.0 CPU wheel>"
 
 install: $(STAMP)/mmattn
@@ -77,7 +79,8 @@ demo-seg: install
 	$(PY) tools/demo.py --task seg --work-dir $(DEMO_DIR)
 
 bench: install
-	$(PY) tools/analysis/bench_ops.py
+	$(PY) tools/analysis/benchmark.py $(BENCH_ARGS)
+	$(PY) tools/analysis/benchmark.py --ops all $(BENCH_ARGS)
 
 clean-demo:
 	rm -rf $(DEMO_DIR) data/synthetic

@@ -1,0 +1,94 @@
+"""get_flops / mmattn.analysis.flops: attention counted, paper params and MACs reproduced."""
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import REPO_ROOT, load_tool
+
+from mmattn.analysis.flops import measure, measure_backbone
+from mmattn.analysis.models import build_backbone
+from mmattn.ops.neighborhood import neighborhood_attention_2d
+
+sys.path.insert(0, f'{REPO_ROOT}/tools/analysis')
+from op_bench.neighborhood import unfold_neighborhood_attention_2d  # noqa: E402
+
+
+class Call(torch.nn.Module):
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args):
+        return self.fn(*args)
+
+
+@pytest.mark.parametrize('device', ['cpu', 'meta'])
+@pytest.mark.parametrize('dv', [16, 8])  # 16: the CPU flash kernel; 8: the math path
+def test_sdpa_count_is_the_analytic_formula(device, dv):
+    q, k, v = torch.randn(2, 3, 50, 16), torch.randn(2, 3, 40, 16), torch.randn(2, 3, 40, dv)
+    result = measure(Call(F.scaled_dot_product_attention), (q, k, v), device=device)
+    # QK^T: B*h*Lq*Lk*E, AV: B*h*Lq*Lk*Ev multiply-adds
+    assert result.macs == 2 * 3 * 50 * 40 * (16 + dv)
+
+
+@pytest.mark.parametrize('dilation', [1, 3])
+def test_na_count_is_the_definition_not_the_tiles(dilation):
+    """The fast path's padded tiles are not counted; the unfold anchor's einsums (exactly the
+    K*K neighbours, counted op by op) give the same number."""
+    q, k, v = (torch.randn(1, 23, 29, 2, 8) for _ in range(3))
+    rpb = torch.zeros(2, 13, 13)
+    fast = measure(Call(lambda q, k, v, rpb: neighborhood_attention_2d(q, k, v, 7, dilation,
+                                                                      rpb)), (q, k, v, rpb))
+    anchor = measure(Call(lambda *t: unfold_neighborhood_attention_2d(*t, 7, dilation)),
+                     (q, k, v, rpb), device='cpu')
+    assert fast.macs == anchor.macs == 2 * 23 * 29 * 2 * 49 * 8
+    assert list(fast.op_macs) == ['mmattn.ops.neighborhood:neighborhood_attention_2d']
+
+
+# Classification-model numbers from the specs (params with the 1000-class head; GMACs at 224^2):
+# biformer.md §1.6 (torch FlopCounter/2 on the official code), nat.md §1.11 (recomputed).
+PAPER = [
+    ('BiFormer', 'tiny', dict(n_win=7, auto_pad=False), 13.143e6, 2.22e9),
+    ('BiFormer', 'small', dict(n_win=7, auto_pad=False), 25.536e6, 4.46e9),
+    ('NAT', 'tiny', {}, 27.90e6, 4.30e9),
+    ('DiNAT', 'tiny', {}, 27.90e6, 4.30e9),
+]
+
+
+@pytest.mark.parametrize('backbone,arch,kwargs,params,macs', PAPER)
+def test_paper_params_and_macs_at_224(backbone, arch, kwargs, params, macs):
+    # The classification model = the trunk + final norm (our norm3) + a 1000-way linear head.
+    model = build_backbone(f'{backbone}:{arch}', out_indices=(3, ), **kwargs)
+    result = measure_backbone(model, 224, 224)
+    head_params = model.embed_dims[-1] * 1000 + 1000
+    head_macs = model.embed_dims[-1] * 1000
+    assert result.params + head_params == pytest.approx(params, rel=0.02)
+    assert result.macs + head_macs == pytest.approx(macs, rel=0.02)
+
+
+def test_meta_and_cpu_counts_agree_on_a_backbone():
+    model = build_backbone('BiFormer:tiny', n_win=4)
+    meta, cpu = measure_backbone(model, 72, 40), measure_backbone(model, 72, 40, device='cpu')
+    assert meta.macs == cpu.macs > 0 and meta.params == cpu.params
+    assert meta.gather_bytes == cpu.gather_bytes > 0  # BRA's region gather is traffic, not MACs
+
+
+def test_cli_detail_and_config(capsys):
+    tool = load_tool('analysis/get_flops')
+    result = tool.main(['--backbone', 'NAT', '--arch', 'mini', '--shape', '64', '96', '--detail'])
+    out = capsys.readouterr().out
+    assert 'multiply-adds' in out and '| levels.2 |' in out
+    rows = [r.split('|') for r in out.splitlines() if r.startswith(('| levels.', '| patch_'))]
+    assert len(rows) == 5  # the stem and the four levels carry every MAC
+    assert sum(float(r[3]) for r in rows) == pytest.approx(result.macs / 1e9, abs=0.003)
+    seg = tool.main([f'{REPO_ROOT}/configs/seg/nat_upernet.py', '--shape', '64'])
+    assert seg.macs > result.macs and seg.device == 'meta'
+
+
+def test_bad_names_raise_with_the_allowed_values():
+    with pytest.raises(ValueError, match='tiny'):
+        build_backbone('NAT:huge')
+    with pytest.raises(ValueError, match='Swin-T'):
+        build_backbone('NoSuchNet')

@@ -1,0 +1,442 @@
+#!/usr/bin/env python
+"""Speed and memory of backbones (and of attention ops against their naive anchors), CPU or GPU.
+
+Backbones (default: every mmattn family's headline variant, mmdet's Swin-T and PVTv2-B2) at each
+resolution (default 224x224, 512x512, 800x1216), batch 1, float32:
+
+- forward latency (eval, no grad) and forward+backward latency (train mode, backward of the sum
+  of all outputs): median of ``--repeat`` timed calls after ``--warmup`` calls, with the spread
+  (min..max); CUDA times with events after a synchronize;
+- peak memory of one call: on CPU the RSS growth of one call in a fresh process (its
+  ``VmHWM - VmRSS`` after a warm-up call on a small input, so one-off library buffers do not
+  count); on CUDA ``max_memory_allocated`` above what the model and input already hold;
+- MACs from ``get_flops`` (multiply-adds, the papers' "FLOPs") and the achieved forward
+  GFLOP/s (2 x MACs / time) against the fp32 GEMM rate of the same device, measured in the same
+  run.
+
+``--ops routing,neighborhood`` runs the op cases of ``tools/analysis/op_bench/<family>.py``
+instead (each op's first impl is mmattn's fast path; the others are reported as ratios to it,
+their forward outputs checked against it). Outputs: a markdown table, a JSON file and (for
+backbones) a latency-vs-resolution PNG per device in ``--out-dir``; ``--readme README.md``
+rewrites the README's "## Speed and memory" section from this run and ``--include`` JSONs.
+
+    python tools/analysis/benchmark.py --repeat 3
+    python tools/analysis/benchmark.py --backbones NAT:tiny,Swin-T --resolutions 512x512
+    python tools/analysis/benchmark.py --ops routing,neighborhood --quick --no-memory
+    python tools/analysis/benchmark.py --device cuda
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import platform
+import subprocess
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+import op_bench  # noqa: E402
+
+from mmattn.analysis.flops import measure_backbone  # noqa: E402
+from mmattn.analysis.models import build_backbone, default_backbones, short_name  # noqa: E402
+
+DEFAULT_RESOLUTIONS = '224x224,512x512,800x1216'
+WARM_RESOLUTION = (64, 64)  # warm-up input of the memory probe (>= 32, cheap)
+
+
+def device_description(device: str = 'cpu') -> str:
+    """The machine in words, for every table header: CPU model or GPU name, torch, threads."""
+    if device.startswith('cuda'):
+        return (f'GPU {torch.cuda.get_device_name(device)}, torch {torch.__version__}, '
+                f'CUDA {torch.version.cuda}')
+    cpu = platform.processor() or 'unknown CPU'
+    if osp.exists('/proc/cpuinfo'):
+        with open('/proc/cpuinfo') as f:
+            cpu = next((line.split(':', 1)[1].strip() for line in f
+                        if line.startswith('model name')), cpu)
+    return (f'CPU {cpu} ({os.cpu_count()} logical CPUs visible), torch {torch.__version__}, '
+            f'{torch.get_num_threads()} threads')
+
+
+def parse_resolution(text: str) -> tuple:
+    """'HxW' or 'S' -> (H, W)."""
+    dims = tuple(int(x) for x in text.lower().split('x'))
+    if len(dims) == 1:
+        dims = dims * 2
+    if len(dims) != 2 or min(dims) < 32:
+        raise ValueError(f'resolution {text!r} must be HxW (or S) with H, W >= 32')
+    return dims
+
+
+# ------------------------------------------------------------------------------------------
+# Timing and memory
+# ------------------------------------------------------------------------------------------
+def synchronize(device: str) -> None:
+    if device.startswith('cuda'):
+        torch.cuda.synchronize(device)
+
+
+def time_fn(fn, device: str, warmup: int, repeat: int) -> dict:
+    """Median, min and max seconds of ``repeat`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        if device.startswith('cuda'):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            synchronize(device)
+            start.record()
+            fn()
+            end.record()
+            synchronize(device)
+            times.append(start.elapsed_time(end) / 1e3)
+        else:
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    times.sort()
+    return dict(median=times[len(times) // 2], min=times[0], max=times[-1], n=len(times))
+
+
+def gemm_rate(device: str, repeat: int) -> float:
+    """Measured fp32 GEMM rate (GFLOP/s) of ``device``: the roofline the models are held to."""
+    n = 4096 if device.startswith('cuda') else 1024
+    a, b = (torch.randn(n, n, device=device) for _ in range(2))
+    stats = time_fn(lambda: torch.mm(a, b), device, warmup=2, repeat=max(repeat, 5))
+    return 2 * n**3 / stats['median'] / 1e9
+
+
+def _status_bytes(field: str) -> int:
+    with open('/proc/self/status') as f:
+        line = next(line for line in f if line.startswith(field + ':'))
+    return int(line.split()[1]) * 1024
+
+
+def rss_growth(fn) -> int:
+    """Peak RSS growth (bytes) of one ``fn()`` in this process (Linux; meant for a fresh one)."""
+    try:  # reset the high-water mark to the current RSS (Linux >= 4.0)
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+    except OSError:
+        pass
+    before = _status_bytes('VmRSS')
+    fn()
+    return max(0, _status_bytes('VmHWM') - before)
+
+
+def cuda_growth(fn, device: str) -> int:
+    synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    fn()
+    synchronize(device)
+    return torch.cuda.max_memory_allocated(device) - before
+
+
+def peak_in_fresh_process(probe_args: list, threads) -> int:
+    """Run this script's ``--probe`` in a new Python process; its peak RSS growth in bytes."""
+    cmd = [sys.executable, osp.abspath(__file__), '--probe', *probe_args]
+    if threads:
+        cmd += ['--threads', str(threads)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode:
+        raise RuntimeError(f'memory probe {probe_args} failed:\n{res.stderr[-2000:]}')
+    return json.loads(res.stdout.strip().splitlines()[-1])['peak_bytes']
+
+
+def _step(fn, inputs, train: bool):
+    """Forward (no grad) or forward + backward of the sum of the outputs."""
+    def run():
+        if not train:
+            with torch.no_grad():
+                return fn(*inputs)
+        for t in inputs:
+            t.grad = None
+        out = fn(*inputs)
+        outs = out if isinstance(out, (tuple, list)) else (out, )
+        sum(o.float().sum() for o in outs).backward()
+        return out
+
+    return run
+
+
+# ------------------------------------------------------------------------------------------
+# Backbones
+# ------------------------------------------------------------------------------------------
+def model_call(spec: str, resolution: tuple, device: str, train: bool):
+    """(step, model): one forward or forward+backward of backbone ``spec`` at ``resolution``."""
+    model = build_backbone(spec).to(device)
+    model.train(train)
+    x = torch.randn(1, getattr(model, 'in_channels', 3), *resolution, device=device)
+    return _step(model, (x, ), train), model
+
+
+def bench_backbone(spec, resolution, args, gemm_gflops) -> dict:
+    row = dict(backbone=short_name(spec), resolution='x'.join(map(str, resolution)))
+    cost = measure_backbone(build_backbone(spec), *resolution)
+    row.update(params=cost.params, macs=cost.macs)
+    for train, key in ((False, 'fwd'), (True, 'fwd+bwd')):
+        step, _ = model_call(spec, resolution, args.device, train)
+        row[key] = time_fn(step, args.device, args.warmup, args.repeat)
+        if args.memory:
+            row[f'mem {key}'] = (cuda_growth(step, args.device) if args.device.startswith('cuda')
+                                 else peak_in_fresh_process(
+                                     ['model', spec, row['resolution'], key], args.threads))
+        del step
+    row['gflops'] = 2 * cost.macs / row['fwd']['median'] / 1e9
+    row['gemm_share'] = row['gflops'] / gemm_gflops
+    return row
+
+
+def probe_model(spec, resolution, mode) -> int:
+    train = mode == 'fwd+bwd'
+    warm, _ = model_call(spec, WARM_RESOLUTION, 'cpu', train)
+    warm()
+    step, _ = model_call(spec, parse_resolution(resolution), 'cpu', train)
+    return rss_growth(step)
+
+
+# ------------------------------------------------------------------------------------------
+# Ops
+# ------------------------------------------------------------------------------------------
+def find_case(family, op, impl, size, quick) -> dict:
+    for case in op_bench.load_cases(family, 'cpu', quick):
+        if (case['op'], case['impl'], case['size']) == (op, impl, size):
+            return case
+    raise ValueError(f'no case {op!r} / {impl!r} / {size!r} in op_bench/{family}.py')
+
+
+def probe_op(family, op, impl, size, mode, quick) -> int:
+    train = mode == 'fwd+bwd'
+    # Warm-up on the tiny (quick) case of the same op and impl when there is one.
+    warm = next((c for c in op_bench.load_cases(family, 'cpu', quick=True) if c['impl'] == impl
+                 and c['op'].split()[0] == op.split()[0]), None)
+    if warm is not None:
+        _step(*warm['build'](), train)()
+    fn, inputs = find_case(family, op, impl, size, quick)['build']()
+    return rss_growth(_step(fn, inputs, train))
+
+
+def bench_ops(family, args) -> list:
+    rows, first = [], {}
+    for case in op_bench.load_cases(family, args.device, args.quick):
+        row = dict(family=family, op=case['op'], size=case['size'], impl=case['impl'])
+        fn, inputs = case['build']()
+        out = _step(fn, inputs, False)()
+        group = (case['op'], case['size'])
+        if group not in first:
+            first[group] = (row, out)
+        else:
+            row['max_abs_diff'] = (out.float() - first[group][1].float()).abs().max().item()
+        modes = [('fwd', False)]
+        if any(t.requires_grad for t in inputs):
+            modes.append(('fwd+bwd', True))
+        for key, train in modes:
+            step = _step(fn, inputs, train)
+            row[key] = time_fn(step, args.device, args.warmup, args.repeat)
+            if args.memory:
+                row[f'mem {key}'] = (
+                    cuda_growth(step, args.device) if args.device.startswith('cuda') else
+                    peak_in_fresh_process(['op', family, case['op'], case['impl'], case['size'],
+                                           key, 'quick' if args.quick else 'full'],
+                                          args.threads))
+        base = first[group][0]
+        row['ratio'] = {k: row[k]['median'] / base[k]['median'] for k, _ in modes if k in base}
+        rows.append(row)
+        print(f'[ops] {family} {case["op"]} {case["size"]} {case["impl"]}: ' + ', '.join(
+            f'{k} {row[k]["median"] * 1e3:.1f} ms' for k, _ in modes), file=sys.stderr,
+            flush=True)
+        del fn, inputs, out
+    return rows
+
+
+# ------------------------------------------------------------------------------------------
+# Output
+# ------------------------------------------------------------------------------------------
+def _ms(stats) -> str:
+    if not stats:
+        return '-'
+    spread = (stats['max'] - stats['min']) / 2 / stats['median'] * 100
+    return f'{stats["median"] * 1e3:.1f} ±{spread:.0f}%'
+
+
+def _mib(row, key) -> str:
+    return f'{row[key] / 2**20:.0f}' if key in row else '-'
+
+
+def format_model_table(rows, run) -> str:
+    lines = [f'Device: {run["device_description"]}. fp32 GEMM rate measured in the same run: '
+             f'{run["gemm_gflops"]:.0f} GFLOP/s. Batch 1, float32; times: median of '
+             f'{run["repeat"]} after {run["warmup"]} warm-up (± half the min..max spread); '
+             f'peak MiB: {run["memory_method"]}. GMACs: multiply-adds (the papers\' "FLOPs").',
+             '', '| backbone | input | params (M) | GMACs | fwd ms | fwd+bwd ms | peak MiB fwd | '
+             'peak MiB fwd+bwd | fwd GFLOP/s (% of GEMM) |', '|' + '---|' * 9]
+    for r in rows:
+        lines.append(
+            f'| {r["backbone"]} | {r["resolution"]} | {r["params"] / 1e6:.1f} | '
+            f'{r["macs"] / 1e9:.1f} | {_ms(r["fwd"])} | {_ms(r["fwd+bwd"])} | '
+            f'{_mib(r, "mem fwd")} | {_mib(r, "mem fwd+bwd")} | '
+            f'{r["gflops"]:.0f} ({100 * r["gemm_share"]:.0f}%) |')
+    return '\n'.join(lines) + '\n'
+
+
+def format_ops_table(rows, run) -> str:
+    lines = [f'Device: {run["device_description"]}. float32; times: median of {run["repeat"]} '
+             f'after {run["warmup"]} warm-up (± half the min..max spread); peak MiB: '
+             f'{run["memory_method"]}. Ratio: time / mmattn time in the same run.', '',
+             '| op | size | impl | fwd ms | fwd+bwd ms | peak MiB fwd | peak MiB fwd+bwd | '
+             'time / mmattn (fwd, fwd+bwd) | max abs diff vs mmattn |', '|' + '---|' * 9]
+    for r in rows:
+        ratio = r.get('ratio', {})
+        ratios = ', '.join(f'{ratio[k]:.1f}x' for k in ('fwd', 'fwd+bwd') if k in ratio)
+        diff = f'{r["max_abs_diff"]:.1e}' if 'max_abs_diff' in r else '(reference)'
+        lines.append(f'| {r["op"]} | {r["size"]} | {r["impl"]} | {_ms(r.get("fwd"))} | '
+                     f'{_ms(r.get("fwd+bwd"))} | {_mib(r, "mem fwd")} | '
+                     f'{_mib(r, "mem fwd+bwd")} | {ratios} | {diff} |')
+    return '\n'.join(lines) + '\n'
+
+
+def plot_latency(rows, run, path) -> str:
+    """Forward and forward+backward latency vs megapixels, one line per backbone."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), dpi=100)
+    for ax, key in zip(axes, ('fwd', 'fwd+bwd')):
+        for name in dict.fromkeys(r['backbone'] for r in rows):
+            pts = sorted((parse_resolution(r['resolution'])[0] * parse_resolution(
+                r['resolution'])[1] / 1e6, r[key]['median'] * 1e3)
+                for r in rows if r['backbone'] == name)
+            ax.plot(*zip(*pts), marker='o', label=name)
+        ax.set_xscale('log')
+        ax.set_yscale('log')
+        ax.set_xlabel('input megapixels (batch 1)')
+        ax.set_ylabel(f'{key} latency (ms, median)')
+        ax.set_title(key)
+        ax.grid(alpha=0.3, which='both')
+        ax.legend(fontsize=8)
+    fig.suptitle(run['device_description'], fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def readme_section(runs: list) -> str:
+    parts = ['## Speed and memory', '',
+             'Generated by `python tools/analysis/benchmark.py` (see [docs/speed.md](docs/speed.md)'
+             ' for options and how each number is measured); absolute numbers hold for the named '
+             'machine only, ratios within one table were measured side by side in one run.', '']
+    for run in runs:
+        if run.get('models'):
+            parts += ['### Backbones', '', format_model_table(run['models'], run)]
+            if run.get('plot'):
+                parts += [f'![latency vs resolution, {run["device"]}]({run["plot"]})', '']
+        if run.get('ops'):
+            parts += [f'### Ops vs their naive anchors ({", ".join(run["families"])})', '',
+                      format_ops_table(run['ops'], run)]
+    return '\n'.join(parts)
+
+
+def update_readme(readme: str, section: str) -> None:
+    """Replace the README's '## Speed...' sections (one block) with ``section``."""
+    with open(readme) as f:
+        lines = f.read().split('\n')
+    start = next((i for i, line in enumerate(lines) if line.startswith('## Speed')), None)
+    if start is None:
+        raise ValueError(f'{readme} has no "## Speed" heading to replace')
+    end = next((i for i in range(start + 1, len(lines))
+                if lines[i].startswith('## ') and not lines[i].startswith('## Speed')),
+               len(lines))
+    lines[start:end] = section.rstrip('\n').split('\n') + ['']
+    with open(readme, 'w') as f:
+        f.write('\n'.join(lines))
+
+
+# ------------------------------------------------------------------------------------------
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--backbones', default=None,
+                        help='comma-separated TYPE[:ARCH] or baseline names; default: '
+                        'every family\'s headline variant, Swin-T and PVTv2-B2')
+    parser.add_argument('--resolutions', default=DEFAULT_RESOLUTIONS,
+                        help=f'comma-separated HxW (default {DEFAULT_RESOLUTIONS})')
+    parser.add_argument('--ops', default=None,
+                        help='comma-separated op benchmark families instead of backbones, or "all": '
+                        f'{op_bench.families()}')
+    parser.add_argument('--quick', action='store_true', help='tiny op sizes (smoke test)')
+    parser.add_argument('--device', default='cpu', help='cpu or cuda[:N]')
+    parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--repeat', type=int, default=3)
+    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    parser.add_argument('--no-memory', dest='memory', action='store_false',
+                        help='skip the peak-memory measurements')
+    parser.add_argument('--out-dir', default='work_dirs/benchmark')
+    parser.add_argument('--readme', default=None,
+                        help="rewrite this README's '## Speed and memory' section")
+    parser.add_argument('--include', nargs='*', default=[],
+                        help='JSON files of earlier runs to put in the README section too')
+    parser.add_argument('--probe', nargs='+', help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.device.startswith('cuda') and not torch.cuda.is_available():
+        parser.error('--device cuda: no CUDA device is available to this torch')
+    if args.repeat < 1 or args.warmup < 0:
+        parser.error('--repeat must be >= 1 and --warmup >= 0')
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.probe:  # a fresh process measuring one call's peak RSS growth
+        kind, *rest = args.probe
+        peak = probe_model(*rest) if kind == 'model' else probe_op(*rest[:5], rest[5] == 'quick')
+        print(json.dumps(dict(peak_bytes=peak)))
+        return None
+    device_kind = args.device.split(':')[0]
+    run = dict(device=args.device, device_description=device_description(args.device),
+               repeat=args.repeat, warmup=args.warmup, threads=torch.get_num_threads(),
+               memory_method=('max_memory_allocated growth of one call' if device_kind == 'cuda'
+                              else 'RSS growth of one call in a fresh process'),
+               gemm_gflops=gemm_rate(args.device, args.repeat))
+    print(f'# {run["device_description"]}; fp32 GEMM {run["gemm_gflops"]:.0f} GFLOP/s',
+          flush=True)
+    os.makedirs(args.out_dir, exist_ok=True)
+    stem = osp.join(args.out_dir, f'{"ops" if args.ops else "backbones"}_{device_kind}')
+    if args.ops:
+        run['families'] = op_bench.families() if args.ops == 'all' else args.ops.split(',')
+        run['ops'] = [row for fam in run['families'] for row in bench_ops(fam, args)]
+        table = format_ops_table(run['ops'], run)
+    else:
+        specs = args.backbones.split(',') if args.backbones else default_backbones()
+        resolutions = [parse_resolution(r) for r in args.resolutions.split(',')]
+        run['models'] = []
+        for spec in specs:
+            for res in resolutions:
+                row = bench_backbone(spec, res, args, run['gemm_gflops'])
+                run['models'].append(row)
+                print(f'[backbones] {row["backbone"]} {row["resolution"]}: fwd '
+                      f'{_ms(row["fwd"])} ms, fwd+bwd {_ms(row["fwd+bwd"])} ms', file=sys.stderr,
+                      flush=True)
+        table = format_model_table(run['models'], run)
+        run['plot'] = plot_latency(run['models'], run, f'{stem}_latency.png')
+    print(table)
+    with open(stem + '.md', 'w') as f:
+        f.write(table)
+    with open(stem + '.json', 'w') as f:
+        json.dump(run, f, indent=1)
+    if args.readme:
+        runs = [run]
+        for path in args.include:
+            with open(path) as f:
+                runs.append(json.load(f))
+        update_readme(args.readme, readme_section(runs))
+    return run
+
+
+if __name__ == '__main__':
+    main()
