@@ -5,7 +5,8 @@
   segment and one head at a time, spec §2); same output.
 - softmax SDPA: a *different*, quadratic op over the same tokens, to show what the factorized
   attention avoids: the same qkv and output projections around ``F.scaled_dot_product_attention``
-  with 8 heads over all H*W tokens (no aggregators). Its max abs diff is not a correctness check.
+  with the same 8 heads of C/10 channels over all H*W tokens (no aggregators; v's last fifth
+  passes through). Its max abs diff is not a correctness check.
   Left out of the detection stage-0/1 maps (60800 / 15200 tokens), where one fp32 call costs tens
   of seconds on a CPU (the seg 64x64 -> 128x128 pair shows its 16x per 4x tokens instead).
 
