@@ -6,7 +6,10 @@ from mmattn.registry import MODELS
 
 # The variant each family headlines in its det/seg tables (specs/<family>.md), ~25-30 M params
 # like the baselines users compare against.
-HEADLINE_ARCH = {'BiFormer': 'small', 'NAT': 'tiny', 'DiNAT': 'tiny'}
+HEADLINE_ARCH = {
+    'BiFormer': 'small', 'NAT': 'tiny', 'DiNAT': 'tiny', 'DualViT': 'small',
+    'GroupMixFormer': 'small', 'SlideSwin': 'tiny', 'SlidePVT': 'small'
+}
 
 # Baselines users know, as mmdet builds them (Swin-T: mmdet's swin config; PVTv2-B2: its pvt
 # config). Not mmattn code: counted and timed for comparison only.

@@ -274,6 +274,10 @@ def format_model_table(rows, run) -> str:
              '', '| backbone | input | params (M) | GMACs | fwd ms | fwd+bwd ms | peak MiB fwd | '
              'peak MiB fwd+bwd | fwd GFLOP/s (% of GEMM) |', '|' + '---|' * 9]
     for r in rows:
+        if 'error' in r:
+            lines.append(f'| {r["backbone"]} | {r["resolution"]} | failed: {r["error"]} |' +
+                         ' |' * 6)
+            continue
         lines.append(
             f'| {r["backbone"]} | {r["resolution"]} | {r["params"] / 1e6:.1f} | '
             f'{r["macs"] / 1e9:.1f} | {_ms(r["fwd"])} | {_ms(r["fwd+bwd"])} | '
@@ -303,6 +307,7 @@ def plot_latency(rows, run, path) -> str:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    rows = [r for r in rows if 'error' not in r]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), dpi=100)
     for ax, key in zip(axes, ('fwd', 'fwd+bwd')):
         for name in dict.fromkeys(r['backbone'] for r in rows):
@@ -417,11 +422,16 @@ def main(argv=None):
         run['models'] = []
         for spec in specs:
             for res in resolutions:
-                row = bench_backbone(spec, res, args, run['gemm_gflops'])
+                try:
+                    row = bench_backbone(spec, res, args, run['gemm_gflops'])
+                except Exception as exc:  # noqa: BLE001 - one broken model must not end the run
+                    row = dict(backbone=short_name(spec), resolution='x'.join(map(str, res)),
+                               error=f'{type(exc).__name__}: {exc}'[:200])
                 run['models'].append(row)
-                print(f'[backbones] {row["backbone"]} {row["resolution"]}: fwd '
-                      f'{_ms(row["fwd"])} ms, fwd+bwd {_ms(row["fwd+bwd"])} ms', file=sys.stderr,
-                      flush=True)
+                print(f'[backbones] {row["backbone"]} {row["resolution"]}: ' + (
+                    row['error'] if 'error' in row else
+                    f'fwd {_ms(row["fwd"])} ms, fwd+bwd {_ms(row["fwd+bwd"])} ms'),
+                    file=sys.stderr, flush=True)
         table = format_model_table(run['models'], run)
         run['plot'] = plot_latency(run['models'], run, f'{stem}_latency.png')
     print(table)

@@ -1,0 +1,68 @@
+"""benchmark.py: backbone and op benchmarks end to end on tiny sizes (no timing asserted)."""
+import json
+import os.path as osp
+
+import pytest
+from conftest import load_tool
+from PIL import Image
+
+from mmattn.analysis.models import default_backbones, family_classes
+
+bench = load_tool('analysis/benchmark')
+
+
+def test_default_list_has_every_family_and_the_baselines():
+    specs = default_backbones()
+    assert {s.split(':')[0] for s in specs} == set(family_classes()) | {'Swin-T', 'PVTv2-B2'}
+
+
+def test_backbones_table_json_plot_and_readme(tmp_path):
+    readme = tmp_path / 'README.md'
+    readme.write_text('# x\n\n## Speed: old a\ntext\n\n## Speed: old b\nmore\n\n## Exactness\nkeep\n')
+    run = bench.main(['--backbones', 'BiFormer:tiny,NAT:mini', '--resolutions', '32x64,64',
+                      '--warmup', '0', '--repeat', '1', '--no-memory', '--out-dir',
+                      str(tmp_path), '--readme', str(readme)])
+    assert [(r['backbone'], r['resolution']) for r in run['models']] == [
+        ('BiFormer-tiny', '32x64'), ('BiFormer-tiny', '64x64'), ('NAT-mini', '32x64'),
+        ('NAT-mini', '64x64')]
+    for row in run['models']:
+        assert row['fwd']['min'] <= row['fwd']['median'] <= row['fwd']['max']
+        assert row['macs'] > 0 and row['gflops'] == pytest.approx(
+            2 * row['macs'] / row['fwd']['median'] / 1e9)
+    saved = json.loads((tmp_path / 'backbones_cpu.json').read_text())
+    assert saved['gemm_gflops'] > 0 and len(saved['models']) == 4
+    table = (tmp_path / 'backbones_cpu.md').read_text()
+    assert 'threads' in table and table.count('| NAT-mini |') == 2
+    png = Image.open(tmp_path / 'backbones_cpu_latency.png').convert('L')
+    assert len(png.getcolors(maxcolors=2**16)) > 20  # lines, labels, legend: not a blank canvas
+    text = readme.read_text()
+    assert text.count('## Speed') == 1 and '## Speed and memory' in text
+    assert 'old a' not in text and '## Exactness\nkeep' in text and '| BiFormer-tiny |' in text
+
+
+def test_ops_quick_every_family(tmp_path):
+    run = bench.main(['--ops', 'all', '--quick', '--warmup', '0', '--repeat', '1',
+                      '--no-memory', '--out-dir', str(tmp_path)])
+    assert set(run['families']) >= {'routing', 'neighborhood'}
+    groups = {}
+    for row in run['ops']:
+        groups.setdefault((row['family'], row['op'], row['size']), []).append(row)
+    for (family, _, _), rows in groups.items():
+        assert rows[0]['ratio']['fwd'] == 1.0 and 'max_abs_diff' not in rows[0]
+        if family in ('routing', 'neighborhood'):  # these anchors compute the same function
+            assert all(other['max_abs_diff'] < 1e-4 for other in rows[1:]), rows
+    assert osp.exists(tmp_path / 'ops_cpu.md') and osp.exists(tmp_path / 'ops_cpu.json')
+
+
+def test_cpu_peak_memory_probe_runs_in_a_fresh_process():
+    small = bench.peak_in_fresh_process(
+        ['op', 'routing', 'BRA S=4 topk=3', 'mmattn', 'quick 1x16x24x32', 'fwd+bwd', 'quick'],
+        threads=1)
+    assert isinstance(small, int) and small >= 0
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match='H, W >= 32'):
+        bench.parse_resolution('16x64')
+    with pytest.raises(ValueError, match='routing'):
+        bench.op_bench.load_cases('no_such_family')
