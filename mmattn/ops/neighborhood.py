@@ -282,8 +282,12 @@ def neighborhood_attention_2d_reference(q: Tensor,
                                         kernel_size: int,
                                         dilation: int = 1,
                                         rpb: Optional[Tensor] = None,
-                                        scale: Optional[float] = None) -> Tensor:
+                                        scale: Optional[float] = None,
+                                        return_weights: bool = False) -> Tensor:
     """Slow, obviously right :func:`neighborhood_attention_2d`, for tests (same arguments).
+
+    With ``return_weights`` it returns ``(out, weights)``, the weights a dense
+    (B, heads, H*W, H*W) matrix over row-major pixels, zero outside each query's window.
 
     Dense (H*W) x (H*W) attention whose bias matrix is filled pixel by pixel from explicit
     neighbour lists: ``rpb[(ki - i) / d + K - 1, (kj - j) / d + K - 1]`` for each of the K*K
@@ -311,7 +315,8 @@ def neighborhood_attention_2d_reference(q: Tensor,
         table[:, torch.tensor(off_r), torch.tensor(off_c)])
     qf, kf, vf = (t.reshape(b, n, heads, head_dim).transpose(1, 2) for t in (q, k, v))
     attn = torch.softmax(qf @ kf.transpose(-2, -1) * scale + bias, dim=-1)
-    return (attn @ vf).transpose(1, 2).reshape(b, height, width, heads, head_dim)
+    out = (attn @ vf).transpose(1, 2).reshape(b, height, width, heads, head_dim)
+    return (out, attn) if return_weights else out
 
 
 @register_model

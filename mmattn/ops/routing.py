@@ -175,7 +175,7 @@ class GlobalAttentionLePE(nn.Module):
 
 
 def bra_reference(x, qkv_weight, qkv_bias, lepe_weight, lepe_bias, proj_weight, proj_bias, n_win,
-                  topk, num_heads, auto_pad=True):
+                  topk, num_heads, auto_pad=True, return_weights=False):
     """BRA layer from the definition: explicit padding, per-region loops, explicit softmax.
 
     Args:
@@ -184,9 +184,13 @@ def bra_reference(x, qkv_weight, qkv_bias, lepe_weight, lepe_bias, proj_weight, 
         lepe_weight, lepe_bias: depthwise LePE conv on the padded V map.
         proj_weight, proj_bias: output projection.
         n_win, topk, num_heads, auto_pad: as :class:`BiLevelRoutingAttention`.
+        return_weights (bool): also return the attention weights as a dense
+            (N, heads, Hp*Wp, Hp*Wp) matrix over the padded map (row-major pixels), zero outside
+            each query's routed regions. For visualisation.
 
     Returns:
-        tuple[Tensor, Tensor]: output (N, H, W, C) and routed indices (N, S*S, topk).
+        tuple[Tensor, Tensor]: output (N, H, W, C) and routed indices (N, S*S, topk), plus the
+        weights when ``return_weights``.
     """
     n, h_in, w_in, c = x.shape
     if auto_pad:
@@ -208,6 +212,12 @@ def bra_reference(x, qkv_weight, qkv_bias, lepe_weight, lepe_bias, proj_weight, 
 
     out = torch.zeros_like(q)
     all_idx = []
+    weights = q.new_zeros(n, num_heads, height * width, height * width) if return_weights else None
+
+    def region_pixels(r):  # row-major pixel indices of region r, in region token order
+        j, i = divmod(r, n_win)
+        rows, cols = torch.arange(j * rh, (j + 1) * rh), torch.arange(i * rw, (i + 1) * rw)
+        return (rows[:, None] * width + cols[None]).reshape(-1)
     for b in range(n):
         q_mean = torch.stack([region(q, b, r).mean(0) for r in range(n_win * n_win)])
         k_mean = torch.stack([region(k, b, r).mean(0) for r in range(n_win * n_win)])
@@ -224,12 +234,18 @@ def bra_reference(x, qkv_weight, qkv_bias, lepe_weight, lepe_bias, proj_weight, 
                 logits = (queries[:, sl] * scale) @ keys[:, sl].t()
                 prob = torch.exp(logits - logits.max(-1, keepdim=True).values)
                 heads.append((prob / prob.sum(-1, keepdim=True)) @ values[:, sl])
+                if weights is not None:
+                    key_pixels = torch.cat([region_pixels(int(s)) for s in idx[r]])
+                    weights[b, hd, region_pixels(r)[:, None], key_pixels[None]] = \
+                        prob / prob.sum(-1, keepdim=True)
             j, i = divmod(r, n_win)
             out[b, j * rh:(j + 1) * rh, i * rw:(i + 1) * rw] = torch.cat(heads, -1).reshape(rh, rw, c)
     lepe = F.conv2d(v.permute(0, 3, 1, 2), lepe_weight, lepe_bias,
                     padding=lepe_weight.shape[-1] // 2, groups=c)
     out = out + lepe.permute(0, 2, 3, 1)
     out = out @ proj_weight.t() + proj_bias
+    if return_weights:
+        return out[:, :h_in, :w_in], torch.stack(all_idx), weights
     return out[:, :h_in, :w_in], torch.stack(all_idx)
 
 
