@@ -1,4 +1,5 @@
 """What every mmattn dense-prediction backbone shares (the mmpretrain Swin conventions)."""
+import torch
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from torch import nn
@@ -16,6 +17,7 @@ class DenseBackbone(BaseModule):
     """
     family = None
     num_stages = 4
+    min_input_size = 32  # DESIGN: any H, W >= 32 (one pixel per side at stride 32)
 
     def parse_out_indices(self, out_indices):
         if isinstance(out_indices, int):
@@ -30,9 +32,21 @@ class DenseBackbone(BaseModule):
         raise NotImplementedError
 
     def check_input(self, x):
+        """Shape checks only: NaN/Inf are not looked for (that would cost a device sync per
+        forward); they propagate to the outputs like in any convolutional network."""
+        name = type(self).__name__
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f'{name} expects a tensor (N, {self.in_channels}, H, W), got '
+                            f'{type(x).__name__}')
+        if not x.is_floating_point():
+            raise TypeError(f'{name} expects a floating-point input, got {x.dtype}')
         if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f'{type(self).__name__} expects an (N, {self.in_channels}, H, W) '
-                             f'tensor, got shape {tuple(x.shape)}')
+            raise ValueError(f'{name} expects an (N, {self.in_channels}, H, W) tensor '
+                             f'(in_channels={self.in_channels}), got shape {tuple(x.shape)}')
+        min_size = getattr(self, 'min_input_size', DenseBackbone.min_input_size)
+        if min(x.shape[2:]) < min_size:  # also used unbound by SlidePVT (an mmdet PVT)
+            raise ValueError(f'{name} needs H, W >= {min_size} (min_input_size), '
+                             f'got {x.shape[2]}x{x.shape[3]}')
 
     def init_weights(self):
         if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':

@@ -227,6 +227,7 @@ class DualViT(DenseBackbone):
     }
     num_stages = NUM_STAGES
     family = 'dualvit'
+    min_input_size = 25  # one 7x7 semantic-token pooling window at stride 4 (check_input)
 
     def __init__(self,
                  arch='small',
