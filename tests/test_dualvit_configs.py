@@ -51,7 +51,8 @@ def _load_and_check(path, scope):
     arch = 'base' if '-b_' in path else 'small'
     assert backbone.type == 'DualViT' and backbone.arch == arch
     assert tuple(backbone.out_indices) == (0, 1, 2, 3)
-    assert backbone.init_cfg == dict(type='Pretrained', checkpoint=f'checkpoints/dualvit_{arch[0]}.pth')
+    checkpoint = f'checkpoints/dualvit_{arch[0]}.pth'
+    assert backbone.init_cfg == dict(type='Pretrained', checkpoint=checkpoint)
     assert cfg.optim_wrapper.type == 'OptimWrapper'  # fp16 only via --amp on a GPU
     with open(osp.join(REPO_ROOT, path)) as f:
         header = f.read().split('_base_')[0]

@@ -134,6 +134,9 @@ class SemanticTokenInit(nn.Module):
         """x: LayerNorm-ed stem tokens (B, H1*W1, C1) -> semantic tokens (B, M, C1)."""
         b, _, c = x.shape
         grid = pooled_grid(*hw)
+        if min(grid) < 1:
+            raise ValueError(f'the semantic-token init needs a stride-4 map of at least {POOL}x'
+                             f'{POOL} (one token per {POOL}x{POOL} block), got {hw[0]}x{hw[1]}')
         x_down = self.pool(x.transpose(1, 2).reshape(b, c, *hw)).flatten(2).transpose(1, 2)
         k, v = self.kv(x_down).chunk(2, dim=-1)  # first C1 channels are the keys
         q = self.q_embed(self.resized_query(grid)).expand(b, -1, -1)

@@ -65,13 +65,17 @@ def test_multi_head_attention_matches_reference(b, tq, tk, c, heads):
 @settings(max_examples=25, deadline=None)
 @given(b=st.integers(1, 2), tq=st.integers(1, 17), tk=st.integers(1, 17),
        heads=st.integers(1, 4), head_dim=st.integers(1, 8), seed=st.integers(0, 2**16))
-def test_multi_head_attention_property(b, tq, tk, heads, head_dim, seed):
+def test_attention_pieces_property(b, tq, tk, heads, head_dim, seed):
     c = heads * head_dim
     q, k, v = (rand(b, t, c, seed=seed + i, grad=False) for i, t in enumerate((tq, tk, tk)))
     out, weights = multi_head_attention_reference(q, k, v, heads, return_weights=True)
     torch.testing.assert_close(multi_head_attention(q, k, v, heads), out, atol=1e-12, rtol=0)
     assert weights.shape == (b, heads, tq, tk)
     torch.testing.assert_close(weights.sum(-1), torch.ones(b, heads, tq, dtype=DT))
+    # the whole dual-path attention with N = tq pixels and M = tk semantic tokens
+    module = randomise(DualPathAttention(c, heads), seed=seed)
+    for fast, ref in zip(module(q, k), dual_path_attention_reference(module, q, k)):
+        torch.testing.assert_close(fast, ref, atol=1e-10, rtol=0)
 
 
 def test_head_split_is_contiguous_chunks():
@@ -165,3 +169,5 @@ def test_bad_inputs():
         DualPathAttention(10, 3)
     with pytest.raises(ValueError, match='divisible'):
         MergeAttention(10, 4)
+    with pytest.raises(ValueError, match='at least 7x7'):
+        SemanticTokenInit(8)(rand(1, 6 * 20, 8), (6, 20))
