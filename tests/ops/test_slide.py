@@ -198,3 +198,22 @@ def test_functional_rejects_bad_shapes():
         slide_attention(q, k, v, weight[:9])
     with pytest.raises(ValueError, match='rpb'):
         slide_attention(q, k, v, weight, bias, rpb[:1])
+
+
+def test_benchmark_cases_compute_the_same_op():
+    """tools/analysis/op_bench/slide.py: the official 2-conv form equals mmattn's fast path."""
+    import importlib.util
+    import os.path as osp
+    path = osp.join(osp.dirname(__file__), '..', '..', 'tools', 'analysis', 'op_bench',
+                    'slide.py')
+    spec = importlib.util.spec_from_file_location('op_bench_slide', path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    outs = {}
+    for case in bench.cases(quick=True):
+        fn, inputs = case['build']()
+        outs[case['op'], case['impl']] = fn(*inputs).detach()
+        assert outs[case['op'], case['impl']].shape == inputs[0].shape
+    train, deploy = outs['slide k=3 train', 'mmattn'], outs['slide k=3 deploy', 'mmattn deploy']
+    torch.testing.assert_close(outs['slide k=3 train', 'official 2-conv'], train)
+    torch.testing.assert_close(deploy, train)
