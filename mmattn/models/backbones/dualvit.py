@@ -227,7 +227,8 @@ class DualViT(DenseBackbone):
     }
     num_stages = NUM_STAGES
     family = 'dualvit'
-    min_input_size = 25  # one 7x7 semantic-token pooling window at stride 4 (check_input)
+    # H1 = ceil(H / 4) >= 7: one 7x7 pooling window for one semantic token (spec §1.5)
+    min_input_size = 4 * (POOL - 1) + 1  # 25
 
     def __init__(self,
                  arch='small',
@@ -301,15 +302,6 @@ class DualViT(DenseBackbone):
         if arch['depths'][3] < 1:
             raise ValueError(f'arch["depths"][3] must be >= 1, got {arch["depths"]}')
         return arch
-
-    def check_input(self, x):
-        super().check_input(x)
-        height, width = x.shape[2:]
-        h1, w1 = -(-height // 4), -(-width // 4)
-        if h1 < POOL or w1 < POOL:
-            raise ValueError(
-                f'{type(self).__name__} needs H, W >= 25 (a stride-4 map of at least '
-                f'{POOL}x{POOL} for one semantic token), got {height}x{width}')
 
     def _block(self, block, x, z, hw):
         if self.with_cp and x.requires_grad:
