@@ -114,3 +114,12 @@ def test_two_processes_train_like_one_with_the_whole_batch(synthetic_data, tmp_p
     assert any(k.startswith('backbone.') for k in stats) and any('decode_head' in k for k in stats)
     for key, value in reference.items():
         torch.testing.assert_close(state[key], value, rtol=1e-3, atol=1e-4, msg=key)
+
+    # and dist_test.sh evaluates it with 2 processes (IoUMetric gathers both ranks' results)
+    ade = osp.join(synthetic_data, 'ade20k')
+    log = run_tool(['bash', osp.join(REPO_ROOT, 'tools/dist_test.sh'),
+                    osp.join(REPO_ROOT, 'configs/demo/biformer_upernet_synthetic.py'),
+                    str(double / 'iter_3.pth'), '2', '--work-dir', str(tmp_path / 'test'),
+                    '--cfg-options', f'test_dataloader.dataset.data_root={ade}'],
+                   cwd=tmp_path, env=dict(PORT=str(free_port())))
+    assert 'mIoU' in log
