@@ -138,8 +138,12 @@ def test_seg_config(path):
         aux = cfg.model.auxiliary_head
         assert (aux.in_channels, aux.in_index, aux.channels) == (320, 2, 256)
         assert aux.loss_decode.loss_weight == 0.4 and cfg.model.decode_head.channels == 512
+        assert backbone.test_tile_size == 768  # §2.8 official test-time tiling
+    else:
+        assert backbone.test_tile_size is None
 
     model_cfg = _tiny(cfg.model, arch)
+    model_cfg.backbone.test_tile_size = 64  # the tiled eval path on the 96x112 test input
     model_cfg.data_preprocessor.size = (96, 112)  # the test input, instead of 512x512
     model = revert_sync_batchnorm(_build(model_cfg, 'mmseg'))
     model.init_weights()

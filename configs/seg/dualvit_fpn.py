@@ -22,6 +22,7 @@ model = dict(
         drop_path_rate=0.15,  # mmattn choice: the official UPerNet S value (§4.3)
         stem_norm_cfg=dict(type='BN', requires_grad=True),  # as dualvit_upernet.py
         norm_eval=False,
+        test_tile_size=None,  # mmattn choice: whole-image eval (the UPerNet configs tile, §2.8)
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     # stock Semantic FPN: FPN(stages 1-4 -> 256, 4 outputs) + FPNHead(128 channels)
     neck=dict(in_channels=[64, 128, 320, 448]),

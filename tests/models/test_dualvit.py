@@ -343,3 +343,38 @@ def test_default_init():
     w = model.patch_embed1.conv[0].weight  # normal(0, sqrt(2 / (7*7*8)))
     assert 0.5 < w.std().item() / (2 / (7 * 7 * 8))**0.5 < 1.5
     assert 0.015 < model.semantic_init.query.std().item() < 0.025
+
+
+def test_test_time_tiling():
+    """spec §2.8 with 64-px tiles: 64x160 -> column tiles [0, 64), [64, 128), [96, 160) (the
+    last aligned to the image end); at stride 4 they land at columns [0, 16), [16, 32) and
+    [24, 40), the last overwriting the overlap. Training and small inputs use the whole image."""
+    torch.manual_seed(0)
+    model = DualViT(TINY, out_indices=(0, 2), test_tile_size=64).eval()
+    x = torch.randn(1, 3, 64, 160)
+    with torch.no_grad():
+        tiled = model(x)
+        parts = [model(x[..., a:b]) for a, b in ((0, 64), (64, 128), (96, 160))]
+        whole = model._forward_whole(x)
+    assert [tuple(t.shape[2:]) for t in tiled] == [(16, 40), (4, 10)]
+    for out, (left, mid, last), stride in zip(tiled, zip(*parts), (4, 16)):
+        t = 64 // stride
+        torch.testing.assert_close(out[..., :t], left, atol=0, rtol=0)
+        torch.testing.assert_close(out[..., t:out.shape[-1] - t], mid[..., :out.shape[-1] - 2 * t],
+                                   atol=0, rtol=0)
+        torch.testing.assert_close(out[..., -t:], last, atol=0, rtol=0)
+    assert not torch.allclose(tiled[0], whole[0])  # each tile has its own semantic tokens
+    # 2 x 2 tiles without overlap: rows and columns concatenate
+    grid = torch.randn(1, 3, 128, 128)
+    with torch.no_grad():
+        out = model(grid)[0]
+        quads = [[model(grid[..., r:r + 64, c:c + 64])[0] for c in (0, 64)] for r in (0, 64)]
+    torch.testing.assert_close(out, torch.cat([torch.cat(q, -1) for q in quads], -2),
+                               atol=0, rtol=0)
+    small = torch.randn(1, 3, 64, 48)
+    with torch.no_grad():
+        assert torch.equal(model(small)[1], model._forward_whole(small)[1])
+    model.train()
+    assert model(x)[0].shape == tiled[0].shape and model.training
+    with pytest.raises(ValueError, match='test_tile_size must be None or a positive multiple'):
+        DualViT(TINY, test_tile_size=100)

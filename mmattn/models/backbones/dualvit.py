@@ -185,6 +185,13 @@ class MergeBlock(nn.Module):
         return t[:, :n], t[:, n:]
 
 
+def _tile_spans(length, tile):
+    """[start, end) of ceil(length / tile) tiles; the last one ends at ``length``."""
+    count = -(-length // tile)
+    return [(i * tile, min(length, (i + 1) * tile)) if i < count - 1 else
+            (max(0, length - tile), length) for i in range(count)]
+
+
 @register_model
 class DualViT(DenseBackbone):
     """Dual Vision Transformer backbone (official downstream ``DualVit``).
@@ -208,6 +215,10 @@ class DualViT(DenseBackbone):
             -1 freezes nothing. Default: -1.
         norm_eval (bool): keep the stem BatchNorms in eval mode while training. Default: False.
         with_cp (bool): activation checkpointing per block. Default: False.
+        test_tile_size (int, optional): eval mode only: an input taller or wider than this is
+            run as tiles of at most this size, each with its own semantic tokens, and the tiles'
+            maps are pasted into the whole-image maps (the official ADE20K evaluation, 768;
+            spec §2.8). A multiple of 32. None: always the whole image. Default: None.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=path)`` loads an official
             classification file (flat state dict or timm ``state_dict`` container), an official
             det/seg file or a converted one, through the ``dualvit`` converter (names checked
@@ -239,6 +250,7 @@ class DualViT(DenseBackbone):
                  frozen_stages=-1,
                  norm_eval=False,
                  with_cp=False,
+                 test_tile_size=None,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.arch_settings = self._parse_arch(arch)
@@ -253,6 +265,12 @@ class DualViT(DenseBackbone):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
+        if test_tile_size is not None and (
+                isinstance(test_tile_size, bool) or not isinstance(test_tile_size, int)
+                or test_tile_size < 32 or test_tile_size % 32):
+            raise ValueError('test_tile_size must be None or a positive multiple of 32 (768 '
+                             f'officially), got {test_tile_size!r}')
+        self.test_tile_size = test_tile_size
 
         self.semantic_init = SemanticTokenInit(dims[0])
         dpr = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
@@ -310,6 +328,12 @@ class DualViT(DenseBackbone):
 
     def forward(self, x):
         self.check_input(x)
+        tile = self.test_tile_size
+        if self.training or tile is None or max(x.shape[2:]) <= tile:
+            return self._forward_whole(x)
+        return self._forward_tiles(x, tile)
+
+    def _forward_whole(self, x):
         b = x.shape[0]
         x, hw = self.patch_embed1(x)
         z = self.semantic_init(x, hw)
@@ -329,6 +353,35 @@ class DualViT(DenseBackbone):
                 outs.append(x)
             if i == self.out_indices[-1]:
                 break  # later stages feed nothing
+        return tuple(outs)
+
+    def _forward_tiles(self, x, tile):
+        """Official mmseg test-time tiling (spec §2.8): row-major tiles of ``tile`` pixels, the
+        last row / column aligned to the image end; each tile's maps are pasted at the running
+        offset of the previous tiles' map sizes (the last ones aligned to the map end), later
+        tiles overwriting the overlap. The official code first runs the whole image only to
+        allocate the maps (the tiles overwrite all of it), so mmattn computes the sizes instead.
+        """
+        sizes, hw = [], tuple(x.shape[2:])
+        for i in range(NUM_STAGES):
+            hw = tuple(-(-n // (4 if i == 0 else 2)) for n in hw)  # ceil at every stride-2 conv
+            if i in self.out_indices:
+                sizes.append(hw)
+        rows, cols = _tile_spans(x.shape[2], tile), _tile_spans(x.shape[3], tile)
+        outs, top = None, [0] * len(sizes)
+        for r, (h0, h1) in enumerate(rows):
+            left = [0] * len(sizes)
+            for c, (w0, w1) in enumerate(cols):
+                feats = self._forward_whole(x[:, :, h0:h1, w0:w1])
+                if outs is None:
+                    outs = [f.new_zeros(*f.shape[:2], *size) for f, size in zip(feats, sizes)]
+                for j, (feat, (height, width)) in enumerate(zip(feats, sizes)):
+                    fh, fw = feat.shape[2:]
+                    at_row = height - fh if r == len(rows) - 1 else top[j]
+                    at_col = width - fw if c == len(cols) - 1 else left[j]
+                    outs[j][:, :, at_row:at_row + fh, at_col:at_col + fw] = feat
+                    left[j] += fw
+            top = [t + f.shape[2] for t, f in zip(top, feats)]
         return tuple(outs)
 
     def stage_modules(self, i):
