@@ -1,0 +1,61 @@
+"""vis_attention.py: every family's panels render to non-trivial PNGs (random weights)."""
+import pytest
+import torch
+from conftest import load_tool
+from PIL import Image
+
+from mmattn.analysis.models import family_classes
+
+vis = load_tool('analysis/vis_attention')
+
+# (backbone, layer, panel names): the smallest variant of each family.
+CASES = [
+    ('BiFormer:tiny', 1, ['regions', 'attention']),  # n_win=4 below: 4x4 regions
+    ('DiNAT:mini', 1, ['neighbourhood', 'weights']),  # level 0 block 1: dilated
+    ('SlideSwin:tiny', 0, ['window', 'weights']),
+    ('SlidePVT:tiny', 0, ['window', 'weights']),
+    ('GroupMixFormer:mini', 0, ['proxy0', 'proxy1', 'proxy2', 'proxy3']),
+    ('DualViT:small', 0, ['pixel_to_semantic', 'semantic_to_pixels']),
+]
+
+
+def test_every_family_has_a_case():
+    assert {c[0].split(':')[0] for c in CASES} | {'NAT'} == set(family_classes())
+
+
+@pytest.mark.parametrize('spec,layer,names', CASES)
+def test_panels_render(spec, layer, names, tmp_path):
+    torch.manual_seed(0)
+    kwargs = dict(n_win=4) if spec.startswith('BiFormer') else {}
+    paths = vis.visualize(spec, (37, 29), size=(64, 96), layer=layer, out_dir=str(tmp_path),
+                          **kwargs)
+    assert len(paths) == len(names)
+    assert all(any(p.endswith(f'_{n}.png') for p in paths) for n in names), paths
+    for path in paths:
+        img = Image.open(path).convert('RGB')
+        assert img.size[0] > 300 and len(img.getcolors(maxcolors=2**18)) > 200, path
+
+
+def test_panel_values_follow_the_definition():
+    """The NA neighbourhood has K*K cells, BRA routes top-k regions, weights sum to 1."""
+    model = vis.build_backbone('DiNAT:mini').eval()
+    layers = vis.attention_layers(model, vis.to_tensor(vis.load_image(None, (64, 96))))
+    na = [lay for lay in layers.values() if vis.panel_kind(lay.module)]
+    nbhd, weights = vis.na_panels(na[0], (37, 29), (64, 96), layers)
+    assert nbhd.heat.sum() == na[0].module.kernel_size**2
+    assert weights.heat.sum().item() == pytest.approx(1, abs=1e-5)
+    model = vis.build_backbone('BiFormer:tiny', n_win=4).eval()
+    layers = vis.attention_layers(model, vis.to_tensor(vis.load_image(None, (64, 96))))
+    bra = next(lay for lay in layers.values() if vis.panel_kind(lay.module))
+    regions, attn = vis.bra_panels(bra, (37, 29), (64, 96), layers)
+    region_cells = (16 // 4) * (24 // 4)
+    # top-k routed regions (1) plus the query region (+1, itself possibly routed)
+    assert regions.heat.sum() == (bra.module.topk + 1) * region_cells
+    assert attn.heat.sum().item() == pytest.approx(1, abs=1e-5)
+
+
+def test_bad_query_and_layer():
+    with pytest.raises(ValueError, match='outside'):
+        vis.visualize('NAT:mini', (500, 10), size=(64, 64))
+    with pytest.raises(ValueError, match='--layer must be in'):
+        vis.visualize('NAT:mini', (5, 10), size=(64, 64), layer=99)

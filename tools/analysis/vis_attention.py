@@ -1,0 +1,312 @@
+#!/usr/bin/env python
+"""What one query pixel attends to, per family, drawn over the image (random or loaded weights).
+
+The chosen attention layer's input is captured during a real forward pass of the backbone; the
+weights are then recomputed by the op's ``*_reference`` with ``return_weights=True`` from the
+layer's own parameters, so the pictures show the definition, not a re-implementation:
+
+- BiFormer (BRA): the query's region, its top-k routed key regions, and the attention weights;
+- NAT / DiNAT: the (dilated) neighbourhood and its weights;
+- Slide-Transformer: the k x k slide window and its weights (deformed shifting included);
+- GroupMixFormer: the token-mixing weights of each group proxy (aggregator kernel 1/3/5/7);
+- Dual-ViT: the query's attention over the semantic tokens, and the semantic token's (the one
+  over the query) attention over the pixels.
+
+    python tools/analysis/vis_attention.py --backbone DiNAT:tiny --image demo.jpg --query 120 90
+    python tools/analysis/vis_attention.py --backbone BiFormer:small --list
+    python tools/analysis/vis_attention.py --backbone NAT:tiny --checkpoint nat_tiny.pth --layer 3
+
+Weights are averaged over heads. Without ``--image`` a synthetic picture is used.
+"""
+import argparse
+import math
+import os
+import os.path as osp
+from typing import Callable, Dict, NamedTuple, Optional
+
+import numpy as np
+import torch
+
+from mmattn.analysis.models import build_backbone, short_name
+
+MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)  # ImageNet, as the configs
+
+
+class Panel(NamedTuple):
+    name: str
+    title: str
+    heat: torch.Tensor  # (h, w) over the layer's map, or over a semantic-token grid
+    grid: Optional[tuple] = None  # (rows, cols) of a region grid to draw, in heat cells
+
+
+class Layer(NamedTuple):
+    name: str
+    module: torch.nn.Module
+    args: tuple
+
+
+# attention module class name -> panels(layer, query_xy, image_hw, captures) -> list[Panel]
+PANELS: Dict[str, Callable] = {}
+
+
+def panels_for(class_name: str):
+
+    def _register(fn):
+        PANELS[class_name] = fn
+        return fn
+
+    return _register
+
+
+def panel_kind(module) -> Optional[str]:
+    """The PANELS key of a module: its class or a base class (e.g. a token-layout subclass)."""
+    return next((cls.__name__ for cls in type(module).__mro__ if cls.__name__ in PANELS), None)
+
+
+def feature_query(query_xy, image_hw, map_hw) -> tuple:
+    """(row, col) on a map of ``map_hw`` covering the image, for image pixel ``query_xy``."""
+    x, y = query_xy
+    return (min(int(y * map_hw[0] / image_hw[0]), map_hw[0] - 1),
+            min(int(x * map_hw[1] / image_hw[1]), map_hw[1] - 1))
+
+
+@panels_for('BiLevelRoutingAttention')
+def bra_panels(layer, query_xy, image_hw, captures):
+    from mmattn.ops.routing import bra_reference
+    m, x = layer.module, layer.args[0]
+    h, w = x.shape[1:3]
+    _, idx, weights = bra_reference(x, m.qkv.weight, m.qkv.bias, m.lepe.weight, m.lepe.bias,
+                                    m.proj.weight, m.proj.bias, m.n_win, m.topk, m.num_heads,
+                                    m.auto_pad, return_weights=True)
+    hp, wp = math.ceil(h / m.n_win) * m.n_win, math.ceil(w / m.n_win) * m.n_win
+    rh, rw = hp // m.n_win, wp // m.n_win
+    qy, qx = feature_query(query_xy, image_hw, (h, w))
+    region = (qy // rh) * m.n_win + qx // rw
+    regions = torch.zeros(hp, wp)
+    for r in idx[0, region].tolist():
+        row, col = divmod(r, m.n_win)
+        regions[row * rh:(row + 1) * rh, col * rw:(col + 1) * rw] = 1
+    regions[(qy // rh) * rh:(qy // rh + 1) * rh, (qx // rw) * rw:(qx // rw + 1) * rw] += 1
+    attn = weights[0, :, qy * wp + qx].mean(0).view(hp, wp)
+    return [
+        Panel('regions', f'BRA routed regions: query region (2) and its top-{m.topk} of '
+              f'{m.n_win**2} key regions (1)', regions[:h, :w], (rh, rw)),
+        Panel('attention', 'BRA attention weights of the query', attn[:h, :w], (rh, rw)),
+    ]
+
+
+@panels_for('NeighborhoodAttention2d')
+def na_panels(layer, query_xy, image_hw, captures):
+    from mmattn.ops.neighborhood import neighborhood_attention_2d_reference
+    m, x = layer.module, layer.args[0]
+    b, h, w, c = x.shape
+    q, k, v = m.qkv(x).view(b, h, w, 3, m.num_heads, c // m.num_heads).unbind(3)
+    _, attn = neighborhood_attention_2d_reference(q, k, v, m.kernel_size, m.dilation, m.rpb,
+                                                  m.scale, return_weights=True)
+    qy, qx = feature_query(query_xy, image_hw, (h, w))
+    row = attn[0, :, qy * w + qx].mean(0).view(h, w)
+    return [
+        Panel('neighbourhood', f'NA neighbourhood: K={m.kernel_size}, dilation {m.dilation}',
+              (row > 0).float()),
+        Panel('weights', 'NA attention weights of the query', row),
+    ]
+
+
+@panels_for('SlideAttention')
+def slide_panels(layer, query_xy, image_hw, captures):
+    from mmattn.ops.slide import slide_attention_reference
+    m, x = layer.module, layer.args[0]
+    if x.dim() == 3:  # the token layout (B, H*W, C) with hw_shape, as mmdet's PVT blocks call it
+        x = x.view(x.shape[0], *layer.args[1], x.shape[-1])
+    b, h, w, c = x.shape
+    qkv = m.qkv(x).permute(0, 3, 1, 2).reshape(b, m.num_heads, 3, m.head_dim, h, w)
+    weight, bias = m.merged_kernel()
+    rpb = m.relative_position_bias_table
+    _, attn = slide_attention_reference(*qkv.unbind(2), weight, bias,
+                                        None if rpb is None else rpb.view(m.num_heads, -1),
+                                        m.scale, return_weights=True)
+    qy, qx = feature_query(query_xy, image_hw, (h, w))
+    ks, window, weights = m.kernel_size, torch.zeros(h, w), torch.zeros(h, w)
+    for tap, value in enumerate(attn[0, :, :, qy, qx].mean(0).tolist()):
+        y, x_ = qy + tap // ks - ks // 2, qx + tap % ks - ks // 2
+        if 0 <= y < h and 0 <= x_ < w:  # border taps read zero padding
+            window[y, x_], weights[y, x_] = 1, value
+    return [Panel('window', f'slide window k={ks} (deformed shifting merged in)', window),
+            Panel('weights', 'slide attention weights of the query', weights)]
+
+
+@panels_for('GroupMixAttention')
+def group_mix_panels(layer, query_xy, image_hw, captures):
+    from mmattn.ops.group_mix import AGG_KERNELS, group_mix_attention_reference
+    m, (x, hw) = layer.module, layer.args
+    state = dict(m.named_parameters(), **dict(m.named_buffers()))
+    _, weights = group_mix_attention_reference(x, hw, state, return_weights=True)
+    qy, qx = feature_query(query_xy, image_hw, hw)
+    row = weights[0, :, qy * hw[1] + qx].view(-1, *hw)  # (heads, h, w)
+    per_group = row.shape[0] // len(AGG_KERNELS)
+    return [Panel(f'proxy{i}', f'GMA group proxy {i} (aggregator '
+                  f'{"identity" if k is None else f"{k}x{k}"}): token-mixing weights of the query',
+                  row[i * per_group:(i + 1) * per_group].mean(0))
+            for i, k in enumerate(AGG_KERNELS)]
+
+
+def _stage_hw(tokens, stride4_hw):
+    """(h, w) of a map with ``tokens`` pixels, one of the stride-4 map's halvings."""
+    h, w = stride4_hw
+    for _ in range(4):
+        if h * w == tokens:
+            return h, w
+        h, w = math.ceil(h / 2), math.ceil(w / 2)
+    raise ValueError(f'no stage map has {tokens} tokens (stride-4 map {stride4_hw})')
+
+
+@panels_for('DualPathAttention')
+def dual_panels(layer, query_xy, image_hw, captures):
+    from mmattn.ops.dual import dual_path_attention_reference, pooled_grid
+    m, (xn, z) = layer.module, layer.args
+    init = next(lay for lay in captures.values()
+                if type(lay.module).__name__ == 'SemanticTokenInit')
+    stride4_hw = init.args[1]
+    grid = pooled_grid(*stride4_hw)
+    hw = _stage_hw(xn.shape[1], stride4_hw)
+    _, _, weights = dual_path_attention_reference(m, xn, z, return_weights=True)
+    qy, qx = feature_query(query_xy, image_hw, hw)
+    sy, sx = feature_query(query_xy, image_hw, grid)
+    to_semantic = weights['pixel_from_semantic'][0, :, qy * hw[1] + qx].mean(0).view(grid)
+    from_pixels = weights['semantic_from_pixel'][0, :, sy * grid[1] + sx].mean(0).view(hw)
+    return [Panel('pixel_to_semantic', f'Dual-ViT: the query pixel\'s attention over the '
+                  f'{grid[0]}x{grid[1]} semantic tokens', to_semantic),
+            Panel('semantic_to_pixels', 'Dual-ViT: the semantic token over the query attends '
+                  'to these pixels', from_pixels)]
+
+
+def attention_layers(model, image) -> Dict[str, Layer]:
+    """Every attention layer with a panel (and Dual-ViT's semantic init), with its forward
+    inputs captured from one forward pass, in forward order."""
+    captures, hooks = {}, []
+
+    def capture(name):
+        def hook(module, args):  # returns None: a returned value would replace the inputs
+            captures.setdefault(name, Layer(name, module, args))
+        return hook
+
+    for name, module in model.named_modules():
+        if panel_kind(module) or type(module).__name__ == 'SemanticTokenInit':
+            hooks.append(module.register_forward_pre_hook(capture(name)))
+    try:
+        with torch.no_grad():
+            model(image)
+    finally:
+        for h in hooks:
+            h.remove()
+    return captures
+
+
+def load_image(path, size):
+    from PIL import Image
+    if path is None:  # synthetic: gradient background, a bright disc and a dark bar
+        h, w = size
+        yy, xx = np.mgrid[0:h, 0:w]
+        img = np.stack([xx * 255 / w, yy * 255 / h, np.full((h, w), 96.)], -1)
+        img[(yy - h * .4)**2 + (xx - w * .35)**2 < (min(h, w) * .18)**2] = (250, 240, 90)
+        img[int(h * .7):int(h * .8), int(w * .5):int(w * .9)] = (20, 30, 120)
+        return img.astype(np.uint8)
+    return np.asarray(Image.open(path).convert('RGB').resize(size[::-1], Image.BILINEAR))
+
+
+def to_tensor(img):
+    x = (torch.from_numpy(img).float() - torch.tensor(MEAN)) / torch.tensor(STD)
+    return x.permute(2, 0, 1)[None]
+
+
+def render(img, panel, query_xy, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    h, w = img.shape[:2]
+    heat = panel.heat.detach().float().cpu().numpy()
+    fig, ax = plt.subplots(figsize=(6, 6 * h / w + .6), dpi=100)
+    ax.imshow(img, extent=(0, w, h, 0))
+    shown = ax.imshow(heat, cmap='inferno', alpha=.6, interpolation='nearest',
+                      extent=(0, w, h, 0))
+    if panel.grid is not None:
+        rh, rw = panel.grid
+        for r in range(0, heat.shape[0] + 1, rh):
+            ax.axhline(r * h / heat.shape[0], color='white', lw=.5, alpha=.6)
+        for c in range(0, heat.shape[1] + 1, rw):
+            ax.axvline(c * w / heat.shape[1], color='white', lw=.5, alpha=.6)
+    ax.plot(*query_xy, marker='*', color='cyan', markersize=14, markeredgecolor='black')
+    ax.set_xlim(0, w)
+    ax.set_ylim(h, 0)
+    ax.set_title(panel.title, fontsize=8)
+    fig.colorbar(shown, ax=ax, fraction=.046)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def visualize(spec, query_xy, image=None, size=(224, 224), layer=1, checkpoint=None,
+              out_dir='work_dirs/vis_attention', **kwargs) -> list:
+    """Render every panel of attention layer number ``layer``; returns the PNG paths.
+
+    Raises:
+        ValueError: a query outside the image, or a layer index out of range.
+    """
+    init_cfg = dict(type='Pretrained', checkpoint=checkpoint) if checkpoint else None
+    model = build_backbone(spec, init_cfg=init_cfg, **kwargs)
+    model.init_weights()
+    model.eval()
+    img = load_image(image, size)
+    if not (0 <= query_xy[0] < img.shape[1] and 0 <= query_xy[1] < img.shape[0]):
+        raise ValueError(f'--query {query_xy} (x, y) is outside the {img.shape[1]}x'
+                         f'{img.shape[0]} image')
+    captures = attention_layers(model, to_tensor(img))
+    layers = [lay for lay in captures.values() if panel_kind(lay.module)]
+    if not layers:
+        raise ValueError(f'{spec} has no attention layer vis_attention can draw '
+                         f'({sorted(PANELS)})')
+    if not 0 <= layer < len(layers):
+        raise ValueError(f'--layer must be in 0..{len(layers) - 1} for {spec}, got {layer}')
+    chosen = layers[layer]
+    draw = PANELS[panel_kind(chosen.module)]
+    with torch.no_grad():
+        panels = draw(chosen, query_xy, img.shape[:2], captures)
+    os.makedirs(out_dir, exist_ok=True)
+    stem = f'{short_name(spec)}_{chosen.name.replace(".", "-")}'
+    return [render(img, p, query_xy, osp.join(out_dir, f'{stem}_{p.name}.png')) for p in panels]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--backbone', required=True, help='TYPE[:ARCH], e.g. DiNAT:tiny')
+    parser.add_argument('--checkpoint', help='mmattn or official checkpoint (random if absent)')
+    parser.add_argument('--image', help='image file; a synthetic picture if absent')
+    parser.add_argument('--size', type=int, nargs=2, default=(224, 224), metavar=('H', 'W'),
+                        help='resize the image to H W (>= 32). Default: 224 224')
+    parser.add_argument('--query', type=int, nargs=2, metavar=('X', 'Y'),
+                        help='query pixel in the resized image. Default: the centre')
+    parser.add_argument('--layer', type=int, default=1,
+                        help='index of the attention layer in forward order (see --list)')
+    parser.add_argument('--list', action='store_true', help='list the attention layers')
+    parser.add_argument('--out-dir', default='work_dirs/vis_attention')
+    args = parser.parse_args(argv)
+    if min(args.size) < 32:
+        parser.error(f'--size must be >= 32 on both sides, got {args.size}')
+    query = tuple(args.query) if args.query else (args.size[1] // 2, args.size[0] // 2)
+    if args.list:
+        model = build_backbone(args.backbone).eval()
+        captures = attention_layers(model, to_tensor(load_image(None, args.size)))
+        layers = [lay for lay in captures.values() if panel_kind(lay.module)]
+        for i, lay in enumerate(layers):
+            print(f'{i}: {lay.name} ({type(lay.module).__name__})')
+        return []
+    paths = visualize(args.backbone, query, args.image, tuple(args.size), args.layer,
+                      args.checkpoint, args.out_dir)
+    print('\n'.join(paths))
+    return paths
+
+
+if __name__ == '__main__':
+    main()
