@@ -7,11 +7,11 @@ the synthetic ADE20K scenes, IoUMetric). Steps:
 1. generate the synthetic dataset with ``tools/make_synthetic.py`` if it is not there yet;
 2. train the demo config through the stock mmengine Runner (validation at the end);
 3. write prediction images (``DetLocalVisualizer`` / ``SegLocalVisualizer``, ground truth left,
-   prediction right) and a loss curve from ``vis_data/scalars.json``;
+   prediction right) and the loss / metric curves from ``vis_data/scalars.json``
+   (``tools/analysis/analyze_logs.py``);
 4. print the metrics and where every file is.
 """
 import argparse
-import json
 import numbers
 import os
 import os.path as osp
@@ -32,6 +32,8 @@ from mmengine.hooks import Hook  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.join(ROOT, 'tools'))
+sys.path.insert(0, osp.join(ROOT, 'tools', 'analysis'))
+import analyze_logs  # noqa: E402
 import make_synthetic  # noqa: E402
 
 TASKS = {
@@ -140,37 +142,6 @@ def draw_predictions(runner, out_dir, num_images, task_name):
     return written
 
 
-def plot_losses(scalars_json, out_file, title):
-    """Loss curve(s) from mmengine's json-lines ``vis_data/scalars.json``."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    records = []
-    with open(scalars_json) as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                records.append(json.loads(line))
-    train = [r for r in records if 'loss' in r and 'step' in r]
-    if not train:
-        return None
-    keys = ['loss'] + sorted({k for r in train for k in r if k.startswith('loss_')})
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
-    for k in keys:
-        steps = [r['step'] for r in train if k in r]
-        vals = [r[k] for r in train if k in r]
-        ax.plot(steps, vals, label=k, linewidth=2.0 if k == 'loss' else 1.0)
-    ax.set_xlabel('iteration')
-    ax.set_ylabel('loss (smoothed over the log interval)')
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out_file)
-    plt.close(fig)
-    return out_file
-
-
 def main(argv=None):
     args = parse_args(argv)
     task = TASKS[args.task]
@@ -198,9 +169,10 @@ def main(argv=None):
     pred_dir = osp.join(cfg.work_dir, 'predictions')
     images = draw_predictions(runner, pred_dir, args.num_images, args.task)
     scalars = osp.join(runner.log_dir, 'vis_data', 'scalars.json')
-    title = f'{osp.splitext(osp.basename(cfg.filename))[0]}: training losses'
-    curve = plot_losses(scalars, osp.join(cfg.work_dir, 'loss_curve.png'), title) \
-        if osp.exists(scalars) else None
+    title = f'{osp.splitext(osp.basename(cfg.filename))[0]}: training losses and metrics'
+    curve = analyze_logs.plot_curves(
+        [scalars], osp.join(cfg.work_dir, 'loss_curve.png'), legend=[task['dataset']],
+        title=title) if osp.exists(scalars) else None
 
     total_s = time.time() - t0
     print('', flush=True)
