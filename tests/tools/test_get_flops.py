@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from conftest import REPO_ROOT, load_tool
 
 from mmattn.analysis.flops import measure, measure_backbone
-from mmattn.analysis.models import build_backbone
+from mmattn.analysis.models import build_backbone, family_classes
 from mmattn.ops.neighborhood import neighborhood_attention_2d
 
 sys.path.insert(0, f'{REPO_ROOT}/tools/analysis')
@@ -47,25 +47,42 @@ def test_na_count_is_the_definition_not_the_tiles(dilation):
     assert list(fast.op_macs) == ['mmattn.ops.neighborhood:neighborhood_attention_2d']
 
 
-# Classification-model numbers from the specs (params with the 1000-class head; GMACs at 224^2):
-# biformer.md §1.6 (torch FlopCounter/2 on the official code), nat.md §1.11 (recomputed).
+# Numbers from the specs, counted on the official code or recomputed there (MACs, G):
+# (backbone, kwargs, input side, params, MACs, with_head). with_head: the spec counts the
+# classification model = trunk + final norm (our norm3, out_indices=(3,)) + 1000-way linear head.
 PAPER = [
-    ('BiFormer', 'tiny', dict(n_win=7, auto_pad=False), 13.143e6, 2.22e9),
-    ('BiFormer', 'small', dict(n_win=7, auto_pad=False), 25.536e6, 4.46e9),
-    ('NAT', 'tiny', {}, 27.90e6, 4.30e9),
-    ('DiNAT', 'tiny', {}, 27.90e6, 4.30e9),
+    # biformer.md §1.6: cls model, torch FlopCounter/2 (n_win 7, no padding, as in ImageNet)
+    ('BiFormer:tiny', dict(n_win=7, auto_pad=False), 224, 13.143e6, 2.22e9, True),
+    ('BiFormer:small', dict(n_win=7, auto_pad=False), 224, 25.536e6, 4.46e9, True),
+    # nat.md §1.11: recomputed (convs + linears + QK + AV)
+    ('NAT:tiny', {}, 224, 27.90e6, 4.30e9, True),
+    ('DiNAT:tiny', {}, 224, 27.90e6, 4.30e9, True),
+    # groupmixformer.md §1.6: backbone only (no norm4/head), fvcore at 224
+    ('GroupMixFormer:tiny', {}, 224, 10.708e6, 3.72e9, False),
+    ('GroupMixFormer:small', {}, 224, 22.100e6, 5.16e9, False),
+    # dualvit.md §1.2 / §5: the downstream backbone has no classification stages, so its
+    # numbers are the spec's backbone-only count (FlopCounter/2, "all") at 512x512
+    ('DualViT:small', {}, 512, 21.741e6, 39.3e9, False),
+    # slide.md §1 table / §2.4: window-7 stages 3-4, merged conv (the paper's configuration)
+    ('SlideSwin:tiny', {}, 224, 28.31e6, 4.567e9, True),
+    # slide.md §4.1: paper Slide-PVT-S 22.7M / 4.0G
+    ('SlidePVT:small', {}, 224, 22.7e6, 4.0e9, True),
 ]
 
 
-@pytest.mark.parametrize('backbone,arch,kwargs,params,macs', PAPER)
-def test_paper_params_and_macs_at_224(backbone, arch, kwargs, params, macs):
-    # The classification model = the trunk + final norm (our norm3) + a 1000-way linear head.
-    model = build_backbone(f'{backbone}:{arch}', out_indices=(3, ), **kwargs)
-    result = measure_backbone(model, 224, 224)
-    head_params = model.embed_dims[-1] * 1000 + 1000
-    head_macs = model.embed_dims[-1] * 1000
-    assert result.params + head_params == pytest.approx(params, rel=0.02)
-    assert result.macs + head_macs == pytest.approx(macs, rel=0.02)
+@pytest.mark.parametrize('spec,kwargs,side,params,macs,with_head', PAPER)
+def test_paper_params_and_macs(spec, kwargs, side, params, macs, with_head):
+    if with_head:
+        kwargs = dict(kwargs, out_indices=(3, ))
+    model = build_backbone(spec, **kwargs)
+    result = measure_backbone(model, side, side)
+    head = model.embed_dims[-1] * 1000 if with_head else 0
+    assert result.params + (head + 1000 if with_head else 0) == pytest.approx(params, rel=0.02)
+    assert result.macs + head == pytest.approx(macs, rel=0.02)
+
+
+def test_every_family_has_a_paper_check():
+    assert {p[0].split(':')[0] for p in PAPER} == set(family_classes())
 
 
 def test_meta_and_cpu_counts_agree_on_a_backbone():
