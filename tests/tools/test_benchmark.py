@@ -39,6 +39,16 @@ def test_backbones_table_json_plot_and_readme(tmp_path):
     assert text.count('## Speed') == 1 and '## Speed and memory' in text
     assert 'old a' not in text and '## Exactness\nkeep' in text and '| BiFormer-tiny |' in text
 
+    # A second run (another resolution) merged with the first into one table and one plot
+    bench.main(['--backbones', 'NAT:mini', '--resolutions', '32', '--warmup', '0', '--repeat',
+                '1', '--no-memory', '--out-dir', str(tmp_path), '--name', 'second'])
+    bench.main(['--readme-only', '--readme', str(readme), '--out-dir', str(tmp_path),
+                '--include', str(tmp_path / 'backbones_cpu.json'), str(tmp_path / 'second.json')])
+    text = readme.read_text()
+    assert text.count('### Backbones') == 1 and text.count('| NAT-mini |') == 3
+    assert text.index('| NAT-mini | 32x32 |') < text.index('| NAT-mini | 32x64 |')
+    assert '(backbones_cpu_latency.png)' in text
+
 
 def test_ops_quick_every_family(tmp_path):
     run = bench.main(['--ops', 'all', '--quick', '--warmup', '0', '--repeat', '1',
