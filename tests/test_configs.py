@@ -6,24 +6,19 @@ Pretrained init runs only when training starts), then with a tiny arch override 
 forward/backward of the loss on demo inputs (mmdet.testing.demo_mm_inputs / SegDataSample).
 """
 import copy
-import glob
-import os.path as osp
 
 import pytest
 import torch
-from mmengine.config import Config
-from mmengine.registry import init_default_scope
 
-from conftest import REPO_ROOT
+from conftest import (build_model, config_paths, det_loss_step_and_predict, load_config,
+                      seg_loss_step, seg_predict, tiny_model_cfg)
 
 TINY_ARCH = dict(embed_dims=[32, 64, 128, 256], depths=[1, 1, 1, 1], head_dim=16, mlp_ratio=3)
 WIDTHS = {'small': [64, 128, 256, 512], 'base': [96, 192, 384, 768]}
 
 
 def _configs(*folders):
-    return sorted(
-        osp.relpath(p, REPO_ROOT) for f in folders
-        for p in glob.glob(osp.join(REPO_ROOT, 'configs', f, 'biformer*.py')))
+    return config_paths('biformer', *folders)
 
 
 DET_CONFIGS = _configs('det') + [c for c in _configs('demo') if 'rcnn' in c or 'retina' in c]
@@ -36,8 +31,7 @@ def test_config_inventory():
 
 
 def _load(path):
-    cfg = Config.fromfile(osp.join(REPO_ROOT, path))
-    assert cfg.custom_imports == dict(imports=['mmattn'], allow_failed_imports=False)
+    cfg = load_config(path)
     assert cfg.model.backbone.type == 'BiFormer'
     # tools/test.py --show-dir and tools/demo.py draw through the visualization hook
     assert 'visualization' in cfg.default_hooks
@@ -51,22 +45,8 @@ def _widths(backbone):
 
 def _tiny(cfg):
     """Swap in the tiny arch and re-wire the channels that follow the backbone widths."""
-    model = copy.deepcopy(cfg.model)
-    old = _widths(model.backbone)
-    new = TINY_ARCH['embed_dims']
-    model.backbone.arch = copy.deepcopy(TINY_ARCH)
-    model.backbone.init_cfg = None
-    for key in ('neck', 'decode_head'):
-        if key in model and list(model[key].get('in_channels', [])) == old:
-            model[key].in_channels = new
-    aux = model.get('auxiliary_head')
-    if aux is not None:
-        assert aux.in_channels == old[aux.in_index]
-        aux.in_channels = new[aux.in_index]
-        aux.channels = min(aux.channels, 32)
-    if model.get('decode_head', {}).get('type') == 'UPerHead':
-        model.decode_head.channels = min(model.decode_head.channels, 64)  # speed only
-    return model
+    return tiny_model_cfg(cfg.model, TINY_ARCH, _widths(cfg.model.backbone), aux_channels=32,
+                          uper_channels=64)
 
 
 def _check_paper_backbone(cfg, path):
@@ -82,88 +62,41 @@ def _check_paper_backbone(cfg, path):
     assert cfg.optim_wrapper.type == 'OptimWrapper'  # AMP only via --amp on GPU
 
 
-def _build(model_cfg, scope):
-    init_default_scope(scope)
-    if scope == 'mmdet':
-        from mmdet.registry import MODELS
-    else:
-        from mmseg.registry import MODELS
-    return MODELS.build(model_cfg)
-
-
 @pytest.mark.parametrize('path', DET_CONFIGS)
 def test_det_config(path):
-    from mmdet.testing import demo_mm_inputs
     cfg = _load(path)
     assert cfg.default_scope == 'mmdet'
     _check_paper_backbone(cfg, path)
     if 'configs/det' in path:
-        full = _build(copy.deepcopy(cfg.model), 'mmdet')  # full size, no checkpoint read
+        full = build_model(copy.deepcopy(cfg.model), 'mmdet')  # full size, no checkpoint read
         assert list(full.backbone.embed_dims) == _widths(cfg.model.backbone)
         del full
-    model = _build(_tiny(cfg), 'mmdet')
+    model = build_model(_tiny(cfg), 'mmdet')
     model.init_weights()
-    model.train()
     with_mask = 'mask' in model.__class__.__name__.lower() or hasattr(model, 'roi_head') and \
         getattr(model.roi_head, 'with_mask', False)
-    num_classes = (model.roi_head.bbox_head.num_classes
-                   if hasattr(model, 'roi_head') else model.bbox_head.num_classes)
-    torch.manual_seed(0)
-    data = demo_mm_inputs(2, image_shapes=[(3, 128, 160), (3, 96, 128)],
-                          num_classes=num_classes, with_mask=with_mask)
-    data = model.data_preprocessor(data, True)
-    losses = model(**data, mode='loss')
-    loss, log_vars = model.parse_losses(losses)
-    assert torch.isfinite(loss)
-    loss.backward()
+    log_vars = det_loss_step_and_predict(model, with_mask)
     assert any(p.grad is not None for p in model.backbone.parameters())
     if with_mask:
         assert 'loss_mask' in log_vars
-    model.eval()
-    with torch.no_grad():
-        data = model.data_preprocessor(
-            demo_mm_inputs(1, image_shapes=[(3, 112, 150)], num_classes=num_classes), False)
-        results = model(**data, mode='predict')
-    assert len(results) == 1 and 'pred_instances' in results[0]
 
 
 @pytest.mark.parametrize('path', SEG_CONFIGS)
 def test_seg_config(path):
     from mmengine.model.utils import revert_sync_batchnorm
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
     cfg = _load(path)
     assert cfg.default_scope == 'mmseg'
     assert cfg.model.get('pretrained') is None
     _check_paper_backbone(cfg, path)
     if 'configs/seg' in path:
-        full = _build(copy.deepcopy(cfg.model), 'mmseg')
+        full = build_model(copy.deepcopy(cfg.model), 'mmseg')
         assert list(full.backbone.embed_dims) == _widths(cfg.model.backbone)
         del full
-    model = revert_sync_batchnorm(_build(_tiny(cfg), 'mmseg'))
+    model = revert_sync_batchnorm(build_model(_tiny(cfg), 'mmseg'))
     model.init_weights()
-    model.train()
-    num_classes = model.decode_head.num_classes
-    torch.manual_seed(0)
-    h, w = 96, 112
-    inputs, samples = [], []
-    for _ in range(2):
-        inputs.append(torch.randint(0, 256, (3, h, w), dtype=torch.uint8))
-        sample = SegDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
-                                             pad_shape=(h, w)))
-        sample.gt_sem_seg = PixelData(data=torch.randint(0, num_classes, (1, h, w)))
-        samples.append(sample)
-    data = model.data_preprocessor(dict(inputs=inputs, data_samples=samples), True)
-    losses = model(**data, mode='loss')
-    loss, _ = model.parse_losses(losses)
-    assert torch.isfinite(loss)
-    loss.backward()
+    seg_loss_step(model, 96, 112, num_classes=model.decode_head.num_classes)
     assert any(p.grad is not None for p in model.backbone.parameters())
-    model.eval()
-    with torch.no_grad():
-        data = model.data_preprocessor(dict(inputs=inputs[:1], data_samples=samples[:1]), False)
-        results = model(**data, mode='predict')
-    assert results[0].pred_sem_seg.data.shape[-2:] == (h, w)
+    seg_predict(model, 96, 112)
 
 
 def test_roi_features_do_not_depend_on_memory_layout():
@@ -174,7 +107,7 @@ def test_roi_features_do_not_depend_on_memory_layout():
     scrambled RoI features (training silently fails: mask/bbox heads never learn).
     """
     cfg = _load('configs/demo/biformer_maskrcnn_synthetic.py')
-    model = _build(_tiny(cfg), 'mmdet').eval()
+    model = build_model(_tiny(cfg), 'mmdet').eval()
     torch.manual_seed(0)
     with torch.no_grad():
         feats = model.extract_feat(torch.randn(1, 3, 96, 128))

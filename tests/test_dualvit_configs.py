@@ -5,15 +5,13 @@ parameter count, spec dualvit.md §1.2); the detector / segmentor is built with 
 override and runs one loss step (backward included) and one prediction on demo inputs.
 """
 import copy
-import glob
 import os.path as osp
 
 import pytest
 import torch
-from mmengine.config import Config
-from mmengine.registry import init_default_scope
 
-from conftest import REPO_ROOT
+from conftest import (build_model, config_header, config_paths, det_loss_step_and_predict,
+                      load_config, seg_loss_step, seg_predict, tiny_model_cfg)
 
 TINY = dict(stem_hidden=8, embed_dims=[16, 32, 48, 64], num_heads=[1, 1, 2, 2],
             depths=[1, 1, 1, 2], mlp_ratios=[2, 2, 2, 2])
@@ -22,8 +20,7 @@ BACKBONE_PARAMS = {'small': 21.741, 'base': 38.448}  # §1.2, downstream backbon
 
 
 def _configs(folder):
-    return sorted(osp.relpath(p, REPO_ROOT)
-                  for p in glob.glob(osp.join(REPO_ROOT, 'configs', folder, 'dualvit*.py')))
+    return config_paths('dualvit', folder)
 
 
 def test_config_inventory():
@@ -34,19 +31,8 @@ def test_config_inventory():
         'dualvit-b_fpn.py', 'dualvit-b_upernet.py', 'dualvit_fpn.py', 'dualvit_upernet.py']
 
 
-def _build(model_cfg, scope):
-    init_default_scope(scope)
-    if scope == 'mmdet':
-        from mmdet.registry import MODELS
-    else:
-        from mmseg.registry import MODELS
-    return MODELS.build(model_cfg)
-
-
 def _load_and_check(path, scope):
-    cfg = Config.fromfile(osp.join(REPO_ROOT, path))
-    assert cfg.default_scope == scope
-    assert cfg.custom_imports == dict(imports=['mmattn'], allow_failed_imports=False)
+    cfg = load_config(path, scope)
     backbone = cfg.model.backbone
     arch = 'base' if '-b_' in path else 'small'
     assert backbone.type == 'DualViT' and backbone.arch == arch
@@ -54,37 +40,20 @@ def _load_and_check(path, scope):
     checkpoint = f'checkpoints/dualvit_{arch[0]}.pth'
     assert backbone.init_cfg == dict(type='Pretrained', checkpoint=checkpoint)
     assert cfg.optim_wrapper.type == 'OptimWrapper'  # fp16 only via --amp on a GPU
-    with open(osp.join(REPO_ROOT, path)) as f:
-        header = f.read().split('_base_')[0]
-    assert ('NOT an official setting' in header) == ('fpn' in path)
+    assert ('NOT an official setting' in config_header(path)) == ('fpn' in path)
     with torch.device('meta'):
-        full = _build(copy.deepcopy(backbone), scope)
+        full = build_model(copy.deepcopy(backbone), scope)
     assert full.embed_dims == WIDTHS[arch]
     assert round(sum(p.numel() for p in full.parameters()) / 1e6, 3) == BACKBONE_PARAMS[arch]
     return cfg, arch
 
 
 def _tiny(model_cfg, arch):
-    model = copy.deepcopy(model_cfg)
-    model.backbone.arch = copy.deepcopy(TINY)
-    model.backbone.init_cfg = None
-    widths = WIDTHS[arch]
-    for key in ('neck', 'decode_head'):
-        if key in model and list(model[key].get('in_channels', [])) == widths:
-            model[key].in_channels = TINY['embed_dims']
-    if model.get('auxiliary_head') is not None:
-        aux = model.auxiliary_head
-        assert aux.in_channels == widths[aux.in_index]
-        aux.in_channels = TINY['embed_dims'][aux.in_index]
-        aux.channels = 16
-    if model.get('decode_head', {}).get('type') == 'UPerHead':
-        model.decode_head.channels = 32  # speed only
-    return model
+    return tiny_model_cfg(model_cfg, TINY, WIDTHS[arch], aux_channels=16, uper_channels=32)
 
 
 @pytest.mark.parametrize('path', _configs('det'))
 def test_det_config(path):
-    from mmdet.testing import demo_mm_inputs
     cfg, arch = _load_and_check(path, 'mmdet')
     backbone, opt = cfg.model.backbone, cfg.optim_wrapper.optimizer
     # §4.2: 1x schedule, AdamW (1e-4 RetinaNet, 2e-4 Mask R-CNN), wd 1e-4, drop path 0.15,
@@ -99,33 +68,16 @@ def test_det_config(path):
     if retina:
         assert cfg.model.neck.start_level == 1 and cfg.model.neck.add_extra_convs == 'on_input'
 
-    model = _build(_tiny(cfg.model, arch), 'mmdet')
+    model = build_model(_tiny(cfg.model, arch), 'mmdet')
     model.init_weights()
-    model.train()
-    num_classes = (model.roi_head.bbox_head.num_classes
-                   if hasattr(model, 'roi_head') else model.bbox_head.num_classes)
-    torch.manual_seed(0)
-    data = demo_mm_inputs(2, image_shapes=[(3, 128, 160), (3, 96, 128)],
-                          num_classes=num_classes, with_mask=not retina)
-    loss, log_vars = model.parse_losses(model(**model.data_preprocessor(data, True),
-                                              mode='loss'))
-    assert torch.isfinite(loss)
-    loss.backward()
+    log_vars = det_loss_step_and_predict(model, with_mask=not retina)
     assert model.backbone.block1[0].attn.kv_proxy.weight.grad is not None
     assert retina or 'loss_mask' in log_vars
-    model.eval()
-    with torch.no_grad():
-        data = model.data_preprocessor(
-            demo_mm_inputs(1, image_shapes=[(3, 112, 150)], num_classes=num_classes), False)
-        results = model(**data, mode='predict')
-    assert len(results) == 1 and 'pred_instances' in results[0]
 
 
 @pytest.mark.parametrize('path', _configs('seg'))
 def test_seg_config(path):
     from mmengine.model.utils import revert_sync_batchnorm
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
     cfg, arch = _load_and_check(path, 'mmseg')
     assert cfg.model.get('pretrained') is None and cfg.sync_bn == 'torch'
     backbone, opt = cfg.model.backbone, cfg.optim_wrapper.optimizer
@@ -145,25 +97,8 @@ def test_seg_config(path):
     model_cfg = _tiny(cfg.model, arch)
     model_cfg.backbone.test_tile_size = 64  # the tiled eval path on the 96x112 test input
     model_cfg.data_preprocessor.size = (96, 112)  # the test input, instead of 512x512
-    model = revert_sync_batchnorm(_build(model_cfg, 'mmseg'))
+    model = revert_sync_batchnorm(build_model(model_cfg, 'mmseg'))
     model.init_weights()
-    model.train()
-    h, w = 96, 112
-    torch.manual_seed(0)
-    inputs, samples = [], []
-    for _ in range(2):  # the PPM's BatchNorm on 1x1 maps needs 2 images
-        inputs.append(torch.randint(0, 256, (3, h, w), dtype=torch.uint8))
-        sample = SegDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
-                                             pad_shape=(h, w)))
-        sample.gt_sem_seg = PixelData(data=torch.randint(0, 150, (1, h, w)))
-        samples.append(sample)
-    data = model.data_preprocessor(dict(inputs=inputs, data_samples=samples), True)
-    loss, _ = model.parse_losses(model(**data, mode='loss'))
-    assert torch.isfinite(loss)
-    loss.backward()
+    seg_loss_step(model, 96, 112)
     assert model.backbone.semantic_init.query.grad is not None
-    model.eval()
-    with torch.no_grad():
-        data = model.data_preprocessor(dict(inputs=inputs[:1], data_samples=samples[:1]), False)
-        results = model(**data, mode='predict')
-    assert results[0].pred_sem_seg.data.shape[-2:] == (h, w)
+    seg_predict(model, 96, 112)

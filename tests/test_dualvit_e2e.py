@@ -9,7 +9,7 @@ import os.path as osp
 
 import torch
 
-from conftest import REPO_ROOT, load_tool
+from conftest import REPO_ROOT, coco_runner_options, load_tool, val_metrics
 
 train_tool = load_tool('train')
 
@@ -19,8 +19,6 @@ TINY = dict(stem_hidden=8, embed_dims=[16, 32, 48, 64], num_heads=[1, 1, 2, 2],
 
 def test_dualvit_maskrcnn_train_val(synthetic_data, tmp_path):
     from mmattn.models import DualViT
-    coco = osp.join(synthetic_data, 'coco')
-    ann = osp.join(coco, 'annotations', 'instances_val.json')
     backbone = dict(type='DualViT', arch=TINY, out_indices=(0, 1, 2, 3),
                     stem_norm_cfg=dict(type='BN', requires_grad=False), init_cfg=None)
     config = tmp_path / 'dualvit_demo.py'
@@ -28,25 +26,13 @@ def test_dualvit_maskrcnn_train_val(synthetic_data, tmp_path):
     config.write_text(f'_base_ = [{base!r}]\n'
                       f'model = dict(backbone=dict(_delete_=True, **{backbone!r}),\n'
                       f'             neck=dict(in_channels={TINY["embed_dims"]!r}))\n')
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(min(2, old_threads))
-    try:
-        runner = train_tool.main([
-            str(config), '--work-dir', str(tmp_path / 'work'), '--cfg-options',
-            f'train_dataloader.dataset.data_root={coco}',
-            f'val_dataloader.dataset.data_root={coco}',
-            f'test_dataloader.dataset.data_root={coco}', f'val_evaluator.ann_file={ann}',
-            f'test_evaluator.ann_file={ann}', 'train_dataloader.batch_size=2',
-            'train_dataloader.batch_sampler=None', 'train_cfg.max_epochs=1',
-            'train_cfg.val_interval=1', 'model.test_cfg.rcnn.score_thr=0.0'
-        ])
-    finally:
-        torch.set_num_threads(old_threads)
+    runner = train_tool.main([
+        str(config), '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+        *coco_runner_options(synthetic_data, 'model.test_cfg.rcnn.score_thr')])
     model = runner.model.backbone
     assert runner.iter == 2 and type(model) is DualViT
     assert math.isfinite(runner.message_hub.get_scalar('train/loss').current())
-    metrics = {k[len('val/'):]: v.current()
-               for k, v in runner.message_hub.log_scalars.items() if k.startswith('val/')}
+    metrics = val_metrics(runner)
     for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP'):
         assert key in metrics, metrics
     bn = model.patch_embed1.conv[1]

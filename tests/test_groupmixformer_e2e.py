@@ -11,7 +11,7 @@ import os.path as osp
 
 import torch
 
-from conftest import REPO_ROOT, load_tool
+from conftest import REPO_ROOT, coco_runner_options, load_tool
 
 train_tool = load_tool('train')
 
@@ -20,13 +20,10 @@ DEMO_ARCH = dict(embed_dims=[20, 40, 80, 160], depths=[1, 1, 1, 1], mlp_ratios=[
 
 def test_groupmixformer_retinanet_train_val(synthetic_data, tmp_path, monkeypatch):
     from mmattn.models import GroupMixFormer
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     sizes = []
     forward = GroupMixFormer.forward
     monkeypatch.setattr(GroupMixFormer, 'forward',
                         lambda self, x: sizes.append(tuple(x.shape[2:])) or forward(self, x))
-    coco = osp.join(synthetic_data, 'coco')
-    ann = osp.join(coco, 'annotations', 'instances_val.json')
     backbone = dict(type='GroupMixFormer', arch=DEMO_ARCH, out_indices=(0, 1, 2, 3),
                     init_cfg=None)
     config = tmp_path / 'groupmixformer_demo.py'
@@ -37,12 +34,7 @@ def test_groupmixformer_retinanet_train_val(synthetic_data, tmp_path, monkeypatc
     work = tmp_path / 'work'
     runner = train_tool.main([
         str(config), '--work-dir', str(work), '--cfg-options',
-        f'train_dataloader.dataset.data_root={coco}', f'val_dataloader.dataset.data_root={coco}',
-        f'test_dataloader.dataset.data_root={coco}', f'val_evaluator.ann_file={ann}',
-        f'test_evaluator.ann_file={ann}', 'train_dataloader.batch_size=2',
-        'train_dataloader.batch_sampler=None', 'train_cfg.max_epochs=1',
-        'train_cfg.val_interval=1', 'model.test_cfg.score_thr=0.0'
-    ])
+        *coco_runner_options(synthetic_data, 'model.test_cfg.score_thr')])
     assert runner.iter == 2 and type(runner.model.backbone) is GroupMixFormer
     assert math.isfinite(runner.message_hub.get_scalar('train/loss').current())
     metrics = {k for k in runner.message_hub.log_scalars if k.startswith('val/')}

@@ -8,16 +8,15 @@
   written to tmp_path swaps in a tiny NAT / DiNAT. Both runs hit the small-map padding path.
 """
 import copy
-import glob
 import math
 import os.path as osp
 
 import pytest
 import torch
-from mmengine.config import Config
-from mmengine.registry import init_default_scope
 
-from conftest import REPO_ROOT, load_tool
+from conftest import (REPO_ROOT, ade_runner_options, build_model, coco_runner_options,
+                      config_header, config_paths, det_loss_step, load_config, load_tool,
+                      seg_loss_step, val_metrics)
 
 train_tool = load_tool('train')
 
@@ -26,17 +25,7 @@ TINY_WIDTHS = [64, 128, 256, 512]  # NAT-T / DiNAT-T
 
 
 def _nat_configs(folder):
-    return sorted(
-        osp.relpath(p, REPO_ROOT) for p in glob.glob(osp.join(REPO_ROOT, 'configs', folder, '*.py'))
-        if osp.basename(p).startswith(('nat_', 'dinat_')))
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(min(2, old))
-    yield
-    torch.set_num_threads(old)
+    return config_paths(('nat_', 'dinat_'), folder)
 
 
 # ------------------------------------------------------------------------------- configs
@@ -52,7 +41,6 @@ def test_config_inventory():
 def _check_backbone(cfg, path, task):
     name = osp.basename(path)
     backbone = cfg.model.backbone
-    assert cfg.custom_imports == dict(imports=['mmattn'], allow_failed_imports=False)
     assert backbone.arch == 'tiny' and tuple(backbone.out_indices) == (0, 1, 2, 3)
     if name.startswith('dinat_'):
         # spec §1.8: per-task schedules, ImageNet DiNAT-T weights
@@ -62,8 +50,7 @@ def _check_backbone(cfg, path, task):
     else:
         assert backbone.type == 'NAT' and backbone.dilations is None
         assert backbone.init_cfg.checkpoint == 'checkpoints/nat_tiny.pth'
-    with open(osp.join(REPO_ROOT, path)) as f:
-        header = f.read().split('_base_')[0]
+    header = config_header(path)
     in_paper = 'maskrcnn' in name or 'upernet' in name
     assert ('NOT a paper setting' in header) != in_paper
     if in_paper:  # spec §4.1 / §4.2 paper settings
@@ -86,71 +73,36 @@ def _check_backbone(cfg, path, task):
             assert cfg.model.auxiliary_head.in_index == 2
 
 
-def _build(model_cfg, scope):
-    init_default_scope(scope)
-    if scope == 'mmdet':
-        from mmdet.registry import MODELS
-    else:
-        from mmseg.registry import MODELS
-    return MODELS.build(model_cfg)
-
-
 @pytest.mark.parametrize('path', _nat_configs('det'))
 def test_det_config_builds_and_steps(path):
-    from mmdet.testing import demo_mm_inputs
-    cfg = Config.fromfile(osp.join(REPO_ROOT, path))
-    assert cfg.default_scope == 'mmdet'
+    cfg = load_config(path, 'mmdet')
     _check_backbone(cfg, path, 'det')
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.backbone.init_cfg = None  # no checkpoint here
-    model = _build(model_cfg, 'mmdet')
+    model = build_model(model_cfg, 'mmdet')
     assert model.backbone.embed_dims == TINY_WIDTHS
     assert list(cfg.model.neck.in_channels) == TINY_WIDTHS
     if 'maskrcnn' in path:  # spec §4.1: Mask R-CNN NAT-T / DiNAT-T 48M
         assert round(sum(p.numel() for p in model.parameters()) / 1e6) == 48
-    model.train()
-    num_classes = (model.roi_head.bbox_head.num_classes
-                   if hasattr(model, 'roi_head') else model.bbox_head.num_classes)
-    torch.manual_seed(0)
     # 96x128: DiNAT 'coco' pads every level (§2.6), NAT pads levels 2-3
-    data = demo_mm_inputs(1, image_shapes=[(3, 96, 128)], num_classes=num_classes,
-                          with_mask='maskrcnn' in path)
-    losses = model(**model.data_preprocessor(data, True), mode='loss')
-    loss, _ = model.parse_losses(losses)
-    assert torch.isfinite(loss)
-    loss.backward()
+    det_loss_step(model, 'maskrcnn' in path, image_shapes=[(3, 96, 128)])
     assert model.backbone.levels[3].blocks[4].attn.rpb.grad is not None
 
 
 @pytest.mark.parametrize('path', _nat_configs('seg'))
 def test_seg_config_builds_and_steps(path):
     from mmengine.model.utils import revert_sync_batchnorm
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
-    cfg = Config.fromfile(osp.join(REPO_ROOT, path))
-    assert cfg.default_scope == 'mmseg' and cfg.model.get('pretrained') is None
+    cfg = load_config(path, 'mmseg')
+    assert cfg.model.get('pretrained') is None
     _check_backbone(cfg, path, 'seg')
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.backbone.init_cfg = None
     model_cfg.data_preprocessor.size = (96, 112)  # the test input, instead of 512x512
-    model = revert_sync_batchnorm(_build(model_cfg, 'mmseg'))
+    model = revert_sync_batchnorm(build_model(model_cfg, 'mmseg'))
     assert model.backbone.embed_dims == TINY_WIDTHS
     if 'upernet' in path:  # spec §4.2: UPerNet NAT-T / DiNAT-T 58M
         assert round(sum(p.numel() for p in model.parameters()) / 1e6) == 58
-    model.train()
-    h, w = 96, 112
-    torch.manual_seed(0)
-    inputs, samples = [], []
-    for _ in range(2):  # the PPM's BatchNorm on 1x1 maps needs 2 images
-        inputs.append(torch.randint(0, 256, (3, h, w), dtype=torch.uint8))
-        sample = SegDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
-                                             pad_shape=(h, w)))
-        sample.gt_sem_seg = PixelData(data=torch.randint(0, 150, (1, h, w)))
-        samples.append(sample)
-    data = model.data_preprocessor(dict(inputs=inputs, data_samples=samples), True)
-    loss, _ = model.parse_losses(model(**data, mode='loss'))
-    assert torch.isfinite(loss)
-    loss.backward()
+    seg_loss_step(model, 96, 112)
     assert model.backbone.levels[0].blocks[1].attn.rpb.grad is not None
 
 
@@ -180,28 +132,16 @@ def _write_config(tmp_path, demo, backbone):
     return str(path)
 
 
-def _val_metrics(runner):
-    return {k[len('val/'):]: v.current()
-            for k, v in runner.message_hub.log_scalars.items() if k.startswith('val/')}
-
-
 def test_nat_maskrcnn_train_val(synthetic_data, tmp_path, padding_log):
     from mmattn.models import NAT
-    coco = osp.join(synthetic_data, 'coco')
-    ann = osp.join(coco, 'annotations', 'instances_val.json')
     backbone = dict(type='NAT', arch=DEMO_ARCH, out_indices=(0, 1, 2, 3), init_cfg=None)
     config = _write_config(tmp_path, 'biformer_maskrcnn_synthetic.py', backbone)
     runner = train_tool.main([
         config, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
-        f'train_dataloader.dataset.data_root={coco}', f'val_dataloader.dataset.data_root={coco}',
-        f'test_dataloader.dataset.data_root={coco}', f'val_evaluator.ann_file={ann}',
-        f'test_evaluator.ann_file={ann}', 'train_dataloader.batch_size=2',
-        'train_dataloader.batch_sampler=None', 'train_cfg.max_epochs=1',
-        'train_cfg.val_interval=1', 'model.test_cfg.rcnn.score_thr=0.0'
-    ])
+        *coco_runner_options(synthetic_data, 'model.test_cfg.rcnn.score_thr')])
     assert runner.iter == 2 and type(runner.model.backbone) is NAT
     assert math.isfinite(runner.message_hub.get_scalar('train/loss').current())
-    metrics = _val_metrics(runner)
+    metrics = val_metrics(runner)
     for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP'):
         assert key in metrics, metrics
     # synthetic images are <= 192x160: level 3 (<= 6x5) is below K=7 -> padded
@@ -217,21 +157,16 @@ def test_nat_maskrcnn_train_val(synthetic_data, tmp_path, padding_log):
 
 def test_dinat_upernet_train_val(synthetic_data, tmp_path, padding_log):
     from mmattn.models import DiNAT
-    ade = osp.join(synthetic_data, 'ade20k')
     # 128x128 crops -> level maps 32/16/8/4; d=8 at level 0 needs 56: the padding path
     backbone = dict(type='DiNAT', arch=DEMO_ARCH, dilations=[[8], [2], [1, 2], [1]],
                     out_indices=(0, 1, 2, 3), init_cfg=None)
     config = _write_config(tmp_path, 'biformer_upernet_synthetic.py', backbone)
-    runner = train_tool.main([
-        config, '--work-dir', str(tmp_path), '--cfg-options',
-        f'train_dataloader.dataset.data_root={ade}', f'val_dataloader.dataset.data_root={ade}',
-        f'test_dataloader.dataset.data_root={ade}', 'train_dataloader.batch_size=2',
-        'train_cfg.max_iters=2', 'train_cfg.val_interval=2'
-    ])
+    runner = train_tool.main([config, '--work-dir', str(tmp_path), '--cfg-options',
+                              *ade_runner_options(synthetic_data)])
     assert runner.iter == 2 and type(runner.model.backbone) is DiNAT
     assert runner.model.backbone.dilations == [[8], [2], [1, 2], [1]]
     assert math.isfinite(runner.message_hub.get_scalar('train/loss').current())
-    metrics = _val_metrics(runner)
+    metrics = val_metrics(runner)
     assert all(k in metrics for k in ('aAcc', 'mIoU', 'mAcc')), metrics
     assert (32, 32, 56) in padding_log  # level 0 of a 128x128 crop, d=8
     assert (tmp_path / 'iter_2.pth').is_file()

@@ -10,7 +10,7 @@ import os.path as osp
 import pytest
 import torch
 
-from conftest import REPO_ROOT, load_tool
+from conftest import REPO_ROOT, ade_runner_options, coco_runner_options, load_tool, val_metrics
 
 train_tool = load_tool('train')
 test_tool = load_tool('test')
@@ -20,50 +20,12 @@ SEGM_KEYS = ('coco/segm_mAP', 'coco/segm_mAP_50')
 SEG_KEYS = ('aAcc', 'mIoU', 'mAcc')
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(min(2, old))
-    yield
-    torch.set_num_threads(old)
-
-
 def _det_options(data_root, score_thr_key):
-    coco = osp.join(data_root, 'coco')
-    ann = osp.join(coco, 'annotations', 'instances_val.json')
-    return [
-        f'train_dataloader.dataset.data_root={coco}',
-        f'val_dataloader.dataset.data_root={coco}',
-        f'test_dataloader.dataset.data_root={coco}',
-        f'val_evaluator.ann_file={ann}',
-        f'test_evaluator.ann_file={ann}',
-        'train_dataloader.batch_size=2',
-        'train_dataloader.batch_sampler=None',  # plain batches: 4 images -> exactly 2 iterations
-        'train_cfg.max_epochs=1',
-        'train_cfg.val_interval=1',
-        f'{score_thr_key}=0.0',  # an untrained model scores low; CocoMetric needs detections
-        'default_hooks.logger.interval=1',
-    ]
+    return coco_runner_options(data_root, score_thr_key) + ['default_hooks.logger.interval=1']
 
 
 def _seg_options(data_root):
-    ade = osp.join(data_root, 'ade20k')
-    return [
-        f'train_dataloader.dataset.data_root={ade}',
-        f'val_dataloader.dataset.data_root={ade}',
-        f'test_dataloader.dataset.data_root={ade}',
-        'train_dataloader.batch_size=2',
-        'train_cfg.max_iters=2',
-        'train_cfg.val_interval=2',
-        'default_hooks.logger.interval=1',
-    ]
-
-
-def _val_metrics(runner):
-    return {
-        k[len('val/'):]: v.current()
-        for k, v in runner.message_hub.log_scalars.items() if k.startswith('val/')
-    }
+    return ade_runner_options(data_root) + ['default_hooks.logger.interval=1']
 
 
 def _train(config, work_dir, options, *extra):
@@ -78,7 +40,7 @@ def test_retinanet_train_val_resume(synthetic_data, tmp_path):
     options = _det_options(synthetic_data, 'model.test_cfg.score_thr')
     runner = _train(config, tmp_path, options)
     assert runner.iter == 2 and runner.epoch == 1
-    metrics = _val_metrics(runner)
+    metrics = val_metrics(runner)
     assert all(k in metrics for k in DET_KEYS), metrics
     assert not any(k.startswith('coco/segm') for k in metrics)
     ckpt = tmp_path / 'epoch_1.pth'
@@ -96,7 +58,7 @@ def test_retinanet_train_val_resume(synthetic_data, tmp_path):
     with open(log) as f:
         text = f.read()
     assert 'resumed epoch: 1, iter: 2' in text and 'epoch_1.pth' in text
-    assert all(k in _val_metrics(resumed) for k in DET_KEYS)
+    assert all(k in val_metrics(resumed) for k in DET_KEYS)
 
 
 def test_maskrcnn_train_val_test(synthetic_data, tmp_path):
@@ -104,7 +66,7 @@ def test_maskrcnn_train_val_test(synthetic_data, tmp_path):
     options = _det_options(synthetic_data, 'model.test_cfg.rcnn.score_thr')
     runner = _train(config, tmp_path / 'train', options)
     assert runner.iter == 2
-    metrics = _val_metrics(runner)
+    metrics = val_metrics(runner)
     assert all(k in metrics for k in DET_KEYS + SEGM_KEYS), metrics
     # tools/test.py on the saved checkpoint (weights_only load through the allow-list)
     ckpt = str(tmp_path / 'train' / 'epoch_1.pth')
@@ -122,6 +84,6 @@ def test_maskrcnn_train_val_test(synthetic_data, tmp_path):
 def test_seg_train_val(synthetic_data, tmp_path, config):
     runner = _train(config, tmp_path, _seg_options(synthetic_data))
     assert runner.iter == 2
-    metrics = _val_metrics(runner)
+    metrics = val_metrics(runner)
     assert all(k in metrics for k in SEG_KEYS), metrics
     assert (tmp_path / 'iter_2.pth').is_file()

@@ -20,14 +20,6 @@ TINY = dict(embed_dims=16, depths=[1, 1, 2, 1], num_heads=[1, 2, 2, 4])
 IMG = 64  # global mode: stage-3/4 windows 4 and 2
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(min(2, old))
-    yield
-    torch.set_num_threads(old)
-
-
 def official_state_dict(arch=TINY, img=IMG, seed=0):
     """Random tensors with the released SlideSwinTransformer's keys and shapes (§3)."""
     g = torch.Generator().manual_seed(seed)
