@@ -1,4 +1,6 @@
 """What every mmattn dense-prediction backbone shares (the mmpretrain Swin conventions)."""
+import copy
+
 import torch
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
@@ -27,6 +29,37 @@ class DenseBackbone(BaseModule):
                              f'got {out_indices}')
         return sorted({i % self.num_stages for i in out_indices})
 
+    def parse_arch(self, arch, required_keys, optional_keys=(), allow_extra_keys=False,
+                   per_stage_keys=()):
+        """An ``arch`` argument as a new settings dict.
+
+        A string names an ``arch_zoo`` entry (case-insensitive). A dict must hold
+        ``required_keys`` and nothing but ``optional_keys`` (anything more with
+        ``allow_extra_keys``); each of its ``per_stage_keys`` must give ``num_stages`` values.
+        Family-specific checks of a custom dict are left to the caller.
+        """
+        name = type(self).__name__
+        if isinstance(arch, str):
+            if arch.lower() not in self.arch_zoo:
+                raise ValueError(f'Unknown {name} arch {arch!r}; choose one of '
+                                 f'{sorted(self.arch_zoo)} or pass a dict')
+            return copy.deepcopy(self.arch_zoo[arch.lower()])
+        required, optional = set(required_keys), set(optional_keys)
+        if not isinstance(arch, dict) or not required <= set(arch) or not (
+                allow_extra_keys or set(arch) <= required | optional):
+            if allow_extra_keys:
+                keys = f'keys {sorted(required)}'
+            elif optional:
+                keys = f'keys {sorted(required)} and optionally {sorted(optional)}'
+            else:
+                keys = f'exactly the keys {sorted(required)}'
+            raise ValueError(f'A custom {name} arch must be a dict with {keys}, got {arch!r}')
+        arch = copy.deepcopy(arch)
+        for key in per_stage_keys:
+            if len(arch[key]) != self.num_stages:
+                raise ValueError(f'arch[{key!r}] needs {self.num_stages} values, got {arch[key]}')
+        return arch
+
     def stem_and_stages(self):
         """(stem module, sequence of stage modules) in forward order."""
         raise NotImplementedError
@@ -48,12 +81,34 @@ class DenseBackbone(BaseModule):
             raise ValueError(f'{name} needs H, W >= {min_size} (min_input_size), '
                              f'got {x.shape[2]}x{x.shape[3]}')
 
+    def pretrained_init_cfg(self):
+        """The ``type='Pretrained'`` entry of ``init_cfg`` (a dict or a list of dicts), or None."""
+        cfgs = self.init_cfg if isinstance(self.init_cfg, (list, tuple)) else [self.init_cfg]
+        pretrained = [c for c in cfgs if c is not None and c.get('type') == 'Pretrained']
+        if len(pretrained) > 1:
+            raise ValueError(f'{type(self).__name__}: init_cfg names {len(pretrained)} '
+                             f'Pretrained checkpoints, expected at most one')
+        return pretrained[0] if pretrained else None
+
     def init_weights(self):
-        if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
-            load_pretrained(self, self.family, self.init_cfg['checkpoint'],
-                            prefix=self.init_cfg.get('prefix'))
+        pretrained = self.pretrained_init_cfg()
+        if isinstance(self.init_cfg, (list, tuple)):
+            # mmengine's list form: the other initialisers first, the checkpoint last (as
+            # BaseModule does), the checkpoint read by load_pretrained (key conversion)
+            others = [c for c in self.init_cfg if c is not pretrained]
+            if others or pretrained is None:
+                init_cfg = self.init_cfg
+                self.init_cfg = others
+                try:
+                    super().init_weights()
+                finally:
+                    self.init_cfg = init_cfg
+        elif pretrained is None:
+            super().init_weights()
+        if pretrained is not None:
+            load_pretrained(self, self.family, pretrained['checkpoint'],
+                            prefix=pretrained.get('prefix'))
             return
-        super().init_weights()
         if self.init_cfg is None:  # the official classification init of every family
             for m in self.modules():
                 if isinstance(m, nn.Linear):

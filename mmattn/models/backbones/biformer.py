@@ -203,20 +203,8 @@ class BiFormer(DenseBackbone):
             self.add_module(f'norm{i}', LayerNorm2d(embed_dims[i]))
 
     def _parse_arch(self, arch):
-        if isinstance(arch, str):
-            key = arch.lower()
-            if key not in self.arch_zoo:
-                raise ValueError(f'Unknown BiFormer arch {arch!r}; choose one of '
-                                 f'{sorted(set(self.arch_zoo))} or pass a dict')
-            return dict(self.arch_zoo[key])
-        required = {'embed_dims', 'depths', 'head_dim', 'mlp_ratio'}
-        if not isinstance(arch, dict) or not required <= set(arch):
-            raise ValueError(f'A custom BiFormer arch must be a dict with keys {sorted(required)}, '
-                             f'got {arch!r}')
-        for key in ('embed_dims', 'depths'):
-            if len(arch[key]) != self.num_stages:
-                raise ValueError(f'arch[{key!r}] needs {self.num_stages} values, got {arch[key]}')
-        return dict(arch)
+        return self.parse_arch(arch, ('embed_dims', 'depths', 'head_dim', 'mlp_ratio'),
+                               allow_extra_keys=True, per_stage_keys=('embed_dims', 'depths'))
 
     def forward(self, x):
         self.check_input(x)

@@ -12,7 +12,6 @@ Parameter names are the official ones (``patch_embed{i}``, ``block{i}.{j}.attn.k
 ``proxy_embed{i}``, ``norm{i}``, ``norm_proxy{i}`` ...) except the model-level semantic-init
 modules, which live under ``semantic_init.`` (official ``q`` -> ``semantic_init.query``).
 """
-import copy
 
 import torch
 import torch.utils.checkpoint as cp
@@ -300,20 +299,12 @@ class DualViT(DenseBackbone):
                 self.add_module(f'norm_proxy{stage}', _layer_norm(dims[i]))
 
     def _parse_arch(self, arch):
-        name = type(self).__name__
+        settings = self.parse_arch(
+            arch, ('stem_hidden', 'embed_dims', 'num_heads', 'depths', 'mlp_ratios'),
+            per_stage_keys=('embed_dims', 'num_heads', 'depths', 'mlp_ratios'))
         if isinstance(arch, str):
-            if arch.lower() not in self.arch_zoo:
-                raise ValueError(f'Unknown {name} arch {arch!r}; choose one of '
-                                 f'{sorted(self.arch_zoo)} or pass a dict')
-            return copy.deepcopy(self.arch_zoo[arch.lower()])
-        keys = {'stem_hidden', 'embed_dims', 'num_heads', 'depths', 'mlp_ratios'}
-        if not isinstance(arch, dict) or set(arch) != keys:
-            raise ValueError(f'A custom {name} arch must be a dict with exactly the keys '
-                             f'{sorted(keys)}, got {arch!r}')
-        arch = copy.deepcopy(arch)
-        for key in keys - {'stem_hidden'}:
-            if len(arch[key]) != NUM_STAGES:
-                raise ValueError(f'arch[{key!r}] needs {NUM_STAGES} values, got {arch[key]}')
+            return settings
+        arch = settings
         for i, (c, h) in enumerate(zip(arch['embed_dims'], arch['num_heads'])):
             if c % h:
                 raise ValueError(f'stage {i}: embed_dims {c} is not divisible by num_heads {h}')

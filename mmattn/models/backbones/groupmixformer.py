@@ -12,7 +12,6 @@ is zero padded at the bottom/right to the next multiple of 32, exactly what mmde
 zeros take part in the global token softmax and the batch statistics, as they would after the
 data preprocessor's padding.
 """
-import copy
 import math
 
 import torch
@@ -203,20 +202,11 @@ class GroupMixFormer(DenseBackbone):
             self.add_module(f'norm{i}', nn.Identity())
 
     def _parse_arch(self, arch):
+        settings = self.parse_arch(arch, ('embed_dims', 'depths', 'mlp_ratios'),
+                                   per_stage_keys=('depths', 'embed_dims', 'mlp_ratios'))
         if isinstance(arch, str):
-            key = arch.lower()
-            if key not in self.arch_zoo:
-                raise ValueError(f'Unknown GroupMixFormer arch {arch!r}; choose one of '
-                                 f'{sorted(set(self.arch_zoo))} or pass a dict')
-            return copy.deepcopy(self.arch_zoo[key])
-        keys = {'embed_dims', 'depths', 'mlp_ratios'}
-        if not isinstance(arch, dict) or set(arch) != keys:
-            raise ValueError(f'A custom GroupMixFormer arch must be a dict with exactly the keys '
-                             f'{sorted(keys)}, got {arch!r}')
-        arch = copy.deepcopy(arch)
-        for key in sorted(keys):
-            if len(arch[key]) != NUM_STAGES:
-                raise ValueError(f'arch[{key!r}] needs {NUM_STAGES} values, got {arch[key]}')
+            return settings
+        arch = settings
         for i, dim in enumerate(arch['embed_dims']):
             try:
                 check_embed_dims(dim)

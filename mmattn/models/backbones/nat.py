@@ -11,7 +11,6 @@ Parameter names are the official ones (``patch_embed.proj.0``, ``levels.{i}.bloc
 ``mlp.fc1``, ``gamma1``, ``levels.{i}.downsample.reduction``, ``norm{i}`` ...), so the converter
 only drops the ImageNet classifier and adds the output norms.
 """
-import copy
 
 import torch
 import torch.nn.functional as F
@@ -305,23 +304,12 @@ class NAT(DenseBackbone):
             self.add_module(f'norm{i}', nn.LayerNorm(self.embed_dims[i]))
 
     def _parse_arch(self, arch):
-        name = type(self).__name__
+        settings = self.parse_arch(arch, ('embed_dims', 'depths', 'num_heads', 'mlp_ratio'),
+                                   optional_keys=('kernel_size', 'layer_scale'),
+                                   per_stage_keys=('depths', 'num_heads'))
         if isinstance(arch, str):
-            key = arch.lower()
-            if key not in self.arch_zoo:
-                raise ValueError(f'Unknown {name} arch {arch!r}; choose one of '
-                                 f'{sorted(set(self.arch_zoo))} or pass a dict')
-            return copy.deepcopy(self.arch_zoo[key])
-        required = {'embed_dims', 'depths', 'num_heads', 'mlp_ratio'}
-        optional = {'kernel_size', 'layer_scale'}
-        if not isinstance(arch, dict) or not required <= set(arch) \
-                or not set(arch) <= required | optional:
-            raise ValueError(f'A custom {name} arch must be a dict with keys {sorted(required)} '
-                             f'and optionally {sorted(optional)}, got {arch!r}')
-        arch = dict(dict(kernel_size=7, layer_scale=None), **copy.deepcopy(arch))
-        for key in ('depths', 'num_heads'):
-            if len(arch[key]) != self.num_levels:
-                raise ValueError(f'arch[{key!r}] needs {self.num_levels} values, got {arch[key]}')
+            return settings
+        arch = dict(dict(kernel_size=7, layer_scale=None), **settings)
         for i, heads in enumerate(arch['num_heads']):
             if (arch['embed_dims'] * 2**i) % heads:
                 raise ValueError(f'level {i}: width {arch["embed_dims"] * 2**i} is not divisible '

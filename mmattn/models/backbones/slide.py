@@ -5,7 +5,6 @@ stages (2 in every paper model); the later stages keep their host's attention, b
 mmdet's own Swin / PVT blocks. Both backbones take any input of at least 32x32 and return
 contiguous NCHW maps at strides 4, 8, 16, 32.
 """
-import copy
 
 import torch
 import torch.nn.functional as F
@@ -232,24 +231,15 @@ class SlideSwin(DenseBackbone):
         self._register_load_state_dict_pre_hook(self._fit_window_tables)
 
     def _parse_arch(self, arch):
-        name = type(self).__name__
+        settings = self.parse_arch(arch, ('embed_dims', 'depths', 'num_heads'),
+                                   per_stage_keys=('depths', 'num_heads'))
         if isinstance(arch, str):
-            if arch.lower() not in self.arch_zoo:
-                raise ValueError(f'Unknown {name} arch {arch!r}; choose one of '
-                                 f'{sorted(set(self.arch_zoo))} or pass a dict')
-            return copy.deepcopy(self.arch_zoo[arch.lower()])
-        keys = {'embed_dims', 'depths', 'num_heads'}
-        if not isinstance(arch, dict) or set(arch) != keys:
-            raise ValueError(f'A custom {name} arch must be a dict with keys {sorted(keys)}, '
-                             f'got {arch!r}')
-        for key in ('depths', 'num_heads'):
-            if len(arch[key]) != self.num_stages:
-                raise ValueError(f'arch[{key!r}] needs {self.num_stages} values, got {arch[key]}')
-        for i, heads in enumerate(arch['num_heads']):
-            if (arch['embed_dims'] * 2**i) % heads:
-                raise ValueError(f'stage {i}: width {arch["embed_dims"] * 2**i} is not divisible '
-                                 f'by num_heads={heads}')
-        return copy.deepcopy(arch)
+            return settings
+        for i, heads in enumerate(settings['num_heads']):
+            if (settings['embed_dims'] * 2**i) % heads:
+                raise ValueError(f'stage {i}: width {settings["embed_dims"] * 2**i} is not '
+                                 f'divisible by num_heads={heads}')
+        return settings
 
     def _fit_window_tables(self, state_dict, prefix, *args):
         """Window tables of another size are resized bicubically; index buffers are ours."""
@@ -271,7 +261,7 @@ class SlideSwin(DenseBackbone):
         _check_min_size(self, x)
 
     def init_weights(self):
-        pretrained = isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained'
+        pretrained = self.pretrained_init_cfg() is not None
         super().init_weights()
         _init_shift_kernels(self, pretrained)
 
