@@ -9,7 +9,8 @@ import re
 import torch
 from mmengine.logging import print_log
 
-from .common import CheckpointKeyError, check_against_model, register_converter
+from .common import (CheckpointKeyError, add_output_norms, check_against_model,
+                     register_converter, rename_official_keys)
 
 # official block-relative name -> mmattn name (spec biformer.md §3.1 / §3.3)
 _BLOCK_RENAMES = (
@@ -84,29 +85,12 @@ def convert_biformer(state_dict, add_out_norms=True):
     if any(k.startswith('stem.') for k in state_dict):  # already mmattn layout
         converted = dict(state_dict)
     else:
-        converted, unknown, dropped = {}, [], []
-        for key, value in state_dict.items():
-            try:
-                new_key = _rename(key)
-            except KeyError:
-                unknown.append(key)
-                continue
-            if new_key is None:
-                dropped.append(key)
-            else:
-                converted[new_key] = value
-        if unknown:
-            raise CheckpointKeyError(
-                f'not an official BiFormer checkpoint: {len(unknown)} unknown keys: '
-                + ', '.join(sorted(unknown)))
+        converted, dropped = rename_official_keys(state_dict, _rename, 'BiFormer')
         if dropped:
-            print_log(f'biformer converter: dropped the ImageNet classifier ({len(dropped)} '
+            print_log(f'biformer converter: dropped the ImageNet classifier ({dropped} '
                       'tensors: norm.*, head.*)', logger='current')
     arch, topks = _arch_of(converted)
-    if add_out_norms and not any(k.startswith('norm') for k in converted):
-        for i, dim in enumerate(arch['embed_dims']):
-            converted[f'norm{i}.weight'] = torch.ones(dim)
-            converted[f'norm{i}.bias'] = torch.zeros(dim)
+    if add_out_norms and add_output_norms(converted, arch['embed_dims']):
         print_log('biformer converter: classification checkpoint, output norms norm0..3 '
                   'initialised to weight 1 / bias 0 as the official det/seg wrapper does',
                   logger='current')

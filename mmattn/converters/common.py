@@ -1,6 +1,7 @@
 """Shared machinery of the official-checkpoint converters."""
 import os
 import pickle
+import re
 from collections.abc import Mapping
 
 import torch
@@ -23,6 +24,45 @@ def register_converter(*families):
         return fn
 
     return _register
+
+
+def rename_official_keys(state_dict, rename, name):
+    """Official -> mmattn keys through ``rename(key)``: a new key, None for a tensor to drop (the
+    classifier), KeyError for a key that is not official.
+
+    Returns:
+        tuple: (converted dict, number of dropped tensors).
+
+    Raises:
+        CheckpointKeyError: one error listing every unknown key (``name``: the model's name).
+    """
+    converted, unknown, dropped = {}, [], 0
+    for key, value in state_dict.items():
+        try:
+            new_key = rename(key)
+        except KeyError:
+            unknown.append(key)
+            continue
+        if new_key is None:
+            dropped += 1
+        else:
+            converted[new_key] = value
+    if unknown:
+        raise CheckpointKeyError(f'not an official {name} checkpoint: {len(unknown)} unknown '
+                                 'keys: ' + ', '.join(sorted(unknown)))
+    return converted, dropped
+
+
+def add_output_norms(state_dict, widths):
+    """Add output norms ``norm{i}`` (weight 1, bias 0, one per stage width) in place, as the
+    official det/seg backbones initialise them, when the state dict has none (a
+    classification checkpoint). Returns whether they were added."""
+    if any(re.match(r'^norm\d\.', k) for k in state_dict):
+        return False
+    for i, dim in enumerate(widths):
+        state_dict[f'norm{i}.weight'] = torch.ones(dim)
+        state_dict[f'norm{i}.bias'] = torch.zeros(dim)
+    return True
 
 
 def load_checkpoint_file(path, trusted=False):

@@ -12,7 +12,8 @@ import re
 import torch
 from mmengine.logging import print_log
 
-from .common import CheckpointKeyError, check_against_model, register_converter
+from .common import (CheckpointKeyError, check_against_model, register_converter,
+                     rename_official_keys)
 
 # (official regex, mmattn replacement); the block prefix is rewritten first
 _BLOCK = (r'^groupmixformer_backbone\.(\d+)\.gma_stage\.(\d+)\.', r'stages.\1.blocks.\2.')
@@ -89,21 +90,7 @@ def convert_groupmixformer(state_dict):
     if any(_MMATTN_LAYOUT.match(k) for k in state_dict):
         converted = dict(state_dict)
     else:
-        converted, unknown, dropped = {}, [], 0
-        for key, value in state_dict.items():
-            try:
-                new = rename_key(key)
-            except KeyError:
-                unknown.append(key)
-                continue
-            if new is None:
-                dropped += 1
-            else:
-                converted[new] = value
-        if unknown:
-            raise CheckpointKeyError(
-                f'not an official GroupMixFormer checkpoint: {len(unknown)} unknown keys: '
-                + ', '.join(sorted(unknown)))
+        converted, dropped = rename_official_keys(state_dict, rename_key, 'GroupMixFormer')
         if dropped:
             print_log(f'groupmixformer converter: dropped the ImageNet classifier ({dropped} '
                       'tensors: norm4.*, head.*)', logger='current')

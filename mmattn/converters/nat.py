@@ -13,7 +13,8 @@ import re
 import torch
 from mmengine.logging import print_log
 
-from .common import CheckpointKeyError, check_against_model, register_converter
+from .common import (CheckpointKeyError, add_output_norms, check_against_model,
+                     register_converter, rename_official_keys)
 
 _BLOCK = r'levels\.\d+\.blocks\.\d+\.'
 _OFFICIAL_KEYS = re.compile('^(?:' + '|'.join([
@@ -54,6 +55,14 @@ def _arch_of(state_dict):
                 kernel_size=kernel_size, layer_scale=layer_scale)
 
 
+def _keep_official_key(key):
+    if _CLASSIFIER.match(key):
+        return None  # the ImageNet classifier
+    if _OFFICIAL_KEYS.match(key):
+        return key
+    raise KeyError(key)
+
+
 @register_converter('nat', 'dinat')
 def convert_nat(state_dict, add_out_norms=True):
     """Check and adapt an official NAT / DiNAT state dict for mmattn's ``NAT`` / ``DiNAT``.
@@ -74,26 +83,13 @@ def convert_nat(state_dict, add_out_norms=True):
     """
     from mmattn.models.backbones.nat import NAT
 
-    converted, unknown, dropped = {}, [], []
-    for key, value in state_dict.items():
-        if _CLASSIFIER.match(key):
-            dropped.append(key)
-        elif _OFFICIAL_KEYS.match(key):
-            converted[key] = value
-        else:
-            unknown.append(key)
-    if unknown:
-        raise CheckpointKeyError(f'not an official NAT/DiNAT checkpoint: {len(unknown)} unknown '
-                                 'keys: ' + ', '.join(sorted(unknown)))
+    converted, dropped = rename_official_keys(state_dict, _keep_official_key, 'NAT/DiNAT')
     if dropped:
-        print_log(f'nat converter: dropped the ImageNet classifier ({len(dropped)} tensors: '
+        print_log(f'nat converter: dropped the ImageNet classifier ({dropped} tensors: '
                   'norm.*, head.*)', logger='current')
     arch = _arch_of(converted)
-    if add_out_norms and not any(re.match(r'^norm\d\.', k) for k in converted):
-        for i in range(4):
-            dim = arch['embed_dims'] * 2**i
-            converted[f'norm{i}.weight'] = torch.ones(dim)
-            converted[f'norm{i}.bias'] = torch.zeros(dim)
+    if add_out_norms and add_output_norms(converted,
+                                          [arch['embed_dims'] * 2**i for i in range(4)]):
         print_log('nat converter: classification checkpoint, output norms norm0..3 initialised '
                   'to weight 1 / bias 0 as the official det/seg backbones do', logger='current')
     with torch.device('meta'):

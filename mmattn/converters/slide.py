@@ -19,7 +19,7 @@ import re
 import torch
 from mmengine.logging import print_log
 
-from .common import CheckpointKeyError, check_against_model, register_converter
+from .common import CheckpointKeyError, add_output_norms, check_against_model, register_converter
 
 _RENAMES = [
     (re.compile(r'^patch_embed\.proj\.'), 'patch_embed.projection.'),
@@ -129,11 +129,8 @@ def convert_slide_swin(state_dict, add_out_norms=True):
         print_log(f'slide_swin converter: dropped {len(dropped)} tensors (classifier, attention '
                   'masks)', logger='current')
     arch = _arch_of(converted)
-    if add_out_norms and not any(re.match(r'^norm\d\.', k) for k in converted):
-        for i in range(4):
-            dim = arch['arch']['embed_dims'] * 2**i
-            converted[f'norm{i}.weight'] = torch.ones(dim)
-            converted[f'norm{i}.bias'] = torch.zeros(dim)
+    if add_out_norms:
+        add_output_norms(converted, [arch['arch']['embed_dims'] * 2**i for i in range(4)])
     with torch.device('meta'):
         model = SlideSwin(**arch)
     check_against_model(converted, model, '(slide_swin)')

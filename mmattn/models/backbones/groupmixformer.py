@@ -24,6 +24,7 @@ from torch import nn
 
 from mmattn.ops.group_mix import GroupMixAttention, SeparableConv2d, check_embed_dims
 from mmattn.registry import register_model
+from ..layers import Mlp
 from .base import DenseBackbone
 
 NUM_STAGES = 4
@@ -56,19 +57,6 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x):
         return F.hardswish(self.norm(self.conv(x)))
-
-
-class Mlp(nn.Module):
-    """Linear -> exact GELU -> Linear."""
-
-    def __init__(self, embed_dims, hidden_dims, drop=0.):
-        super().__init__()
-        self.fc1 = nn.Linear(embed_dims, hidden_dims)
-        self.fc2 = nn.Linear(hidden_dims, embed_dims)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x):
-        return self.drop(self.fc2(self.drop(F.gelu(self.fc1(x)))))
 
 
 class GroupMixBlock(nn.Module):

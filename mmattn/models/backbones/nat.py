@@ -21,6 +21,7 @@ from torch import nn
 
 from mmattn.ops.neighborhood import NeighborhoodAttention2d
 from mmattn.registry import register_model
+from ..layers import Mlp
 from .base import DenseBackbone
 
 NUM_LEVELS = 4
@@ -112,20 +113,6 @@ class ConvDownsampler(nn.Module):
 
     def forward(self, x):
         return self.norm(self.reduction(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1))
-
-
-class Mlp(nn.Module):
-    """Linear -> exact GELU -> Linear (official ``mlp.fc1`` / ``mlp.fc2`` names)."""
-
-    def __init__(self, embed_dims, hidden_dims, drop=0.):
-        super().__init__()
-        self.fc1 = nn.Linear(embed_dims, hidden_dims)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_dims, embed_dims)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x):
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
 class NATBlock(nn.Module):
