@@ -3,6 +3,7 @@ import json
 import os.path as osp
 
 import pytest
+import torch
 from conftest import load_tool
 from PIL import Image
 
@@ -69,6 +70,13 @@ def test_cpu_peak_memory_probe_runs_in_a_fresh_process():
         ['op', 'routing', 'BRA S=4 topk=3', 'mmattn', 'quick 1x16x24x32', 'fwd+bwd', 'quick'],
         threads=1)
     assert isinstance(small, int) and small >= 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='checks the message without a GPU')
+def test_cuda_without_a_gpu_is_one_clear_error(capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(['--device', 'cuda'])
+    assert 'no CUDA device' in capsys.readouterr().err
 
 
 def test_bad_arguments():

@@ -281,10 +281,11 @@ def _mib(row, key) -> str:
 
 
 def format_model_table(rows, run) -> str:
-    lines = [f'Device: {run["device_description"]}. fp32 GEMM rate measured in the same run: '
-             f'{run["gemm_gflops"]:.0f} GFLOP/s. Batch 1, float32; times: median of '
-             f'{run["repeat"]} after {run["warmup"]} warm-up (± half the min..max spread); '
-             f'peak MiB: {run["memory_method"]}. GMACs: multiply-adds (the papers\' "FLOPs").',
+    gemm = run.get('gemm_text', f'measured in the same run: {run["gemm_gflops"]:.0f} GFLOP/s')
+    timing = run.get('timing_text', f'median of {run["repeat"]} after {run["warmup"]} warm-up')
+    lines = [f'Device: {run["device_description"]}. fp32 GEMM rate {gemm}. Batch 1, float32; '
+             f'times: {timing} (± half the min..max spread); peak MiB: {run["memory_method"]}. '
+             'GMACs: multiply-adds (the papers\' "FLOPs").',
              '', '| backbone | input | params (M) | GMACs | fwd ms | fwd+bwd ms | peak MiB fwd | '
              'peak MiB fwd+bwd | fwd GFLOP/s (% of GEMM) |', '|' + '---|' * 9]
     for r in rows:
@@ -351,11 +352,28 @@ def merge_backbone_runs(runs: list, plot_dir: str) -> list:
     for run in runs:
         if not run.get('models'):
             continue
-        into = merged.setdefault(run['device'], dict(run, models=[], gemm_runs=[]))
+        into = merged.setdefault(run['device'], dict(run, models=[], gemm_runs=[], timings={},
+                                                     commits=[]))
         into['models'] += run['models']
         into['gemm_runs'].append(run['gemm_gflops'])
+        into['commits'].append(run.get('commit', '?'))
+        into['timings'].setdefault((run['repeat'], run['warmup']), []).extend(
+            r['resolution'] for r in run['models'])
     for device, run in merged.items():
+        run['gemm_text'] = ('measured at the start of each run: ' +
+                            ', '.join(f'{g:.0f}' for g in run['gemm_runs']) + ' GFLOP/s')
+        run['timing_text'] = '; '.join(
+            f'{", ".join(dict.fromkeys(res))}: median of {rep} after {warm} warm-up'
+            for (rep, warm), res in run['timings'].items())
+        run['commit'] = ', '.join(dict.fromkeys(run['commits']))
+        # a (backbone, resolution) measured again (e.g. after a failure) keeps its last success
+        rows = {}
+        for r in run['models']:
+            key = (r['backbone'], r['resolution'])
+            if 'error' not in r or key not in rows:
+                rows[key] = r
         order = list(dict.fromkeys(r['backbone'] for r in run['models']))
+        run['models'] = list(rows.values())
         run['models'].sort(key=lambda r: (order.index(r['backbone']), np.prod(
             parse_resolution(r['resolution']))))
         run['plot'] = plot_latency(run['models'], run, osp.join(
@@ -369,10 +387,8 @@ def readme_section(runs: list, readme_dir: str, plot_dir: str) -> str:
              ' for the commands, options and how each number is measured). Absolute numbers hold '
              'for the named machine only; ratios were measured side by side in one run.', '']
     for run in merge_backbone_runs(runs, plot_dir):
-        gemm = ', '.join(f'{g:.0f}' for g in run['gemm_runs'])
-        parts += [f'### Backbones ({run["device"]}, commit {run.get("commit", "?")})', '',
-                  format_model_table(run['models'], dict(run, gemm_gflops=run['gemm_runs'][0]))
-                  .replace(f'{run["gemm_runs"][0]:.0f} GFLOP/s', f'{gemm} GFLOP/s (one per run)'),
+        parts += [f'### Backbones ({run["device"]}, commit {run["commit"]})', '',
+                  format_model_table(run['models'], run),
                   f'![latency vs resolution, {run["device"]}]'
                   f'({osp.relpath(run["plot"], readme_dir)})', '']
     for run in runs:
