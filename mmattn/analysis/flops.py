@@ -170,7 +170,8 @@ class _patched_ops:
             original = getattr(importlib.import_module(module_name), fn_name)
             wrapped = self._wrap(target, original, handle)
             for mod in list(sys.modules.values()):
-                if getattr(mod, fn_name, None) is original:
+                # the module's own namespace: no lazy module __getattr__ is triggered
+                if getattr(mod, '__dict__', {}).get(fn_name) is original:
                     self.saved.append((mod, fn_name, original))
                     setattr(mod, fn_name, wrapped)
         return self

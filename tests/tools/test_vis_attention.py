@@ -59,3 +59,20 @@ def test_bad_query_and_layer():
         vis.visualize('NAT:mini', (500, 10), size=(64, 64))
     with pytest.raises(ValueError, match='--layer must be in'):
         vis.visualize('NAT:mini', (5, 10), size=(64, 64), layer=99)
+
+
+def test_loaded_weights_are_the_ones_drawn(tmp_path):
+    torch.manual_seed(0)
+    model = vis.build_backbone('NAT:mini')
+    model.init_weights()
+    torch.save({'state_dict': model.state_dict()}, tmp_path / 'nat_mini.pth')
+
+    def draw(seed, name, **kwargs):
+        torch.manual_seed(seed)
+        paths = vis.visualize('NAT:mini', (30, 20), size=(64, 64), out_dir=str(tmp_path / name),
+                              **kwargs)
+        return [open(p, 'rb').read() for p in paths]
+
+    same_init = draw(0, 'seed0')
+    assert draw(1, 'loaded', checkpoint=str(tmp_path / 'nat_mini.pth')) == same_init
+    assert draw(1, 'seed1')[1] != same_init[1]  # the weights panel depends on the weights
