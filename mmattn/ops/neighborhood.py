@@ -21,8 +21,8 @@ from torch.autograd.function import once_differentiable
 
 from mmattn.registry import register_model
 
-# Queries per tile side. 6 measured best on CPU for K=7 (tools/analysis/bench_ops.py, tile 4..8):
-# larger tiles waste logits on the key block, smaller ones copy K and V more often.
+# Queries per tile side. 6 measured best on CPU for K=7 (tiles 4..8, tools/analysis/benchmark.py
+# --ops neighborhood): larger tiles waste logits on the key block, smaller ones copy K and V more often.
 DEFAULT_TILE = 6
 # Logits per chunk of the attention loop (fp32: 512 KiB, stays in cache).
 CHUNK_ELEMENTS = 2**17
