@@ -5,8 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mmengine.model import BaseModule
 
-from mmattn.ops.slide import (SlideAttention, _shifted, one_hot_shift_kernel, slide_attention,
-                              slide_attention_reference)
+from mmattn.ops.slide import (SlideAttention, _shifted, _slide_attention_dense,
+                              one_hot_shift_kernel, slide_attention, slide_attention_reference)
 
 F64 = torch.float64
 
@@ -62,6 +62,64 @@ def test_fast_equals_reference_forward_backward(b, heads, d, h, w, ks, with_bias
     ref_grads = torch.autograd.grad(ref, leaves, grad_out)
     for g, r in zip(grads, ref_grads):
         torch.testing.assert_close(g, r, rtol=0, atol=1e-11)
+
+
+@pytest.mark.parametrize('b, heads, d, h, w, ks', CASES[:3])
+def test_expanded_path_equals_reference(b, heads, d, h, w, ks):
+    # the expanded one-conv form is what slide_attention runs with attention dropout
+    q, k, v, weight, bias, rpb = _inputs(b, heads, d, h, w, ks, seed=7)
+    leaves = (q, k, v, weight, bias, rpb)
+    out = _slide_attention_dense(q, k, v, weight, bias, rpb, d**-0.5)
+    ref = slide_attention_reference(q, k, v, weight, bias, rpb)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+    grad_out = torch.randn_like(out)
+    for g, r in zip(torch.autograd.grad(out, leaves, grad_out),
+                    torch.autograd.grad(ref, leaves, grad_out)):
+        torch.testing.assert_close(g, r, rtol=0, atol=1e-11)
+
+
+def test_dropout_uses_the_expanded_path():
+    q, k, v, weight, bias, rpb = _inputs(1, 2, 3, 5, 4, seed=2, grad=False)
+    torch.manual_seed(0)
+    out = slide_attention(q, k, v, weight, bias, rpb, dropout_p=0.5)
+    torch.manual_seed(0)
+    expected = _slide_attention_dense(q, k, v, weight, bias, rpb, 3**-0.5, 0.5)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    assert not torch.allclose(out, slide_attention(q, k, v, weight, bias, rpb))
+
+
+@pytest.mark.parametrize('trainable', [('q', ), ('k', 'v'), ('weight', ), ('bias', 'rpb')])
+def test_fast_path_gradients_of_a_subset_of_inputs(trainable):
+    # the backward skips the gradients nobody asked for (e.g. the frozen one-hot weight)
+    names = ('q', 'k', 'v', 'weight', 'bias', 'rpb')
+    tensors = dict(zip(names, _inputs(2, 2, 3, 4, 6, seed=11, grad=False)))
+    leaves = [tensors[name].requires_grad_() for name in trainable]
+    args = [tensors[name] for name in names]
+    out = slide_attention(*args)
+    ref = slide_attention_reference(*args)
+    grad_out = torch.randn_like(out)
+    for g, r in zip(torch.autograd.grad(out, leaves, grad_out),
+                    torch.autograd.grad(ref, leaves, grad_out)):
+        torch.testing.assert_close(g, r, rtol=0, atol=1e-11)
+
+
+def test_fast_path_keeps_no_expanded_keys_for_backward():
+    # the point of the shift loop: autograd keeps q, the padded k and v, the kernels and the
+    # (heads x taps x H x W) weights, never the k*k-expanded keys or values
+    b, heads, d, h, w = 1, 2, 8, 12, 10
+    q, k, v, weight, bias, rpb = _inputs(b, heads, d, h, w, seed=1)
+    saved = []
+
+    def pack(t):
+        saved.append(t.numel())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        slide_attention(q, k, v, weight, bias, rpb)
+    per_map = b * heads * d * h * w
+    padded = b * heads * d * (h + 2) * (w + 2)
+    assert max(saved) <= padded < 9 * per_map
+    assert sum(saved) <= 3 * padded + b * heads * 9 * h * w + weight.numel() + 200
 
 
 def test_gradcheck_fast_path():
@@ -217,3 +275,18 @@ def test_benchmark_cases_compute_the_same_op():
     train, deploy = outs['slide k=3 train', 'mmattn'], outs['slide k=3 deploy', 'mmattn deploy']
     torch.testing.assert_close(outs['slide k=3 train', 'official 2-conv'], train)
     torch.testing.assert_close(deploy, train)
+
+
+def test_fast_path_under_bf16_autocast():
+    # fp32 kernels with bf16 q, k, v (what a Linear under autocast gives): one dtype inside,
+    # gradients in the leaves' own dtypes, and close to the fp32 result
+    q, k, v, weight, bias, rpb = (t.detach().float().requires_grad_()
+                                  for t in _inputs(1, 2, 8, 6, 7, seed=4, grad=False))
+    expected = slide_attention(q, k, v, weight, bias, rpb)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = slide_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), weight, bias, rpb)
+    assert out.dtype == torch.bfloat16
+    assert (out.float() - expected).norm() / expected.norm() < 0.02
+    out.float().sum().backward()
+    assert weight.grad.dtype == rpb.grad.dtype == q.grad.dtype == torch.float32
+    assert torch.isfinite(weight.grad).all() and torch.isfinite(q.grad).all()

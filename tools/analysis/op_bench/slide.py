@@ -4,8 +4,11 @@ Sizes are Slide-Swin-T's slide stages: stage 1 at 224x224 (ImageNet) and stages 
 800x1216 detection input. Inputs are (B, heads, 32, H, W) q, k, v plus the shift kernels.
 
 op ``slide k=3 train`` (two kernels, both learnable parameters of the benchmark):
-- mmattn: :func:`mmattn.ops.slide.slide_attention` with the kernels summed before one conv
-  (K and V in one batch, rpb folded into the logits).
+- mmattn: :func:`mmattn.ops.slide.slide_attention` with the kernels summed: a loop over the
+  k*k shifts of the padded k and v with small (taps x head_dim) matrix products, never
+  building the 9x expanded keys and values (rpb folded into the logits).
+- expanded 1-conv: the former fast path (now used only with attention dropout): one grouped
+  conv with the summed kernels builds the 9x expanded K and V (in one batch).
 - official 2-conv: the released order: the one-hot and the learnable depthwise convs run
   separately on K and on V and are summed, rpb added to the 9x expanded keys.
 - unfold: ``F.unfold`` (im2col) of K and V over the same zero-padded 3x3 window, rpb on the
@@ -18,7 +21,7 @@ op ``slide k=3 deploy`` (after ``reparameterize()``: one merged kernel):
 import torch
 import torch.nn.functional as F
 
-from mmattn.ops.slide import one_hot_shift_kernel, slide_attention
+from mmattn.ops.slide import _slide_attention_dense, one_hot_shift_kernel, slide_attention
 
 KERNEL_SIZE = 3
 HEAD_DIM = 32
@@ -28,6 +31,11 @@ QUICK_SIZES = [(1, 64, 13, 17)]
 
 def mmattn_train(q, k, v, rpb, fixed, learned, fixed_bias, learned_bias):
     return slide_attention(q, k, v, fixed + learned, fixed_bias + learned_bias, rpb)
+
+
+def expanded_one_conv(q, k, v, rpb, fixed, learned, fixed_bias, learned_bias):
+    return _slide_attention_dense(q, k, v, fixed + learned, fixed_bias + learned_bias, rpb,
+                                  q.shape[2]**-0.5)
 
 
 def official_two_conv(q, k, v, rpb, fixed, learned, fixed_bias, learned_bias):
@@ -90,6 +98,7 @@ def cases(device='cpu', quick=False):
         label = 'x'.join(map(str, size))
         for op, deploy, impls in (
                 ('slide k=3 train', False, [('mmattn', mmattn_train),
+                                            ('expanded 1-conv', expanded_one_conv),
                                             ('official 2-conv', official_two_conv),
                                             ('unfold', unfold_local_attention)]),
                 ('slide k=3 deploy', True, [('mmattn deploy', mmattn_deploy),
