@@ -8,11 +8,15 @@ heads of CoaT's factorized attention ``q . (softmax_N(k)^T v)``: linear in token
 A convolutional relative position term ``q * dwconv(v)`` is added unscaled (§2.6/§2.7) and the
 non-attention branch is appended after the heads, before the output projection.
 
-Fast path (:class:`GroupMixAttention`): the aggregated q, k, v stay channel-major (B, heads,
-Ch, N) from the convs to the output, so the token softmax runs over contiguous rows, the
-relative-position convs read v without a rearrange, and the factorized product is two batched
-GEMMs (``context^T @ q`` gives the output channel-major). :func:`group_mix_attention_reference`
-follows the definition token-major, one segment and one head at a time.
+Fast path (:class:`GroupMixAttention`): everything stays token-major, which is channels-last for
+the convs (CPU depthwise convs, forward and backward, are several times faster channels-last
+than NCHW). One projection writes each aggregator segment as its own dense (3B, H, W, seg)
+block (:class:`_SegmentedQKV`), so no permuted copy of q/k/v is made and no slice of a shared
+stack is taken (slice backwards zero-fill the whole stack). Each segment (two heads) then runs
+to its share of the output: the CRPE as one depthwise conv with kernels zero-padded to 7x7, and
+the factorized product as one GEMM of q with the block-diagonal ``scale * softmax_N(k)^T v``.
+:func:`group_mix_attention_reference` follows the definition token-major, one segment and one
+head at a time.
 """
 from typing import Mapping, Optional, Tuple
 
@@ -20,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from mmattn.registry import register_model
 
@@ -90,6 +95,8 @@ class LocalBranch(nn.Module):
 def factorized_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """CoaT factorized attention on channel-major maps: ``(q . (softmax_N(k)^T v))^T``.
 
+    The plain channel-major form (the fast path computes it token-major, segment by segment).
+
     Args:
         q, k, v (Tensor): (B, heads, Ch, N); the softmax of k runs over the N tokens; q is not
             normalised.
@@ -99,6 +106,55 @@ def factorized_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """
     context = k.softmax(dim=-1) @ v.transpose(-1, -2)  # (B, h, Ch_k, Ch_v) = K~^T V
     return context.transpose(-1, -2) @ q  # (q @ context)^T without transposing q
+
+
+class _SegmentedQKV(torch.autograd.Function):
+    """The qkv projection, written straight into the layout the aggregators read.
+
+    ``weight`` / ``bias`` rows are the qkv rows reordered segment-major:
+    ``[s0: q, k, v | s1: q, k, v | s2 | s3 | s4: q, k, v]`` (``seg`` rows each). Returns four
+    dense (3, B*N, seg) blocks, i.e. channels-last (3B, seg, H, W) stacks with q rows, then k,
+    then v, for s0..s3, and the (B*N, 3*seg) ``[q_s4 | k_s4 | v_s4]`` input of the local branch.
+    Plain autograd would need either a permuted copy of the whole projection or a 12-batch GEMM
+    on an expanded x whose backward materialises and sums 12 copies of grad x; here backward
+    gathers the five gradients into one (B*N, 15*seg) matrix and does the two GEMMs of a Linear.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor], seg: int):
+        bn, c = x.shape
+        ctx.save_for_backward(x, weight)
+        ctx.seg, ctx.has_bias = seg, bias is not None
+        x3 = x.expand(3, bn, c)  # stride-0 batch: the GEMMs read x in place
+        outs = []
+        for i in range(4):
+            w = weight[3 * i * seg:3 * (i + 1) * seg].view(3, seg, c).transpose(1, 2)
+            if bias is None:
+                outs.append(torch.bmm(x3, w))
+            else:
+                b = bias[3 * i * seg:3 * (i + 1) * seg].view(3, 1, seg)
+                outs.append(torch.baddbmm(b, x3, w))
+        local = F.linear(x, weight[12 * seg:], None if bias is None else bias[12 * seg:])
+        return (*outs, local)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, *grads):
+        x, weight = ctx.saved_tensors
+        seg = ctx.seg
+        g = x.new_empty(x.shape[0], weight.shape[0])  # (B*N, 15*seg), rows as the weight's
+        for i, grad in enumerate(grads):
+            cols = g[:, 3 * i * seg:3 * (i + 1) * seg]
+            if grad is None:
+                cols.zero_()
+            elif i < 4:
+                cols.view(-1, 3, seg).copy_(grad.permute(1, 0, 2))
+            else:
+                cols.copy_(grad)
+        grad_x = g @ weight if ctx.needs_input_grad[0] else None
+        grad_w = g.t() @ x if ctx.needs_input_grad[1] else None
+        grad_b = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_x, grad_w, grad_b, None
 
 
 @register_model
@@ -143,23 +199,38 @@ class GroupMixAttention(nn.Module):
         if c != self.embed_dims or n != h * w:
             raise ValueError(f'expected tokens (B, {h}*{w}, {self.embed_dims}), got '
                              f'{tuple(x.shape)}')
-        seg, attn_dims = self.seg, c - self.seg
-        qkv = self.qkv(x).view(b, n, 3, c)
-        # (3B, C, H, W): rows q, then k, then v -- one BN call sees all three (§2.2, trap 3)
-        stack = qkv[..., :attn_dims].permute(2, 0, 3, 1).reshape(3 * b, attn_dims, h, w)
-        groups = [agg(stack[:, i * seg:(i + 1) * seg]) for i, agg in enumerate(self.aggregators)]
-        q, k, v = torch.cat(groups, 1).view(3, b, NUM_HEADS, -1, n).unbind(0)
+        seg = self.seg
+        weight = self.qkv.weight.view(3, NUM_SEGMENTS, seg, c).transpose(0, 1).reshape(3 * c, c)
+        bias = self.qkv.bias
+        if bias is not None:
+            bias = bias.view(3, NUM_SEGMENTS, seg).transpose(0, 1).reshape(3 * c)
+        *stacks, local = _SegmentedQKV.apply(x.reshape(b * n, c), weight, bias, seg)
 
-        rel_v = torch.cat([conv(part) for conv, part in zip(
-            self.crpe, v.reshape(b, attn_dims, h, w).split(
-                [conv.in_channels for conv in self.crpe], 1))], 1)
-        y = torch.addcmul(factorized_attention(q, k, v) * self.scale, q,
-                          rel_v.view_as(q))  # scale only on the factorized term (trap 2)
+        # CRPE kernels zero-padded to 7x7 (the padded taps add exact zeros), so that each
+        # segment's two heads take one conv although heads 4 and 5 have different kernels
+        crpe_w = torch.cat([F.pad(conv.weight, [(7 - conv.kernel_size[0]) // 2] * 4)
+                            for conv in self.crpe])
+        crpe_b = torch.cat([conv.bias for conv in self.crpe])
+        ch = seg // 2
+        block_mask = torch.block_diag(*x.new_ones(2, ch, ch)) * self.scale
 
-        local = self.local_branch(
-            qkv[..., attn_dims:].reshape(b, n, 3 * seg).transpose(1, 2).view(b, 3 * seg, h, w))
-        out = torch.cat([y.reshape(b, attn_dims, n).transpose(1, 2), local], -1)
-        return self.proj_drop(self.proj(out))
+        outs = []
+        for i, (agg, stack) in enumerate(zip(self.aggregators, stacks)):
+            # (3B, seg, H, W) channels-last; one BN call over q, k and v (§2.2, trap 3)
+            agg_out = agg(stack.view(3 * b, h, w, seg).permute(0, 3, 1, 2))
+            q, k, v = agg_out.permute(0, 2, 3, 1).reshape(3, b, n, seg).unbind(0)
+            rel = F.conv2d(v.view(b, h, w, seg).permute(0, 3, 1, 2),
+                           crpe_w[i * seg:(i + 1) * seg], crpe_b[i * seg:(i + 1) * seg],
+                           padding=3, groups=seg).permute(0, 2, 3, 1).reshape(b, n, seg)
+            # softmax over tokens on contiguous rows; K~^T V of both heads as one (seg, seg)
+            # GEMM, masked to its two diagonal blocks (the cross-head products become exact
+            # zeros), so q @ context is one GEMM per segment with the output token-major
+            context = (k.transpose(1, 2).softmax(-1) @ v) * block_mask
+            # scale only on the factorized term (trap 2): it sits in block_mask
+            outs.append(torch.baddbmm(q * rel, q, context))
+
+        outs.append(self.local_branch(local.view(b, h, w, 3 * seg).permute(0, 3, 1, 2)))
+        return self.proj_drop(self.proj(torch.cat(outs, -1)))
 
     def extra_repr(self) -> str:
         return f'embed_dims={self.embed_dims}, num_heads={NUM_HEADS}, scale={self.scale:.4f}'

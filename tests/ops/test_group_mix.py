@@ -173,3 +173,38 @@ def test_bad_token_shape():
     m = GroupMixAttention(20)
     with pytest.raises(ValueError, match=r'expected tokens \(B, 4\*5, 20\)'):
         m(torch.randn(1, 21, 20), (4, 5))
+
+
+@pytest.mark.parametrize('x_grad', [True, False])
+def test_fast_equals_reference_gradients_without_qkv_bias(x_grad):
+    """_SegmentedQKV's hand-written backward: no bias, and x with or without a gradient."""
+    b, h, w, c = 2, 6, 5, 20
+    m = _module(c, seed=11, qkv_bias=False).train()
+    x = _tokens(b, h, w, c, seed=4).requires_grad_(x_grad)
+    out = m(x, (h, w))
+    ref = group_mix_attention_reference(x, (h, w), _state(m), training=True, scale=m.scale)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+    grad = torch.randn_like(out)
+    inputs = ([x] if x_grad else []) + list(m.parameters())
+    for a, e in zip(torch.autograd.grad(out, inputs, grad), torch.autograd.grad(ref, inputs, grad)):
+        torch.testing.assert_close(a, e, rtol=0, atol=1e-11)
+
+
+def test_segmented_qkv_matches_linear_gradcheck():
+    """The segment-major projection is the qkv Linear with its rows reordered, values and
+    gradients (including unused outputs, whose gradient arrives as None)."""
+    from mmattn.ops.group_mix import _SegmentedQKV
+    seg, c, bn = 2, 10, 7
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(bn, c, generator=g, dtype=F64, requires_grad=True)
+    weight = torch.randn(15 * seg, c, generator=g, dtype=F64, requires_grad=True)
+    bias = torch.randn(15 * seg, generator=g, dtype=F64, requires_grad=True)
+    outs = _SegmentedQKV.apply(x, weight, bias, seg)
+    full = torch.nn.functional.linear(x, weight, bias)
+    for i in range(4):
+        torch.testing.assert_close(
+            outs[i], full[:, 3 * i * seg:3 * (i + 1) * seg].view(bn, 3, seg).transpose(0, 1),
+            rtol=0, atol=1e-13)
+    torch.testing.assert_close(outs[4], full[:, 12 * seg:], rtol=0, atol=1e-13)
+    assert torch.autograd.gradcheck(
+        lambda *a: _SegmentedQKV.apply(*a, seg)[1:4:2], (x, weight, bias))
