@@ -20,4 +20,5 @@ for fam in routing neighborhood dual group_mix slide; do
 done
 python tools/analysis/benchmark.py --readme-only --readme README.md --out-dir $OUT \
   --include $OUT/backbones_cpu_224x224.json $OUT/backbones_cpu_512x512.json \
-  $OUT/backbones_cpu_800x1216_*.json $OUT/ops_cpu_*.json
+  $OUT/backbones_cpu_800x1216_*.json \
+  $(for fam in routing neighborhood dual group_mix slide; do echo $OUT/ops_cpu_$fam.json; done)  # README order
