@@ -138,6 +138,17 @@ def neighborhood_attention_macs(out, q, k, v, kernel_size, *args, **kwargs):
     return 2 * b * h * w * heads * kernel_size**2 * dim
 
 
+@register_op_handle('mmattn.ops.slide:slide_attention')
+def slide_attention_macs(out, q, k, v, weight, *args, **kwargs):
+    # The definition (spec slide.md §1): K and V of the k*k taps come from a depthwise conv with
+    # k*k output channels per channel and a k x k kernel (k^4 MACs per channel and pixel each),
+    # then q.K and A.V cost k^2 per channel and pixel each. The shift-loop fast path does the
+    # same work as slices and small GEMMs, which the dispatch counter would miss.
+    b, heads, dim, h, w = q.shape
+    taps = weight.shape[-1] * weight.shape[-2]
+    return 2 * b * heads * dim * h * w * taps * (taps + 1)
+
+
 class _patched_ops:
     """Rebind every module-level reference to a handled op while counting.
 

@@ -29,6 +29,8 @@ from torch import Tensor, nn
 
 from mmattn.registry import register_model
 
+_AUTOCAST_DEVICES = ('cpu', 'cuda', 'xpu', 'hpu', 'mps')
+
 
 def _check_inputs(q: Tensor, k: Tensor, v: Tensor, weight: Tensor, bias: Optional[Tensor],
                   rpb: Optional[Tensor]) -> int:
@@ -82,12 +84,13 @@ def slide_attention(q: Tensor,
     Returns:
         Tensor: (B, heads, head_dim, H, W).
     """
-    ks = _check_inputs(q, k, v, weight, bias, rpb)
+    _check_inputs(q, k, v, weight, bias, rpb)
     scale = q.shape[2]**-0.5 if scale is None else scale
     if dropout_p > 0:
         return _slide_attention_dense(q, k, v, weight, bias, rpb, scale, dropout_p)
     device = q.device.type
-    if torch.is_autocast_enabled(device):
+    # 'meta' (FLOP counting) and other device types have no autocast state to query
+    if device in _AUTOCAST_DEVICES and torch.is_autocast_enabled(device):
         # Autocast does not reach inside an autograd.Function and would leave (bf16) q, k, v
         # against fp32 kernels; cast everything as autocast casts a conv's operands, run the
         # shift loop in that one dtype, and let the casts' own backward restore the dtypes.
