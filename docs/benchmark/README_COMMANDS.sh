@@ -15,10 +15,19 @@ for group in "BiFormer:small,DualViT:small,GroupMixFormer:small" "NAT:tiny,DiNAT
   i=$((i+1))
   $B --warmup 1 --repeat 3 --resolutions 800x1216 --backbones $group --name backbones_cpu_800x1216_$i
 done
+# GroupMixFormer and Slide again after their op speed-ups (commits 3995608, c4d0a50, 529174d);
+# in the merge below these later runs replace their earlier rows
+G=GroupMixFormer:small,SlideSwin:tiny,SlidePVT:small
+for res in 224x224 512x512; do
+  $B --warmup 2 --repeat 5 --resolutions $res --backbones $G --name backbones_cpu_${res}_fastops
+done
+$B --warmup 1 --repeat 3 --resolutions 800x1216 --backbones $G --name backbones_cpu_800x1216_fastops
 for fam in routing neighborhood dual group_mix slide; do
   $B --warmup 1 --repeat 3 --ops $fam --name ops_cpu_$fam
 done
 python tools/analysis/benchmark.py --readme-only --readme README.md --out-dir $OUT \
   --include $OUT/backbones_cpu_224x224.json $OUT/backbones_cpu_512x512.json \
-  $OUT/backbones_cpu_800x1216_*.json \
+  $OUT/backbones_cpu_800x1216_1.json $OUT/backbones_cpu_800x1216_2.json \
+  $OUT/backbones_cpu_800x1216_3.json $OUT/backbones_cpu_224x224_fastops.json \
+  $OUT/backbones_cpu_512x512_fastops.json $OUT/backbones_cpu_800x1216_fastops.json \
   $(for fam in routing neighborhood dual group_mix slide; do echo $OUT/ops_cpu_$fam.json; done)  # README order
