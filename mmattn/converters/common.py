@@ -88,9 +88,9 @@ def load_checkpoint_file(path, trusted=False):
     return torch.load(path, map_location='cpu', weights_only=False)  # noqa: S614
 
 
-def extract_state_dict(checkpoint):
-    """The tensor dict of an official classification (``model``) or det/seg (``state_dict``,
-    ``backbone.`` prefix) checkpoint; ``module.`` (DDP) and ``backbone.`` prefixes stripped."""
+def unwrap_state_dict(checkpoint):
+    """The tensor dict under ``state_dict`` / ``model`` (or the dict itself), ``module.`` (DDP)
+    prefixes stripped."""
     if not isinstance(checkpoint, Mapping):
         raise TypeError(f'expected a checkpoint dict, got {type(checkpoint).__name__}')
     state_dict = checkpoint
@@ -98,8 +98,14 @@ def extract_state_dict(checkpoint):
         if isinstance(checkpoint.get(key), Mapping):
             state_dict = checkpoint[key]
             break
-    state_dict = {k[len('module.'):] if k.startswith('module.') else k: v
-                  for k, v in state_dict.items()}
+    return {k[len('module.'):] if k.startswith('module.') else k: v
+            for k, v in state_dict.items()}
+
+
+def extract_state_dict(checkpoint):
+    """The tensor dict of an official classification (``model``) or det/seg (``state_dict``,
+    ``backbone.`` prefix) checkpoint; ``module.`` (DDP) and ``backbone.`` prefixes stripped."""
+    state_dict = unwrap_state_dict(checkpoint)
     if any(k.startswith('backbone.') for k in state_dict):  # a whole detector / segmentor
         state_dict = {k[len('backbone.'):]: v for k, v in state_dict.items()
                       if k.startswith('backbone.')}

@@ -13,6 +13,7 @@ def load_pretrained(model, family, checkpoint, prefix=None):
     key that does not match, instead of a warning and a silently random backbone.
     """
     from mmattn.converters import convert_checkpoint
+    from mmattn.converters.common import unwrap_state_dict
 
     try:
         ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
@@ -23,7 +24,7 @@ def load_pretrained(model, family, checkpoint, prefix=None):
             '--trusted') from exc
     if prefix:
         prefix = prefix if prefix.endswith('.') else prefix + '.'
-        state = ckpt.get('state_dict', ckpt.get('model', ckpt))
+        state = unwrap_state_dict(ckpt)
         ckpt = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         if not ckpt:
             raise KeyError(f'no key of {checkpoint} starts with prefix {prefix!r}')

@@ -6,21 +6,10 @@ evaluates a randomly initialised backbone. ``tools/train.py`` and ``tools/test.p
 :func:`check_checkpoint_or_exit` after building the Runner; it loads the file weights-only
 (mmattn's allow-list: a pickle that carries code is refused) and compares key names and shapes.
 """
-from collections.abc import Mapping
-
 from mmattn.converters.common import (CONVERTERS, convert_checkpoint, describe_mismatch,
-                                      load_checkpoint_file)
+                                      load_checkpoint_file, unwrap_state_dict)
 
 _SHOWN = 8  # keys listed per kind of mismatch
-
-
-def _state_dict(checkpoint):
-    state = checkpoint
-    for key in ('state_dict', 'model'):
-        if isinstance(checkpoint.get(key), Mapping):
-            state = checkpoint[key]
-            break
-    return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
 
 
 def _unwrap(model):
@@ -54,7 +43,7 @@ def checkpoint_mismatch(model, path, purpose='test'):
             different number of classes, as mmengine allows).
     """
     model = _unwrap(model)
-    state = _state_dict(load_checkpoint_file(path))
+    state = unwrap_state_dict(load_checkpoint_file(path))
     own = model.state_dict()
     missing = sorted(k for k in own if k not in state)
     unexpected = sorted(k for k in state if k not in own)

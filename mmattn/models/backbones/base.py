@@ -76,9 +76,8 @@ class DenseBackbone(BaseModule):
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f'{name} expects an (N, {self.in_channels}, H, W) tensor '
                              f'(in_channels={self.in_channels}), got shape {tuple(x.shape)}')
-        min_size = getattr(self, 'min_input_size', DenseBackbone.min_input_size)
-        if min(x.shape[2:]) < min_size:  # also used unbound by SlidePVT (an mmdet PVT)
-            raise ValueError(f'{name} needs H, W >= {min_size} (min_input_size), '
+        if min(x.shape[2:]) < self.min_input_size:
+            raise ValueError(f'{name} needs H, W >= {self.min_input_size} (min_input_size), '
                              f'got {x.shape[2]}x{x.shape[3]}')
 
     def pretrained_init_cfg(self):

@@ -4,7 +4,6 @@ Numerics follow the official ``BiFormer_mm`` det/seg wrapper (spec biformer.md Â
 classification trunk, all four stages returned, a LayerNorm2d on each *returned* map only, BRA
 with ``auto_pad`` for any input size. The converter beside it maps the official key names.
 """
-from typing import Sequence
 
 import torch
 import torch.utils.checkpoint as cp

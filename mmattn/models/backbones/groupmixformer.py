@@ -204,15 +204,6 @@ class GroupMixFormer(DenseBackbone):
             raise ValueError(f"arch['depths'] must be integers >= 1, got {arch['depths']}")
         return arch
 
-    def check_input(self, x):
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f'GroupMixFormer expects a tensor (N, {self.in_channels}, H, W), '
-                            f'got {type(x).__name__}')
-        super().check_input(x)
-        if min(x.shape[2:]) < SIZE_DIVISOR:
-            raise ValueError(f'GroupMixFormer needs H, W >= {SIZE_DIVISOR}, got input shape '
-                             f'{tuple(x.shape)}')
-
     def forward(self, x):
         self.check_input(x)
         height, width = x.shape[2:]

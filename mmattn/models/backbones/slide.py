@@ -22,14 +22,8 @@ from mmattn.ops.slide import SlideAttention
 from mmattn.registry import register_model
 from .base import DenseBackbone
 
-MIN_SIZE = 32
+OUTPUT_STRIDE = 32  # SlidePVT pads inside to a multiple of its last stride, then crops
 
-
-def _check_min_size(model, x):
-    DenseBackbone.check_input(model, x)
-    if min(x.shape[2:]) < MIN_SIZE:
-        raise ValueError(f'{type(model).__name__} needs H, W >= {MIN_SIZE}, got input shape '
-                         f'{tuple(x.shape)}')
 
 
 def _check_slide_stages(num_slide_stages, kernel_size):
@@ -257,9 +251,6 @@ class SlideSwin(DenseBackbone):
                           'from the checkpoint; outputs are not those of the checkpoint\'s model',
                           logger='current', level=30)
 
-    def check_input(self, x):
-        _check_min_size(self, x)
-
     def init_weights(self):
         pretrained = self.pretrained_init_cfg() is not None
         super().init_weights()
@@ -373,15 +364,16 @@ class SlidePVT(PyramidVisionTransformer):
                         proj_drop=drop_rate, deploy=deploy,
                         drop_path=getattr(sra.dropout_layer, 'drop_prob', 0.))
 
-    def check_input(self, x):
-        _check_min_size(self, x)
-
     def init_weights(self):
         super().init_weights()  # mmdet's: normal-inits every conv, the shift kernels included
         _init_shift_kernels(self, pretrained=False)
 
     def switch_to_deploy(self):
         switch_to_deploy(self)
+
+    # an mmdet PVT, not a DenseBackbone: borrow the shared input checks
+    min_input_size = DenseBackbone.min_input_size
+    check_input = DenseBackbone.check_input
 
     def train(self, mode=True):
         super().train(mode)
@@ -394,7 +386,7 @@ class SlidePVT(PyramidVisionTransformer):
     def forward(self, x):
         self.check_input(x)
         height, width = x.shape[2:]
-        x = F.pad(x, (0, -width % MIN_SIZE, 0, -height % MIN_SIZE))
+        x = F.pad(x, (0, -width % OUTPUT_STRIDE, 0, -height % OUTPUT_STRIDE))
         outs = []
         for i, (patch_embed, blocks, norm) in enumerate(self.layers):
             x, hw_shape = patch_embed(x)
