@@ -21,11 +21,12 @@ DEMO_DIR ?= work_dirs/demo
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install test demo demo-seg bench clean-demo
+.PHONY: help install test test-fast demo demo-seg bench clean-demo
 
 help:
 	@echo "make install   create $(VENV) (unless a virtualenv is active) and install mmattn with its pinned stack"
 	@echo "make test      run the test suite (pytest)"
+	@echo "make test-fast the test suite without the tests marked slow (Runner, subprocesses)"
 	@echo "make demo      synthetic data -> train BiFormer Mask R-CNN on CPU -> CocoMetric, prediction PNGs, loss curve"
 	@echo "make demo-seg  the same for BiFormer UPerNet (IoUMetric)"
 	@echo "make bench     backbone latency/memory/GFLOP/s table + plot, then every op vs its anchors (BENCH_ARGS=...)"
@@ -71,6 +72,9 @@ $(STAMP)/mmattn: $(STAMP)/deps setup.py
 
 test: install
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+test-fast: install
+	$(PY) -m pytest tests -m 'not slow' $(PYTEST_ARGS)
 
 demo: install
 	$(PY) tools/demo.py --task det --work-dir $(DEMO_DIR)
