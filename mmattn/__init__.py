@@ -4,6 +4,7 @@ from .version import __version__
 from . import registry  # noqa: E402,F401
 from . import ops  # noqa: E402,F401
 from . import models  # noqa: E402,F401
+from . import plug  # noqa: E402,F401
 from . import converters  # noqa: E402,F401
 from . import engine  # noqa: E402,F401
 

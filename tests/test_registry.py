@@ -30,8 +30,8 @@ def test_ops_are_registered():
     from mmdet.registry import MODELS as DET_MODELS
     init_default_scope('mmdet')
     assert MODELS.get('BiLevelRoutingAttention') is BiLevelRoutingAttention
-    from mmattn.ops import NeighborhoodAttention2d
-    assert DET_MODELS.get('NeighborhoodAttention2d') is NeighborhoodAttention2d
+    from mmattn.ops import NeighborhoodAttention
+    assert DET_MODELS.get('NeighborhoodAttention') is NeighborhoodAttention
     from mmattn.models import DiNAT, NAT
     assert DET_MODELS.get('NAT') is NAT and DET_MODELS.get('mmattn.DiNAT') is DiNAT
     layer = DET_MODELS.build(dict(type='BiLevelRoutingAttention', embed_dims=32, num_heads=2,

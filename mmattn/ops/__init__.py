@@ -3,7 +3,7 @@ from .dual import (DualPathAttention, MergeAttention, SemanticTokenInit,
                    multi_head_attention, multi_head_attention_reference,
                    semantic_init_reference)
 from .group_mix import GroupMixAttention, group_mix_attention_reference
-from .neighborhood import (NeighborhoodAttention2d, neighborhood_attention_2d,
+from .neighborhood import (NeighborhoodAttention, neighborhood_attention_2d,
                            neighborhood_attention_2d_reference)
 from .slide import SlideAttention, slide_attention, slide_attention_reference
 from .routing import (BiLevelRoutingAttention, GlobalAttentionLePE, bi_level_routing_attention,
@@ -14,7 +14,7 @@ __all__ = [
     'merge_attention_reference', 'multi_head_attention', 'multi_head_attention_reference',
     'semantic_init_reference',
     'BiLevelRoutingAttention', 'GlobalAttentionLePE', 'bi_level_routing_attention',
-    'bra_reference', 'global_attention_lepe_reference', 'NeighborhoodAttention2d',
+    'bra_reference', 'global_attention_lepe_reference', 'NeighborhoodAttention',
     'neighborhood_attention_2d', 'neighborhood_attention_2d_reference',
     'GroupMixAttention', 'group_mix_attention_reference',
     'SlideAttention', 'slide_attention', 'slide_attention_reference'

@@ -94,8 +94,11 @@ def _check_dims(embed_dims: int, num_heads: int) -> None:
         raise ValueError(f'embed_dims ({embed_dims}) must be divisible by num_heads ({num_heads})')
 
 
-def pooled_grid(height: int, width: int) -> Tuple[int, int]:
-    """Semantic-token grid (h', w') of a stride-4 map: floor division by 7 (remainders dropped)."""
+def pooled_grid(height: int, width: int, ceil_mode: bool = False) -> Tuple[int, int]:
+    """Semantic-token grid (h', w') of a stride-4 map: floor division by 7 (remainders dropped,
+    the official model); ``ceil_mode``: a partial last block makes a token of its own."""
+    if ceil_mode:
+        return -(-height // POOL), -(-width // POOL)
     return height // POOL, width // POOL
 
 
@@ -108,15 +111,21 @@ class SemanticTokenInit(nn.Module):
 
     Args:
         embed_dims (int): stage-1 channels C1.
+        ceil_mode (bool): False (the official model): one token per whole 7x7 block, the
+            remainder rows/columns dropped, so the map must be at least 7x7. True: a partial
+            last block makes a token too, the mean of its pixels inside the map (any map size;
+            used by the plug-in block). Defaults to False.
     """
 
-    def __init__(self, embed_dims: int):
+    def __init__(self, embed_dims: int, ceil_mode: bool = False):
         super().__init__()
         self.embed_dims = embed_dims
+        self.ceil_mode = ceil_mode
         self.query = nn.Parameter(torch.empty(QUERY_GRID * QUERY_GRID, embed_dims))
         nn.init.trunc_normal_(self.query, std=.02, a=-2., b=2.)
         self.q_embed = nn.Sequential(nn.LayerNorm(embed_dims), nn.Linear(embed_dims, embed_dims))
-        self.pool = nn.AvgPool2d(POOL, stride=POOL)
+        # with ceil_mode (and no padding) torch divides a partial window by its in-map pixel count
+        self.pool = nn.AvgPool2d(POOL, stride=POOL, ceil_mode=ceil_mode)
         self.kv = nn.Linear(embed_dims, 2 * embed_dims)
         self.proxy_ln = nn.LayerNorm(embed_dims)
         self.se = nn.Sequential(
@@ -133,7 +142,7 @@ class SemanticTokenInit(nn.Module):
     def forward(self, x: Tensor, hw: Tuple[int, int]) -> Tensor:
         """x: LayerNorm-ed stem tokens (B, H1*W1, C1) -> semantic tokens (B, M, C1)."""
         b, _, c = x.shape
-        grid = pooled_grid(*hw)
+        grid = pooled_grid(*hw, self.ceil_mode)
         if min(grid) < 1:
             raise ValueError(f'the semantic-token init needs a stride-4 map of at least {POOL}x'
                              f'{POOL} (one token per {POOL}x{POOL} block), got {hw[0]}x{hw[1]}')
@@ -245,14 +254,17 @@ def semantic_init_reference(module: SemanticTokenInit, x: Tensor, hw: Tuple[int,
     """:class:`SemanticTokenInit` from the definition (spec §1.5 steps 1-6).
 
     Returns:
-        Tensor | tuple: semantic tokens (B, M, C1), M = floor(H1/7) * floor(W1/7); with
+        Tensor | tuple: semantic tokens (B, M, C1), M = floor(H1/7) * floor(W1/7) (ceil in ceil mode); with
         ``return_weights`` also the query-to-pooled-token weights (B, 1, M, M).
     """
     b, _, c = x.shape
-    gh, gw = pooled_grid(*hw)
-    # 1. mean of each 7x7 block of the (H1, W1) map; remainder rows / columns dropped
-    grid = x.reshape(b, *hw, c)[:, :gh * POOL, :gw * POOL]
-    x_down = grid.reshape(b, gh, POOL, gw, POOL, c).mean(dim=(2, 4)).reshape(b, gh * gw, c)
+    gh, gw = pooled_grid(*hw, module.ceil_mode)
+    # 1. mean of each 7x7 block of the (H1, W1) map; remainder rows / columns dropped (or, in
+    # ceil mode, a partial block averaged over its pixels inside the map)
+    grid = x.reshape(b, *hw, c)
+    blocks = [grid[:, i * POOL:(i + 1) * POOL, j * POOL:(j + 1) * POOL]
+              for i in range(gh) for j in range(gw)]
+    x_down = torch.stack([block.mean(dim=(1, 2)) for block in blocks], 1)
     # 2. keys / values, single head
     k, v = _split(_linear(module.kv, x_down), 2)
     # 3. raw 8x8 parameter (row-major) resized bicubically, then q_embed = LN(eps 1e-5) + Linear

@@ -169,6 +169,10 @@ class GroupMixAttention(nn.Module):
         proj_drop (float): dropout after the output projection. Defaults to 0.
         norm_cfg (dict): norm of the four aggregators; the official code uses SyncBN, ``BN`` is
             the same computation on one process. Defaults to ``dict(type='BN')``.
+        in_channels (int, optional): width of the input tokens and of the output when it is not
+            ``embed_dims`` (``qkv`` maps it to 3 x embed_dims, ``proj`` back): how the plug-in
+            block serves hosts whose widths are not multiples of 10. None: ``embed_dims`` (every
+            official model). Defaults to None.
     """
 
     def __init__(self,
@@ -176,13 +180,15 @@ class GroupMixAttention(nn.Module):
                  qkv_bias: bool = True,
                  qk_scale: Optional[float] = None,
                  proj_drop: float = 0.,
-                 norm_cfg: dict = dict(type='BN')):
+                 norm_cfg: dict = dict(type='BN'),
+                 in_channels: Optional[int] = None):
         super().__init__()
         check_embed_dims(embed_dims)
         self.embed_dims = embed_dims
+        self.in_channels = embed_dims if in_channels is None else in_channels
         self.seg = embed_dims // NUM_SEGMENTS
         self.scale = default_scale(embed_dims) if qk_scale is None else qk_scale
-        self.qkv = nn.Linear(embed_dims, 3 * embed_dims, bias=qkv_bias)
+        self.qkv = nn.Linear(self.in_channels, 3 * embed_dims, bias=qkv_bias)
         self.aggregators = nn.ModuleList(
             SegmentAggregator(self.seg, k, norm_cfg) for k in AGG_KERNELS)
         self.local_branch = LocalBranch(self.seg)
@@ -190,20 +196,20 @@ class GroupMixAttention(nn.Module):
         self.crpe = nn.ModuleList(
             nn.Conv2d(heads * head_dims, heads * head_dims, k, padding=k // 2,
                       groups=heads * head_dims) for k, heads in CRPE_WINDOWS)
-        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.proj = nn.Linear(embed_dims, self.in_channels)
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: Tensor, hw: Tuple[int, int]) -> Tensor:
         b, n, c = x.shape
         h, w = hw
-        if c != self.embed_dims or n != h * w:
-            raise ValueError(f'expected tokens (B, {h}*{w}, {self.embed_dims}), got '
+        if c != self.in_channels or n != h * w:
+            raise ValueError(f'expected tokens (B, {h}*{w}, {self.in_channels}), got '
                              f'{tuple(x.shape)}')
-        seg = self.seg
-        weight = self.qkv.weight.view(3, NUM_SEGMENTS, seg, c).transpose(0, 1).reshape(3 * c, c)
+        seg, dims = self.seg, self.embed_dims
+        weight = self.qkv.weight.view(3, NUM_SEGMENTS, seg, c).transpose(0, 1).reshape(3 * dims, c)
         bias = self.qkv.bias
         if bias is not None:
-            bias = bias.view(3, NUM_SEGMENTS, seg).transpose(0, 1).reshape(3 * c)
+            bias = bias.view(3, NUM_SEGMENTS, seg).transpose(0, 1).reshape(3 * dims)
         *stacks, local = _SegmentedQKV.apply(x.reshape(b * n, c), weight, bias, seg)
 
         # CRPE kernels zero-padded to 7x7 (the padded taps add exact zeros), so that each
@@ -266,7 +272,8 @@ def group_mix_attention_reference(x: Tensor,
     """Group-mix attention straight from spec §2, token-major, one segment / head at a time.
 
     Args:
-        x (Tensor): tokens (B, N, C), N = H*W row-major.
+        x (Tensor): tokens (B, N, C_in), N = H*W row-major; C_in is ``embed_dims`` unless the
+            module was built with another ``in_channels``.
         hw (tuple[int, int]): (H, W).
         state (Mapping[str, Tensor]): :class:`GroupMixAttention` parameters and buffers by name
             (``dict(m.named_parameters(), **dict(m.named_buffers()))``).
@@ -282,7 +289,8 @@ def group_mix_attention_reference(x: Tensor,
         factorized output is ``weights[b, j] @ v``. They are not a softmax over keys (rows
         need not sum to 1 and can be negative). O(N^2) memory: small maps only.
     """
-    b, n, c = x.shape
+    b, n = x.shape[:2]
+    c = state['qkv.weight'].shape[0] // 3  # embed_dims (the input may be wider or narrower)
     h, w = hw
     seg, ch = c // NUM_SEGMENTS, c // 10
     scale = default_scale(c) if scale is None else scale

@@ -199,6 +199,36 @@ class _TileAttention(torch.autograd.Function):
         return dq, dk, dv, dbias, None
 
 
+def _windows_1d(length, kernel_size: int, dilation: int, device: torch.device) -> tuple:
+    """(keys, bias_idx), each (length, K): the K neighbours of every position on one axis and
+    their rpb index, as tensor arithmetic on ``length`` (which may be symbolic)."""
+    i = torch.arange(length, device=device)
+    group, pos = i % dilation, i // dilation
+    group_len = (length - group + dilation - 1) // dilation  # ceil((L - g) / d)
+    start = torch.minimum((pos - kernel_size // 2).clamp(min=0), group_len - kernel_size)
+    steps = start[:, None] + torch.arange(kernel_size, device=device)
+    return group[:, None] + dilation * steps, steps - pos[:, None] + kernel_size - 1
+
+
+def _neighborhood_attention_2d_gather(q: Tensor, k: Tensor, v: Tensor, kernel_size: int,
+                                      dilation: int, table: Tensor, scale: float,
+                                      dropout_p: float) -> Tensor:
+    """The same attention as K*K-neighbour gathers with no size-dependent Python: what
+    ``torch.export`` / ``torch.compile`` trace for any H, W (the tiled fast path builds its
+    index plan in Python per map size). Copies K and V K*K times; eval-time export use."""
+    ks = kernel_size
+    rows, bias_r = _windows_1d(q.shape[1], ks, dilation, q.device)
+    cols, bias_c = _windows_1d(q.shape[2], ks, dilation, q.device)
+    r, c = rows[:, None, :, None], cols[None, :, None, :]  # -> (H, W, K, K)
+    k_win, v_win = k[:, r, c], v[:, r, c]  # (B, H, W, K, K, heads, D)
+    bias = table[:, bias_r[:, None, :, None], bias_c[None, :, None, :]]  # (heads|1, H, W, K, K)
+    logits = torch.einsum('bxynd,bxyijnd->bxynij', q * scale, k_win) + bias.permute(1, 2, 0, 3, 4)
+    attn = torch.softmax(logits.flatten(-2), -1).view(logits.shape)
+    if dropout_p > 0:
+        attn = F.dropout(attn, dropout_p)
+    return torch.einsum('bxynij,bxyijnd->bxynd', attn, v_win)
+
+
 def neighborhood_attention_2d(q: Tensor,
                               k: Tensor,
                               v: Tensor,
@@ -235,6 +265,9 @@ def neighborhood_attention_2d(q: Tensor,
     scale = head_dim**-0.5 if scale is None else scale
     table = q.new_zeros(1, 2 * kernel_size - 1, 2 * kernel_size - 1) if rpb is None \
         else rpb.to(q.dtype)
+    if torch.compiler.is_compiling():  # torch.export / torch.compile: any H, W in one graph
+        return _neighborhood_attention_2d_gather(q, k, v, kernel_size, dilation, table, scale,
+                                                 dropout_p)
     plan = _plan(height, width, kernel_size, dilation, tile, heads, table.shape[0], q.device)
     rows, cols = plan.rows, plan.cols
     n_q, n_k = rows.tile * cols.tile, rows.block * cols.block
@@ -320,10 +353,11 @@ def neighborhood_attention_2d_reference(q: Tensor,
 
 
 @register_model
-class NeighborhoodAttention2d(nn.Module):
+class NeighborhoodAttention(nn.Module):
     """Multi-head 2-D (dilated) neighborhood attention: NATTEN's NeighborhoodAttention2D.
 
-    Channels-last like NAT blocks: (B, H, W, C) -> (B, H, W, C). The qkv output channels are
+    Channels-last like NAT blocks: (B, H, W, C) -> (B, H, W, C) (the NCHW plug-in block for
+    any host is :class:`mmattn.plug.NeighborhoodAttention2d`). The qkv output channels are
     [q | k | v], heads contiguous inside each, as in official checkpoints. The input must be at
     least ``kernel_size * dilation`` on both axes: NATTEN <= 0.15's zero padding of small maps
     belongs to the backbone.
@@ -379,6 +413,24 @@ class NeighborhoodAttention2d(nn.Module):
             q, k, v, self.kernel_size, self.dilation, self.rpb, self.scale,
             dropout_p=self.attn_drop if self.training else 0.)
         return self.proj_drop(self.proj(x.view(b, h, w, c)))
+
+    def forward_any_size(self, x: Tensor) -> Tensor:
+        """:meth:`forward` on a map of any size (NATTEN 0.14/0.15 module behaviour).
+
+        A map smaller than ``kernel_size * dilation`` on either axis is zero padded at the
+        bottom/right before qkv and the output is cropped back; the padded tokens are not
+        masked, so their keys and values are the qkv bias.
+        """
+        height, width = x.shape[1:3]
+        need = self.kernel_size * self.dilation
+        pad_h, pad_w = max(need - height, 0), max(need - width, 0)
+        if pad_h or pad_w:
+            x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+        x = self(x)  # through __call__: hooks (vis_attention, FLOP counting) see the layer
+        if pad_h or pad_w:
+            # the output projection is per token: cropping after it equals cropping before it
+            x = x[:, :height, :width].contiguous()
+        return x
 
     def extra_repr(self) -> str:
         return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '

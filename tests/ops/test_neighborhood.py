@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from mmattn.ops.neighborhood import (NeighborhoodAttention2d, _window_1d,
+from mmattn.ops.neighborhood import (NeighborhoodAttention, _window_1d,
                                      neighborhood_attention_2d,
                                      neighborhood_attention_2d_reference)
 
@@ -154,7 +154,7 @@ def test_dropout_path_matches_reference_when_nothing_is_dropped():
 def test_module_matches_reference_built_from_its_weights():
     torch.manual_seed(0)
     c, heads, k, d = 12, 3, 3, 2
-    module = NeighborhoodAttention2d(c, heads, k, d).double()
+    module = NeighborhoodAttention(c, heads, k, d).double()
     assert sorted(module.state_dict()) == [
         'proj.bias', 'proj.weight', 'qkv.bias', 'qkv.weight', 'rpb']
     assert module.qkv.weight.shape == (3 * c, c)
@@ -174,9 +174,9 @@ def test_module_matches_reference_built_from_its_weights():
 
 def test_module_without_rpb_and_registered():
     from mmattn.registry import MODELS
-    module = MODELS.build(dict(type='NeighborhoodAttention2d', embed_dims=8, num_heads=2,
+    module = MODELS.build(dict(type='NeighborhoodAttention', embed_dims=8, num_heads=2,
                                kernel_size=5, rel_pos_bias=False, qkv_bias=False))
-    assert isinstance(module, NeighborhoodAttention2d)
+    assert isinstance(module, NeighborhoodAttention)
     assert module.rpb is None and module.qkv.bias is None
     assert 'rpb' not in module.state_dict()
     assert module(torch.randn(1, 5, 6, 8)).shape == (1, 5, 6, 8)
@@ -186,7 +186,7 @@ def test_too_small_input_raises_with_sizes():
     q, k, v = _qkv(1, 13, 20, 1, 2)
     with pytest.raises(ValueError, match=r'7\*2 = 14.*13x20'):
         neighborhood_attention_2d(q, k, v, 7, 2)
-    module = NeighborhoodAttention2d(8, 2, 7)
+    module = NeighborhoodAttention(8, 2, 7)
     with pytest.raises(ValueError, match=r'6x9'):
         module(torch.randn(1, 6, 9, 8))
 
@@ -198,7 +198,7 @@ def test_bad_kernel_or_dilation_raises(kernel_size, dilation, match):
     with pytest.raises(ValueError, match=match):
         neighborhood_attention_2d(q, k, v, kernel_size, dilation)
     with pytest.raises(ValueError, match=match):
-        NeighborhoodAttention2d(8, 2, kernel_size, dilation)
+        NeighborhoodAttention(8, 2, kernel_size, dilation)
 
 
 def test_bad_shapes_raise():
@@ -212,4 +212,4 @@ def test_bad_shapes_raise():
     with pytest.raises(ValueError, match='5-D'):
         neighborhood_attention_2d(q[0], k[0], v[0], 3)
     with pytest.raises(ValueError, match='divisible'):
-        NeighborhoodAttention2d(10, 3, 3)
+        NeighborhoodAttention(10, 3, 3)

@@ -95,7 +95,7 @@ def bra_panels(layer, query_xy, image_hw, captures):
     ]
 
 
-@panels_for('NeighborhoodAttention2d')
+@panels_for('NeighborhoodAttention')
 def na_panels(layer, query_xy, image_hw, captures):
     from mmattn.ops.neighborhood import neighborhood_attention_2d_reference
     m, x = layer.module, layer.args[0]

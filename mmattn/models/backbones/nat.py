@@ -13,13 +13,12 @@ only drops the ImageNet classifier and adds the output norms.
 """
 
 import torch
-import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import ModuleList
 from torch import nn
 
-from mmattn.ops.neighborhood import NeighborhoodAttention2d
+from mmattn.ops.neighborhood import NeighborhoodAttention
 from mmattn.registry import register_model
 from ..layers import Mlp
 from .base import DenseBackbone
@@ -144,9 +143,9 @@ class NATBlock(nn.Module):
         self.kernel_size = kernel_size
         self.dilation = dilation
         self.norm1 = nn.LayerNorm(embed_dims)
-        self.attn = NeighborhoodAttention2d(embed_dims, num_heads, kernel_size, dilation,
-                                            qkv_bias=True, attn_drop=attn_drop, proj_drop=drop,
-                                            rel_pos_bias=True)
+        self.attn = NeighborhoodAttention(embed_dims, num_heads, kernel_size, dilation,
+                                          qkv_bias=True, attn_drop=attn_drop, proj_drop=drop,
+                                          rel_pos_bias=True)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(embed_dims)
         self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop)
@@ -159,16 +158,7 @@ class NATBlock(nn.Module):
 
     def attention(self, x):
         """NA on a LayerNorm-ed NHWC map of any size (padding path for small maps)."""
-        height, width = x.shape[1:3]
-        need = self.kernel_size * self.dilation
-        pad_h, pad_w = max(need - height, 0), max(need - width, 0)
-        if pad_h or pad_w:
-            x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
-        x = self.attn(x)
-        if pad_h or pad_w:
-            # the output projection is per token: cropping after it equals cropping before it
-            x = x[:, :height, :width].contiguous()
-        return x
+        return self.attn.forward_any_size(x)
 
     def _forward(self, x):
         a = self.attention(self.norm1(x))
