@@ -1,0 +1,250 @@
+"""The plug-in block contract, the same suite for all five ops.
+
+NCHW in / out at odd and tiny map sizes (the maps R-50 makes of 333x517 and 32x32 images),
+batch 1 and 2, gradients to the input and every parameter, identity at init with ``zero_init``
+(also after a host's Kaiming init), bf16 autocast, token mode for transformer hosts, equality
+with each op's reference written from the definition (float64), registration for mmcv's
+``build_plugin_layer`` in the mmdet and mmseg scopes.
+"""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmattn.ops.dual import dual_path_attention_reference, semantic_init_reference
+from mmattn.ops.group_mix import group_mix_attention_reference
+from mmattn.ops.neighborhood import neighborhood_attention_2d_reference
+from mmattn.ops.routing import bra_reference
+from mmattn.ops.slide import slide_attention_reference
+from mmattn.plug import (PLUG_BLOCKS, BiLevelRoutingAttention2d, DualAttention2d,
+                         GroupMixAttention2d, NeighborhoodAttention2d, SlideAttention2d)
+
+CHANNELS = 64
+# R-50 stage maps (strides 8, 16, 32) of a 333x517 image and of a 32x32 image, plus odd sizes
+MAP_SIZES = [(42, 65), (11, 17), (4, 4), (1, 1), (3, 5)]
+BLOCKS = {cls.__name__: cls for cls in PLUG_BLOCKS}
+
+
+def _block(name, **kwargs):
+    torch.manual_seed(0)
+    return BLOCKS[name](CHANNELS, **kwargs)
+
+
+def _randomise(block):
+    """Non-trivial values everywhere (zero-init outputs, one-hot kernels and BN at init hide
+    mistakes): every float parameter and BN statistic gets a random perturbation."""
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in block.named_parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+        for name, b in block.named_buffers():
+            if name.endswith('running_mean'):
+                b.copy_(0.1 * torch.randn(b.shape, generator=gen))
+            elif name.endswith('running_var'):
+                b.copy_(0.5 + torch.rand(b.shape, generator=gen))
+    return block
+
+
+@pytest.mark.parametrize('name', sorted(BLOCKS))
+@pytest.mark.parametrize('batch', [1, 2])
+def test_shape_and_gradients_at_odd_and_tiny_sizes(name, batch):
+    block = _randomise(_block(name, zero_init=False)).train()
+    for h, w in MAP_SIZES:
+        x = torch.randn(batch, CHANNELS, h, w, requires_grad=True)
+        out = block(x)
+        assert out.shape == x.shape and out.dtype == x.dtype
+        block.zero_grad()
+        out.square().mean().backward()
+        assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+        no_grad = [n for n, p in block.named_parameters()
+                   if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all())]
+        assert not no_grad, f'{name} at {h}x{w}: no/non-finite gradient for {no_grad}'
+
+
+@pytest.mark.parametrize('name', sorted(BLOCKS))
+def test_residual_option(name):
+    block = _randomise(_block(name, zero_init=False)).eval()
+    plain = _block(name, residual=False, zero_init=False)
+    plain.load_state_dict(block.state_dict())
+    plain.eval()
+    x = torch.randn(2, CHANNELS, 9, 13)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), x + plain(x), rtol=0, atol=1e-6)
+        assert plain(x).abs().max() > 1e-3  # the op itself is not the identity
+
+
+@pytest.mark.parametrize('name', sorted(BLOCKS))
+def test_zero_init_is_the_identity_even_after_a_host_kaiming_init(name):
+    from mmengine.model import BaseModule
+
+    class Host(BaseModule):  # the init_cfg mmdet/mmseg ResNets carry
+        def __init__(self):
+            super().__init__(init_cfg=[dict(type='Kaiming', layer=['Conv2d', 'Linear']),
+                                       dict(type='Constant', val=1, layer=['_BatchNorm'])])
+            self.block = _block(name)
+
+    host = Host()
+    host.init_weights()
+    host.train()
+    x = torch.randn(2, CHANNELS, 15, 22)
+    assert torch.equal(host.block(x), x)
+    if name == 'SlideAttention2d':
+        assert host.block.attn.shift_kernel_is_one_hot()
+    without = _block(name, zero_init=False)
+    without.init_weights()
+    assert not torch.equal(without(x), x)
+
+
+@pytest.mark.parametrize('name', sorted(BLOCKS))
+def test_bf16_autocast_close_to_fp32(name):
+    block = _randomise(_block(name, zero_init=False)).eval()
+    x = torch.randn(1, CHANNELS, 21, 33)
+    with torch.no_grad():
+        ref = block(x)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            out = block(x)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    rel = (out.float() - ref).norm() / ref.norm()
+    assert rel < 3e-2, f'{name}: bf16 relative L2 error {rel:.3g}'
+
+
+@pytest.mark.parametrize('name', sorted(BLOCKS))
+def test_token_mode_equals_nchw_mode(name):
+    """What AttentionSwap hosts call: attn(tokens, hw_shape[, identity])."""
+    block = _randomise(_block(name, residual=False, zero_init=False)).eval()
+    x = torch.randn(2, CHANNELS, 7, 10)
+    tokens = x.flatten(2).transpose(1, 2)
+    identity = torch.randn_like(tokens)
+    with torch.no_grad():
+        nchw = block(x).flatten(2).transpose(1, 2)
+        torch.testing.assert_close(block(tokens, (7, 10)), nchw, rtol=0, atol=1e-6)
+        torch.testing.assert_close(block(tokens, (7, 10), identity=identity), identity + nchw,
+                                   rtol=0, atol=1e-6)
+
+
+# ---------------------------------------------------------------- equality with the references
+
+
+def _bra_ref(block, x):
+    a = block.attn
+    return bra_reference(x, a.qkv.weight, a.qkv.bias, a.lepe.weight, a.lepe.bias, a.proj.weight,
+                         a.proj.bias, a.n_win, a.topk, a.num_heads)[0]
+
+
+def _na_ref(block, x):
+    a = block.attn
+    b, h, w, c = x.shape
+    need = a.kernel_size * a.dilation
+    xp = F.pad(x, (0, 0, 0, max(need - w, 0), 0, max(need - h, 0)))  # NATTEN 0.14 zero padding
+    hp, wp = xp.shape[1:3]
+    q, k, v = F.linear(xp, a.qkv.weight, a.qkv.bias).view(b, hp, wp, 3, a.num_heads, -1).unbind(3)
+    out = neighborhood_attention_2d_reference(q, k, v, a.kernel_size, a.dilation, a.rpb)
+    return F.linear(out.reshape(b, hp, wp, c), a.proj.weight, a.proj.bias)[:, :h, :w]
+
+
+def _slide_ref(block, x):
+    a = block.attn
+    b, h, w, c = x.shape
+    qkv = F.linear(x, a.qkv.weight, a.qkv.bias).permute(0, 3, 1, 2)
+    q, k, v = qkv.reshape(b, a.num_heads, 3, a.head_dim, h, w).unbind(2)
+    weight, bias = a.merged_kernel()
+    out = slide_attention_reference(q, k, v, weight, bias,
+                                    a.relative_position_bias_table.view(a.num_heads, -1))
+    return F.linear(out.reshape(b, c, h, w).permute(0, 2, 3, 1), a.proj.weight, a.proj.bias)
+
+
+def _group_mix_ref(block, x):
+    b, h, w, c = x.shape
+    state = dict(block.attn.named_parameters(), **dict(block.attn.named_buffers()))
+    return group_mix_attention_reference(x.reshape(b, h * w, c), (h, w), state).view(x.shape)
+
+
+def _dual_ref(block, x):
+    b, h, w, c = x.shape
+    tokens = x.reshape(b, h * w, c)
+    z = semantic_init_reference(block.semantic_init, tokens, (h, w))
+    return dual_path_attention_reference(block.attn, tokens, z)[0].view(x.shape)
+
+
+REFERENCES = {
+    'BiLevelRoutingAttention2d': _bra_ref, 'NeighborhoodAttention2d': _na_ref,
+    'SlideAttention2d': _slide_ref, 'GroupMixAttention2d': _group_mix_ref,
+    'DualAttention2d': _dual_ref,
+}
+
+
+@pytest.mark.parametrize('name', sorted(BLOCKS))
+@pytest.mark.parametrize('hw', [(13, 18), (5, 3), (1, 1)])
+def test_block_equals_the_op_reference_float64(name, hw):
+    block = _randomise(_block(name, residual=False, zero_init=False)).double().eval()
+    x = torch.randn(2, CHANNELS, *hw, dtype=torch.float64)
+    with torch.no_grad():
+        out = block(x)
+        ref = REFERENCES[name](block, x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+
+
+def test_dual_block_partial_semantic_blocks_are_pixel_means():
+    """ceil mode: a 9x16 map makes 2x3 semantic tokens; the partial ones average their pixels."""
+    block = _block('DualAttention2d').double()
+    x = torch.randn(1, 9 * 16, CHANNELS, dtype=torch.float64)
+    pooled = block.semantic_init.pool(x.transpose(1, 2).reshape(1, CHANNELS, 9, 16))
+    assert pooled.shape[-2:] == (2, 3)
+    grid = x.reshape(1, 9, 16, CHANNELS)
+    torch.testing.assert_close(pooled[0, :, 1, 2], grid[0, 7:, 14:].mean((0, 1)))
+
+
+# ---------------------------------------------------------------- options, errors, registry
+
+
+def test_default_heads_and_paper_settings():
+    assert BiLevelRoutingAttention2d(256).attn.num_heads == 8  # head width 32
+    bra = BiLevelRoutingAttention2d(64)
+    assert (bra.attn.n_win, bra.attn.topk) == (7, 4)
+    na = NeighborhoodAttention2d(96, num_heads=3, kernel_size=5, dilation=2)
+    assert (na.attn.num_heads, na.attn.kernel_size, na.attn.dilation) == (3, 5, 2)
+    assert SlideAttention2d(64).attn.kernel_size == 3
+    gma = GroupMixAttention2d(128)
+    assert gma.attn.embed_dims == 130 and gma.attn.qkv.in_features == 128
+    assert GroupMixAttention2d(120).attn.embed_dims == 120
+    assert DualAttention2d(64).attn.num_heads == 2
+
+
+@pytest.mark.parametrize('name', sorted(BLOCKS))
+def test_wrong_input_is_one_clear_error(name):
+    block = _block(name)
+    with pytest.raises(ValueError, match='built for 64 channels'):
+        block(torch.randn(1, 32, 8, 8))
+    with pytest.raises(ValueError, match='NCHW'):
+        block(torch.randn(64, 8, 8))
+    with pytest.raises(ValueError, match='in_channels'):
+        BLOCKS[name](0)
+
+
+def test_group_mix_heads_are_fixed():
+    with pytest.raises(ValueError, match='8 heads'):
+        GroupMixAttention2d(64, num_heads=4)
+
+
+@pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
+@pytest.mark.parametrize('name', sorted(BLOCKS))
+def test_build_plugin_layer_in_downstream_scopes(scope, name):
+    from mmcv.cnn import build_plugin_layer
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope(scope):
+        layer_name, layer = build_plugin_layer(dict(type=name), in_channels=CHANNELS,
+                                               postfix='_after_conv2')
+    assert type(layer) is BLOCKS[name]
+    assert layer_name == BLOCKS[name]._abbr_ + '_after_conv2'
+
+
+def test_registered_in_every_downstream_registry():
+    from mmdet.registry import MODELS as DET
+    from mmpretrain.registry import MODELS as PRETRAIN
+    from mmseg.registry import MODELS as SEG
+
+    from mmattn.registry import MODELS
+    for name, cls in BLOCKS.items():
+        for registry in (MODELS, DET, SEG):
+            assert registry.get(name) is cls
+        # get() would import mmpretrain.models, which needs torchvision (no CPU build here)
+        assert PRETRAIN._module_dict[name] is cls
