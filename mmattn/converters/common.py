@@ -1,12 +1,19 @@
 """Shared machinery of the official-checkpoint converters."""
 import os
 import pickle
+import pickletools
 import re
+import zipfile
+from collections import Counter
 from collections.abc import Mapping
 
 import torch
 
 CONVERTERS = {}
+
+
+class CheckpointFileError(RuntimeError):
+    """The file is not a readable PyTorch checkpoint (empty, truncated, other content)."""
 
 
 class CheckpointKeyError(KeyError):
@@ -49,7 +56,7 @@ def rename_official_keys(state_dict, rename, name):
             converted[new_key] = value
     if unknown:
         raise CheckpointKeyError(f'not an official {name} checkpoint: {len(unknown)} unknown '
-                                 'keys: ' + ', '.join(sorted(unknown)))
+                                 'keys: ' + summarize_keys(sorted(unknown)))
     return converted, dropped
 
 
@@ -65,18 +72,70 @@ def add_output_norms(state_dict, widths):
     return True
 
 
+def checkpoint_file_problem(path):
+    """Why ``path`` cannot be a PyTorch checkpoint (a short phrase), or None when it may be one.
+
+    Cheap: reads the first bytes and, for the zip format of ``torch.save``, the archive's
+    central directory (at the end of the file, so a truncated file has none).
+    """
+    size = os.path.getsize(path)
+    if size == 0:
+        return 'not a PyTorch checkpoint (empty file, 0 bytes)'
+    with open(path, 'rb') as f:
+        head = f.read(2)
+    if head == b'PK':
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError):
+            return f'truncated PyTorch checkpoint ({size} bytes; the zip archive is incomplete)'
+        if not any(name.endswith('data.pkl') for name in names):
+            return 'not a PyTorch checkpoint (a zip archive without data.pkl)'
+        return None
+    if len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return None  # legacy (pre-1.6) torch.save or plain pickle: torch.load decides
+    return f'not a PyTorch checkpoint ({size} bytes of other content)'
+
+
+def check_checkpoint_file(path):
+    """Raise :class:`CheckpointFileError` (one line naming ``path``) for an unreadable file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'checkpoint not found: {path}')
+    problem = checkpoint_file_problem(path)
+    if problem:
+        raise CheckpointFileError(f'{path}: {problem}')
+
+
+def _is_allowlist_refusal(exc, path):
+    """torch's weights-only unpickler refusing a pickle (a global: code or a foreign class; an
+    opcode it does not support), as opposed to bytes that are not a pickle at all. The first
+    pickle of the file is parsed with ``pickletools`` (which executes nothing)."""
+    if 'global' in str(exc).lower():
+        return True
+    try:
+        with open(path, 'rb') as f:
+            for _ in pickletools.genops(f):
+                pass
+    except Exception:  # noqa: BLE001 - any parse failure: not a pickle
+        return False
+    return True
+
+
 def load_checkpoint_file(path, trusted=False):
     """Load a checkpoint file on the CPU.
 
     ``weights_only=True`` first (tensors, plus the mmengine allow-list of ``mmattn.compat``).
     Research releases often pickle ``argparse.Namespace``/yacs configs next to the weights;
     those load only with ``trusted=True``, an explicit opt-in for a file the user vouches for.
+    An empty, truncated or non-PyTorch file raises :class:`CheckpointFileError` naming it.
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'checkpoint not found: {path}')
+    check_checkpoint_file(path)
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as exc:
+        if not _is_allowlist_refusal(exc, path):
+            raise CheckpointFileError(f'{path}: not a PyTorch checkpoint (unreadable pickle '
+                                      'stream)') from exc
         if not trusted:
             reason = str(exc).strip().splitlines()[0]
             raise RuntimeError(
@@ -84,6 +143,13 @@ def load_checkpoint_file(path, trusted=False):
                 'If you trust this file (e.g. an official release), convert it once with '
                 '`python tools/convert_ckpt.py FAMILY SRC DST --trusted`; the output holds tensors '
                 'only and loads safely everywhere.') from exc
+    except (RuntimeError, EOFError, ValueError, IndexError) as exc:
+        text = str(exc)
+        if isinstance(exc, RuntimeError) and 'PytorchStreamReader' not in text:
+            raise  # not a file-format problem (e.g. the allow-list's own refusals)
+        raise CheckpointFileError(f'{path}: truncated or corrupt PyTorch checkpoint '
+                                  f'({text.splitlines()[0][:120] if text else type(exc).__name__})'
+                                  ) from exc
     # Explicit, documented trusted-file path (the user passed --trusted / trusted=True).
     return torch.load(path, map_location='cpu', weights_only=False)  # noqa: S614
 
@@ -128,8 +194,29 @@ def likely_cause(missing, unexpected, mis_shaped):
     return 'the checkpoint holds layers this model does not have (a deeper or another model)'
 
 
+def _key_prefix(key, depth=2):
+    parts = key.split(':')[0].split('.')
+    return '.'.join(parts[:depth]) if len(parts) > depth else parts[0]
+
+
+def summarize_keys(keys, shown=20):
+    """The first ``shown`` keys, then the rest as counts per prefix (``'+393 more: 120 under
+    levels.0, ...'``): a readable line however many keys there are."""
+    keys = list(keys)
+    text = ', '.join(keys[:shown])
+    rest = keys[shown:]
+    if rest:
+        counts = Counter(_key_prefix(k) for k in rest).most_common()
+        listed = ', '.join(f'{n} under {prefix}' for prefix, n in counts[:8])
+        others = sum(n for _, n in counts[8:])
+        text += f' ... (+{len(rest)} more: {listed}' + (f', {others} elsewhere' if others else '') \
+            + ')'
+    return text
+
+
 def describe_mismatch(header, missing, unexpected, mis_shaped, shown=20):
-    """``header`` then one line per kind of mismatch (first ``shown`` keys) and the likely cause.
+    """``header`` then one line per kind of mismatch (first ``shown`` keys, then counts per
+    prefix) and the likely cause.
 
     ``mis_shaped`` items are already formatted (``'key: checkpoint (..) vs model (..)'``).
     """
@@ -137,15 +224,15 @@ def describe_mismatch(header, missing, unexpected, mis_shaped, shown=20):
     for title, keys in (('missing', missing), ('unexpected', unexpected),
                         ('shape mismatch', mis_shaped)):
         if keys:
-            more = f' ... (+{len(keys) - shown} more)' if len(keys) > shown else ''
-            lines.append(f'  {title} ({len(keys)}): ' + ', '.join(keys[:shown]) + more)
+            lines.append(f'  {title} ({len(keys)}): ' + summarize_keys(keys, shown))
     lines.append('  likely cause: ' + likely_cause(missing, unexpected, mis_shaped))
     return '\n'.join(lines)
 
 
-def check_against_model(state_dict, model, source=''):
-    """Raise one :class:`CheckpointKeyError` naming the missing, unexpected or mis-shaped keys."""
-    expected = model.state_dict()
+def check_against_model(state_dict, model, source='', expected=None):
+    """Raise one :class:`CheckpointKeyError` naming the missing, unexpected or mis-shaped keys
+    (``expected``: the model's state dict, or the part of it the checkpoint must provide)."""
+    expected = model.state_dict() if expected is None else expected
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
     mis_shaped = sorted(f'{k}: checkpoint {tuple(state_dict[k].shape)} vs model '

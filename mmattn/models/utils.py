@@ -5,16 +5,33 @@ from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 
 
-def load_pretrained(model, family, checkpoint, prefix=None):
+def load_pretrained(model, family, checkpoint, prefix=None, ignore=None, convert=None):
     """``init_cfg=dict(type='Pretrained')`` for mmattn backbones.
 
     Unlike mmengine's loader, it also finds weights under ``model`` (official releases), strips
     ``backbone.``/``module.``, converts official key names and fails with one error listing any
-    key that does not match, instead of a warning and a silently random backbone.
-    """
-    from mmattn.converters import convert_checkpoint
-    from mmattn.converters.common import unwrap_state_dict
+    key that does not match (the first keys, then counts per prefix), instead of a warning and
+    a silently random backbone. An empty, truncated or non-PyTorch local file fails with one
+    line naming it.
 
+    Args:
+        model (nn.Module): the backbone.
+        family (str | None): converter family; None: the file holds this model's own keys.
+        checkpoint (str): path or URL.
+        prefix (str, optional): take the keys under this prefix (e.g. ``'backbone.'``).
+        ignore (str, optional): regex of keys that may be missing / unexpected on both sides
+            (weights a documented conversion cannot provide); they keep their initialisation.
+        convert (callable, optional): applied to the state dict instead of a converter.
+    """
+    import os.path as osp
+    import re
+
+    from mmattn.converters import convert_checkpoint
+    from mmattn.converters.common import (check_against_model, check_checkpoint_file,
+                                          extract_state_dict, unwrap_state_dict)
+
+    if '://' not in str(checkpoint) or osp.exists(str(checkpoint)):
+        check_checkpoint_file(str(checkpoint))
     try:
         ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
     except pickle.UnpicklingError as exc:
@@ -28,12 +45,25 @@ def load_pretrained(model, family, checkpoint, prefix=None):
         ckpt = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         if not ckpt:
             raise KeyError(f'no key of {checkpoint} starts with prefix {prefix!r}')
-    state_dict = convert_checkpoint(family, ckpt)
+    if convert is not None:
+        state_dict = convert(dict(unwrap_state_dict(ckpt)))
+    elif family is None:
+        state_dict = extract_state_dict(ckpt)
+    else:
+        state_dict = convert_checkpoint(family, ckpt)
     own = model.state_dict()
     # Output norms of stages not in out_indices do not exist in the model: drop them only.
     skipped = [k for k in state_dict if k not in own and k.split('.')[0].startswith('norm')]
+    if ignore:
+        skipped += [k for k in state_dict if k not in own and re.search(ignore, k)]
     for key in skipped:
         state_dict.pop(key)
-    model.load_state_dict(state_dict, strict=True)
+    kept = [k for k in own if k not in state_dict and ignore and re.search(ignore, k)]
+    reference = {k: v for k, v in own.items() if k not in kept}
+    check_against_model(state_dict, model, str(checkpoint), expected=reference)
+    model.load_state_dict(state_dict, strict=not kept)
     print_log(f'{type(model).__name__}: loaded {len(state_dict)} tensors from {checkpoint}'
-              + (f' (unused output norms: {len(skipped)})' if skipped else ''), logger='current')
+              + (f' (unused output norms: {len(skipped)})' if skipped else '')
+              + (f' ({len(kept)} tensors keep their initialisation)' if kept else ''),
+              logger='current')
+

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
 from mmcv.cnn.bricks.transformer import FFN, PatchEmbed, PatchMerging
-from mmdet.models.backbones.pvt import PVTEncoderLayer, PyramidVisionTransformer
+from mmdet.models.backbones.pvt import (AbsolutePositionEmbedding, PVTEncoderLayer,
+                                        PyramidVisionTransformer)
 from mmdet.models.backbones.swin import SwinBlock
 from mmengine.config import ConfigDict
 from mmengine.logging import print_log
@@ -20,6 +21,7 @@ from torch import nn
 
 from mmattn.ops.slide import SlideAttention
 from mmattn.registry import register_model
+from ..utils import load_pretrained
 from .base import DenseBackbone
 
 OUTPUT_STRIDE = 32  # SlidePVT pads inside to a multiple of its last stride, then crops
@@ -301,9 +303,10 @@ class SlidePVT(PyramidVisionTransformer):
       key-side bias; the head width is PVT's 64.
 
     The input is zero padded at the bottom/right to a multiple of 32 and the outputs are cropped
-    to ``ceil(H / stride)``. ``init_cfg=dict(type='Pretrained', ...)`` uses mmdet's PVT loader
-    (``strict=False``; ``convert_weights=True`` for official PVT files, whose stage-1/2 attention
-    then stays random); the shift kernels are one-hot afterwards in every case.
+    to ``ceil(H / stride)``. ``init_cfg=dict(type='Pretrained', ...)`` loads strictly through
+    mmattn's loader (one error listing the keys that do not fit); ``convert_weights=True`` reads
+    an official PVT v1 file through mmdet's ``pvt_convert``, every key but the slide stages'
+    attention must fit, and that attention keeps its random initialisation.
 
     Args:
         arch (str): ``'tiny'``, ``'small'``, ``'medium'``, ``'large'`` (PVT v1 depths).
@@ -354,7 +357,13 @@ class SlidePVT(PyramidVisionTransformer):
         self.norm_eval = norm_eval
         self.with_cp = with_cp
         self.deploy = deploy
+        self.num_slide_stages = num_slide_stages
         self.embed_dims = [64 * h for h in self.num_heads]
+        for _, blocks, _ in self.layers:
+            for m in blocks:
+                if isinstance(m, AbsolutePositionEmbedding):
+                    # mmdet stores numpy ints here; torch.compile cannot trace slicing by them
+                    m.pos_shape = tuple(int(s) for s in m.pos_shape)
         for i in range(num_slide_stages):
             for block in self.layers[i][1]:
                 if isinstance(block, PVTEncoderLayer):
@@ -365,8 +374,29 @@ class SlidePVT(PyramidVisionTransformer):
                         drop_path=getattr(sra.dropout_layer, 'drop_prob', 0.))
 
     def init_weights(self):
-        super().init_weights()  # mmdet's: normal-inits every conv, the shift kernels included
+        init_cfg = self.init_cfg
+        if not (isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained'):
+            super().init_weights()  # mmdet's: normal-inits every conv, shift kernels included
+            _init_shift_kernels(self, pretrained=False)
+            return
+        # mmdet's PVT loader is strict=False (any file "loads" with a warning): initialise
+        # randomly, then load strictly through mmattn's loader
+        self.init_cfg = None
+        try:
+            super().init_weights()
+        finally:
+            self.init_cfg = init_cfg
         _init_shift_kernels(self, pretrained=False)
+        if self.convert_weights:  # official PVT v1: its SRA weights of the slide stages go
+            from mmdet.models.backbones.pvt import pvt_convert
+            slide_attn = (r'^layers\.[0-%d]\.1\.\d+\.attn\.' % (self.num_slide_stages - 1)
+                          if self.num_slide_stages else None)
+            load_pretrained(self, None, init_cfg['checkpoint'], prefix=init_cfg.get('prefix'),
+                            ignore=slide_attn, convert=pvt_convert)
+            _init_shift_kernels(self, pretrained=False)
+        else:
+            load_pretrained(self, None, init_cfg['checkpoint'], prefix=init_cfg.get('prefix'))
+            _init_shift_kernels(self, pretrained=True)
 
     def switch_to_deploy(self):
         switch_to_deploy(self)
@@ -386,7 +416,9 @@ class SlidePVT(PyramidVisionTransformer):
     def forward(self, x):
         self.check_input(x)
         height, width = x.shape[2:]
-        x = F.pad(x, (0, -width % OUTPUT_STRIDE, 0, -height % OUTPUT_STRIDE))
+        # no negative operands in the size arithmetic: ONNX's integer Div / Mod do not floor
+        x = F.pad(x, (0, (OUTPUT_STRIDE - width % OUTPUT_STRIDE) % OUTPUT_STRIDE,
+                      0, (OUTPUT_STRIDE - height % OUTPUT_STRIDE) % OUTPUT_STRIDE))
         outs = []
         for i, (patch_embed, blocks, norm) in enumerate(self.layers):
             x, hw_shape = patch_embed(x)
@@ -396,7 +428,8 @@ class SlidePVT(PyramidVisionTransformer):
             x = x.transpose(1, 2).reshape(x.shape[0], -1, *hw_shape)
             if i in self.out_indices:
                 stride = 2**(i + 2)
-                outs.append(x[:, :, :-(-height // stride), :-(-width // stride)].contiguous())
+                outs.append(x[:, :, :(height + stride - 1) // stride,
+                              :(width + stride - 1) // stride].contiguous())
             if i == self.out_indices[-1]:
                 break
         return tuple(outs)
