@@ -69,7 +69,9 @@ def _host_entry(host):
 
 
 def _is_pretrained(init_cfg):
-    return isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained'
+    """``dict(type='Pretrained', checkpoint=...)``, or mmdet PVT's ``dict(checkpoint=...)``."""
+    return isinstance(init_cfg, dict) and (init_cfg.get('type') == 'Pretrained' or (
+        'type' not in init_cfg and 'checkpoint' in init_cfg))
 
 
 @register_model

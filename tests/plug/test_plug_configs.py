@@ -1,0 +1,53 @@
+"""Every configs/plug/*.py builds with its real host and runs ``extract_feat``.
+
+The configs keep mmdet's / mmseg's ImageNet ``init_cfg`` for users; nothing can be downloaded
+here, so the tests drop it (the loading itself is tested in test_attention_swap.py).
+"""
+import pytest
+import torch
+
+from conftest import build_model, config_paths, load_config
+from mmattn.plug import AttentionBlock2d, AttentionSwap
+
+CONFIGS = config_paths('', 'plug')
+SIZES = [(333, 517), (32, 32)]
+
+
+def _without_downloads(cfg):
+    model = cfg.model
+    model.pop('pretrained', None)
+    backbone = model.backbone.backbone if model.backbone.type == 'AttentionSwap' else model.backbone
+    backbone.init_cfg = None
+    return model
+
+
+def test_one_config_per_op_and_host():
+    names = {p.split('/')[-1] for p in CONFIGS}
+    assert {'r50-bra_maskrcnn.py', 'r50-na_retinanet.py', 'r50-slide_upernet.py',
+            'r50-gma_fpn.py', 'r50-dual_maskrcnn.py', 'swin-t-na_maskrcnn.py',
+            'pvtv2-b2-slide_retinanet.py', 'mit-b0-bra_segformer.py'} <= names
+
+
+@pytest.mark.parametrize('path', CONFIGS)
+def test_config_builds_and_extracts_features(path):
+    cfg = load_config(path)
+    scope = cfg.default_scope
+    model = build_model(_without_downloads(cfg), scope)
+    model.init_weights()
+    model.eval()
+    backbone = model.backbone
+    if isinstance(backbone, AttentionSwap):
+        assert backbone.swapped and all(not b.residual for _, b in backbone.swapped)
+    else:  # ResNet plugins: one zero-initialised block after conv2 of every block of stages 2-4
+        blocks = [m for m in backbone.modules() if isinstance(m, AttentionBlock2d)]
+        assert len(blocks) == 4 + 6 + 3
+        # the zero output projection survived the host's init: the block starts as the identity
+        assert all(b.residual and not b.attn.proj.weight.any() for b in blocks)
+    for height, width in SIZES:
+        torch.manual_seed(0)
+        x = torch.randn(1, 3, height, width)
+        with torch.no_grad():
+            feats = model.extract_feat(x)
+        assert all(torch.isfinite(f).all() for f in feats)
+        # the backbone's stride-32 map reaches the neck / head
+        assert any(f.shape[-2:] == (-(-height // 32), -(-width // 32)) for f in backbone(x))
