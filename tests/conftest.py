@@ -81,6 +81,15 @@ def write_deterministic_seg_config(tmp_path, synthetic_data, iters=3, ckpt_every
     return str(path)
 
 
+def last_checkpoint(work_dir):
+    """The path ``work_dir/last_checkpoint`` names (None if absent or empty)."""
+    marker = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(marker):
+        return None
+    with open(marker) as f:
+        return f.read().strip() or None
+
+
 def read_scalars(work_dir):
     """{iter: {'loss': .., 'lr': ..}} from mmengine's vis_data/scalars.json (all runs in it)."""
     rows = {}

@@ -24,7 +24,9 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated', categor
 import mmattn  # noqa: F401,E402  (first: registrations + checkpoint allow-list)
 from mmattn.utils import check_data_or_exit  # noqa: E402
 from mmattn.utils.ckpt_check import check_checkpoint_or_exit  # noqa: E402
-from mmattn.utils.tool_setup import build_runner, load_tool_config  # noqa: E402
+from mmattn.utils.tool_setup import (build_runner, check_checkpoint_file_or_exit,  # noqa: E402
+                                     check_model_cfg_or_exit, load_tool_config,
+                                     registry_error_or_none)
 
 from mmengine.config import ConfigDict, DictAction  # noqa: E402
 
@@ -56,6 +58,10 @@ def parse_args(argv=None):
         '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
         help='job launcher')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation')
+    parser.add_argument(
+        '--skip-data-check', action='store_true',
+        help='skip the dataset content check (annotations, image and segmentation files); '
+        'the dataset paths are still checked')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
@@ -134,19 +140,25 @@ def build_cfg(args):
 def main(argv=None):
     args = parse_args(argv)
     cfg, scope = build_cfg(args)
-    if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
-        raise SystemExit(f'tools/test.py: checkpoint not found: {args.checkpoint}')
-    check_data_or_exit(cfg, ('test', ))
+    check_checkpoint_file_or_exit(args.checkpoint, 'test')  # missing, empty, truncated
+    check_data_or_exit(cfg, ('test', ), content=not args.skip_data_check)
+    check_model_cfg_or_exit(cfg, scope, 'test')
 
-    runner = build_runner(cfg, scope)
-    if osp.isfile(args.checkpoint):  # mmengine loads it with strict=False, i.e. silently
-        check_checkpoint_or_exit(runner.model, args.checkpoint, 'test', 'test')
+    try:
+        runner = build_runner(cfg, scope)
+        if osp.isfile(args.checkpoint):  # mmengine loads it with strict=False, i.e. silently
+            check_checkpoint_or_exit(runner.model, args.checkpoint, 'test', 'test')
 
-    if args.out is not None and scope == 'mmdet':
-        from mmdet.evaluation import DumpDetResults
-        runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
+        if args.out is not None and scope == 'mmdet':
+            from mmdet.evaluation import DumpDetResults
+            runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
 
-    metrics = runner.test()
+        metrics = runner.test()
+    except KeyError as exc:
+        message = registry_error_or_none(exc)
+        if message is None:
+            raise
+        raise SystemExit(f'tools/test.py: {message}') from None
     return metrics
 
 

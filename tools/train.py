@@ -5,8 +5,11 @@ semantics follow ``default_scope`` of the config (``mmdet``: ``--resume [PATH]``
 ``--auto-scale-lr``; ``mmseg``: ``--resume`` is a flag that resumes from the work dir).
 Differences: ``import mmattn`` first (registers the backbones and installs the checkpoint
 allow-list for ``--resume``/``load_from``), ``--amp`` is refused on a machine without CUDA
-instead of failing inside mmengine, and the dataset paths are checked before the Runner is
-built (one-line error when they are missing).
+instead of failing inside mmengine, and the dataset is checked before the Runner is built
+(one-line error for missing files, empty or unmatched annotations; ``--skip-data-check`` skips
+the content checks). Every run resumes exactly (random states and sampler position are saved in
+each checkpoint, which is written atomically); ``--resume`` passes over an unreadable newest
+checkpoint to the newest intact one, saying so in one line.
 
     python tools/train.py configs/demo/biformer_maskrcnn_synthetic.py --work-dir work_dirs/demo
     python tools/train.py configs/seg/biformer_upernet.py --resume
@@ -26,7 +29,11 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated', categor
 import mmattn  # noqa: F401,E402  (first: registrations + checkpoint allow-list)
 from mmattn.utils import check_data_or_exit, check_pretrained_or_exit  # noqa: E402
 from mmattn.utils.ckpt_check import check_checkpoint_or_exit  # noqa: E402
-from mmattn.utils.tool_setup import build_runner, load_tool_config  # noqa: E402
+from mmattn.engine import (CheckpointWriteError, enable_exact_resume,  # noqa: E402
+                           find_resume_checkpoint, use_atomic_checkpoints)
+from mmattn.utils.tool_setup import (build_runner, check_checkpoint_file_or_exit,  # noqa: E402
+                                     check_model_cfg_or_exit, check_work_dir_or_exit,
+                                     load_tool_config, registry_error_or_none)
 
 import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
@@ -57,6 +64,10 @@ def parse_args(argv=None):
     parser.add_argument(
         '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
         help='job launcher')
+    parser.add_argument(
+        '--skip-data-check', action='store_true',
+        help='skip the dataset content check before training (annotations, image and '
+        'segmentation files); the dataset paths are still checked')
     # torch.distributed.launch / torchrun pass --local-rank (torch >= 2.0) or --local_rank
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
@@ -109,7 +120,24 @@ def build_cfg(args):
             raise SystemExit('tools/train.py: mmseg configs resume from the work dir only: use '
                              '--resume without a path (or --cfg-options load_from=PATH '
                              'resume=True)')
+    enable_exact_resume(cfg)
+    use_atomic_checkpoints(cfg)
     return cfg, scope
+
+
+def select_resume_checkpoint(cfg):
+    """``--resume`` without a path: the newest intact checkpoint of the work dir (one line when
+    the newest one is unreadable and an older one is used)."""
+    if not cfg.get('resume') or cfg.get('load_from'):
+        return
+    try:
+        path, note = find_resume_checkpoint(cfg.work_dir)
+    except FileNotFoundError as exc:
+        raise SystemExit(f'tools/train.py: {exc}') from exc
+    if note:
+        print_log(note, logger='current', level=logging.WARNING)
+    if path:
+        cfg.load_from = path
 
 
 def main(argv=None):
@@ -118,16 +146,29 @@ def main(argv=None):
 
     # one line, before minutes of model building, when the dataset is not where cfg says
     splits = ('train', 'val') if cfg.get('val_cfg', None) is not None else ('train', )
-    check_data_or_exit(cfg, splits)
+    check_data_or_exit(cfg, splits, content=not args.skip_data_check)
     check_pretrained_or_exit(cfg)
-
-    runner = build_runner(cfg, scope)
+    check_work_dir_or_exit(cfg.work_dir, 'train')
+    select_resume_checkpoint(cfg)
     load_from = cfg.get('load_from', None)
-    if load_from and osp.isfile(load_from):
-        # mmengine loads with strict=False: a wrong file would only warn (resume needs it all)
-        check_checkpoint_or_exit(runner.model, load_from,
-                                 'test' if cfg.get('resume') else 'load_from', 'train')
-    runner.train()
+    if load_from:
+        check_checkpoint_file_or_exit(load_from, 'train')
+    check_model_cfg_or_exit(cfg, scope, 'train')
+
+    try:
+        runner = build_runner(cfg, scope)
+        if load_from and osp.isfile(load_from):
+            # mmengine loads with strict=False: a wrong file would only warn (resume needs all)
+            check_checkpoint_or_exit(runner.model, load_from,
+                                     'test' if cfg.get('resume') else 'load_from', 'train')
+        runner.train()
+    except CheckpointWriteError as exc:
+        raise SystemExit(f'tools/train.py: {exc}') from None
+    except KeyError as exc:
+        message = registry_error_or_none(exc)
+        if message is None:
+            raise
+        raise SystemExit(f'tools/train.py: {message}') from None
     return runner
 
 

@@ -1,3 +1,9 @@
+from .checkpoint import (AtomicCheckpointHook, CheckpointWriteError, find_resume_checkpoint,
+                         use_atomic_checkpoints)
 from .hooks import MeanLogVarsHook
+from .resume import (ExactResumeHook, ResumableBatchSampler, ResumableEpochBasedTrainLoop,
+                     ResumableIterBasedTrainLoop, enable_exact_resume)
 
-__all__ = ['MeanLogVarsHook']
+__all__ = ['AtomicCheckpointHook', 'CheckpointWriteError', 'ExactResumeHook', 'MeanLogVarsHook',
+           'ResumableBatchSampler', 'ResumableEpochBasedTrainLoop', 'ResumableIterBasedTrainLoop',
+           'enable_exact_resume', 'find_resume_checkpoint', 'use_atomic_checkpoints']

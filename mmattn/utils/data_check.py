@@ -124,12 +124,26 @@ def missing_data_message(missing: Iterable[str]) -> str:
     return f'mmattn: dataset not found: {where}; {hint}'
 
 
-def check_data_or_exit(cfg, splits: Sequence[str] = ('train', 'val'), exit_code: int = 2):
-    """Print one line to stderr and exit with ``exit_code`` when the data is missing."""
+def check_data_or_exit(cfg, splits: Sequence[str] = ('train', 'val'), exit_code: int = 2,
+                       content: bool = True):
+    """Print one line to stderr and exit with ``exit_code`` when the data is missing or, with
+    ``content``, unusable (:func:`data_content_problems`)."""
     missing = find_missing_data(cfg, splits)
     if missing:
         print(missing_data_message(missing), file=sys.stderr, flush=True)
         sys.exit(exit_code)
+    if content:
+        problems = data_content_problems(cfg, splits)
+        if problems:
+            print(f'mmattn: dataset check failed: {problems[0]}'
+                  + (f' (and {len(problems) - 1} more problem(s))' if len(problems) > 1 else '')
+                  + '; --skip-data-check to train anyway', file=sys.stderr, flush=True)
+            sys.exit(exit_code)
+
+
+def data_content_problems(cfg, splits: Sequence[str] = ('train', 'val')) -> List[str]:
+    """One line per unusable dataset (filled below)."""
+    return []
 
 
 def missing_pretrained(cfg) -> List[str]:

@@ -1,5 +1,6 @@
 """What tools/train.py and tools/test.py share: config loading and Runner building."""
 import os.path as osp
+import re
 
 from mmengine.config import Config
 
@@ -47,3 +48,102 @@ def build_runner(cfg, scope):
     if cpu_dist.needs_cpu_distributed(cfg.launcher):
         cpu_dist.init_cpu_process_group(cfg.launcher)  # mmengine's init_dist needs CUDA
     return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+
+
+def check_work_dir_or_exit(work_dir, tool):
+    """One line naming ``work_dir`` when it cannot be created or written (read-only, full)."""
+    import os
+    import tempfile
+    try:
+        os.makedirs(work_dir, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=work_dir, prefix='.write_test') as f:
+            f.write(b'x' * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        raise SystemExit(f'tools/{tool}.py: work_dir {osp.abspath(work_dir)} is not writable: '
+                         f'{exc.strerror or exc}') from None
+
+
+def check_checkpoint_file_or_exit(path, tool):
+    """One line when a local checkpoint is missing, empty, truncated or not a PyTorch file."""
+    from mmattn.converters.common import checkpoint_file_problem
+    if '://' in str(path):
+        return
+    if not osp.isfile(path):
+        raise SystemExit(f'tools/{tool}.py: checkpoint not found: {path}')
+    problem = checkpoint_file_problem(path)
+    if problem:
+        raise SystemExit(f'tools/{tool}.py: {path}: {problem}')
+
+
+_NOT_REGISTERED = re.compile(r'`?([\w.]+)`? is not in the (?:(\w+)::)?([\w ]+?) registry')
+_BUILD_PREFIX = re.compile(r'class `(\w+)` in [\w./\\-]+(?:\.py)?: ')
+
+
+def _registry_names(scope, name):
+    """Names registered in ``scope``'s registry called ``name`` and in its parents."""
+    import importlib
+
+    from mmengine.registry import Registry
+    names = set()
+    try:
+        module = importlib.import_module(f'{scope}.registry')
+    except ImportError:
+        return names
+    for value in vars(module).values():
+        if isinstance(value, Registry) and value.name == name:
+            registry = value
+            while registry is not None:
+                names.update(registry.module_dict)
+                registry = registry.parent
+    return names
+
+
+def registry_error_or_none(exc):
+    """One line for mmengine's "X is not in the S::N registry" (with the nearest registered
+    names), or None when ``exc`` is another error."""
+    import difflib
+    text = str(exc.args[0]) if getattr(exc, 'args', None) else str(exc)
+    match = _NOT_REGISTERED.search(text)
+    if match is None:
+        return None
+    wanted, scope, name = match.groups()
+    short = wanted.split('.')[-1]
+    names = sorted(_registry_names(scope or 'mmengine', name))
+    by_lower = {n.lower(): n for n in names}
+    close = difflib.get_close_matches(short.lower(), list(by_lower), n=3, cutoff=0.6)
+    hint = (' did you mean ' + ' or '.join(repr(by_lower[c]) for c in close) + '?') if close \
+        else ''
+    return f"unknown type '{wanted}': not registered in the {scope or ''} {name} registry;{hint}"
+
+
+def config_error_line(exc):
+    """An exception raised while building from the config as one line: the innermost class and
+    its message (mmengine prefixes every enclosing class and file)."""
+    message = registry_error_or_none(exc)
+    if message:
+        return message
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    classes = _BUILD_PREFIX.findall(text)
+    text = _BUILD_PREFIX.sub('', text).strip().splitlines()
+    text = text[0] if text else type(exc).__name__
+    return f'{classes[-1]}: {text}' if classes else f'{type(exc).__name__}: {text}'
+
+
+def check_model_cfg_or_exit(cfg, scope, tool):
+    """Build ``cfg.model`` once before the Runner (which logs the whole config first): an
+    unknown type, arch or argument stops with one line instead of a config dump and a
+    traceback."""
+    import copy
+    import importlib
+
+    from mmengine.registry import init_default_scope
+    init_default_scope(scope)
+    models = importlib.import_module(f'{scope}.registry').MODELS
+    try:
+        model = models.build(copy.deepcopy(cfg.model))
+    except Exception as exc:  # noqa: BLE001 - every build failure is a config error here
+        raise SystemExit(f'tools/{tool}.py: config error in model: '
+                         f'{config_error_line(exc)}') from None
+    del model

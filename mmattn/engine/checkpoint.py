@@ -1,0 +1,142 @@
+"""Atomic checkpoints, and resuming from the newest checkpoint that is intact.
+
+mmengine's ``CheckpointHook`` writes ``epoch_N.pth`` in place and deletes the oldest kept
+checkpoint before writing the new one: a full disk or a kill during the write leaves a truncated
+``epoch_N.pth`` (possibly the only one left), and ``--resume`` then fails on it.
+:class:`AtomicCheckpointHook` writes ``.epoch_N.pth.tmp`` in the same directory, ``os.replace``s
+it to ``epoch_N.pth`` once complete, then rewrites ``last_checkpoint`` the same way, and only
+then removes checkpoints beyond ``max_keep_ckpts``. A failed write removes the temporary file
+and stops training with one line naming the directory.
+
+:func:`find_resume_checkpoint` picks what ``--resume`` loads: the file ``last_checkpoint``
+names if it is intact, otherwise the newest intact ``epoch_*.pth`` / ``iter_*.pth``.
+"""
+import glob
+import os
+import os.path as osp
+
+from mmengine.dist import is_main_process
+from mmengine.fileio.backends import LocalBackend
+from mmengine.hooks import CheckpointHook
+from mmengine.registry import HOOKS
+
+from mmattn.converters.common import checkpoint_file_problem
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (disk full, no permission); one line."""
+
+
+def _write_text_atomically(text, path):
+    tmp = osp.join(osp.dirname(path), f'.{osp.basename(path)}.tmp')
+    try:
+        with open(tmp, 'w') as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _fsync(path):
+    with open(path, 'rb') as f:
+        os.fsync(f.fileno())
+
+
+@HOOKS.register_module()
+class AtomicCheckpointHook(CheckpointHook):
+    """``CheckpointHook`` whose checkpoints are complete or absent (see module doc)."""
+
+    def _save_checkpoint_with_step(self, runner, step, meta):
+        if not isinstance(self.file_backend, LocalBackend):
+            return super()._save_checkpoint_with_step(runner, step, meta)
+        ckpt_filename = self.filename_tmpl.format(step)
+        final = osp.join(self.out_dir, ckpt_filename)
+        tmp_name = f'.{ckpt_filename}.tmp'
+        tmp = osp.join(self.out_dir, tmp_name)
+        try:
+            runner.save_checkpoint(
+                self.out_dir, tmp_name, self.file_client_args,
+                save_optimizer=self.save_optimizer,
+                save_param_scheduler=self.save_param_scheduler,
+                meta=meta, by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)
+            if is_main_process():
+                _fsync(tmp)
+                os.replace(tmp, final)
+                _write_text_atomically(final, osp.join(runner.work_dir, 'last_checkpoint'))
+        except OSError as exc:
+            if is_main_process() and osp.exists(tmp):
+                os.remove(tmp)
+            reason = exc.strerror or str(exc)
+            raise CheckpointWriteError(
+                f'mmattn: cannot write checkpoint {ckpt_filename} to {osp.abspath(self.out_dir)}: '
+                f'{reason} (the previous checkpoints are intact)') from exc
+        self.last_ckpt = final
+        runner.message_hub.update_info('last_ckpt', final)
+        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids
+                                            and self.keep_ckpt_ids[-1] == step):
+            outdated = None
+            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
+                outdated = self.keep_ckpt_ids.popleft()
+            self.keep_ckpt_ids.append(step)
+            runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
+            old = osp.join(self.out_dir, self.filename_tmpl.format(outdated)) \
+                if outdated is not None else None
+            if old and old != final and is_main_process() and osp.isfile(old):
+                os.remove(old)
+
+
+def _checkpoints_newest_first(work_dir):
+    files = glob.glob(osp.join(work_dir, 'epoch_*.pth')) + \
+        glob.glob(osp.join(work_dir, 'iter_*.pth'))
+    return sorted(files, key=lambda p: (osp.getmtime(p), p), reverse=True)
+
+
+def find_resume_checkpoint(work_dir):
+    """The checkpoint ``--resume`` should load from ``work_dir``.
+
+    Returns:
+        tuple: ``(path or None, note or None)``. ``path`` is None when the work dir holds no
+        checkpoint (a fresh start). ``note`` is one line saying which unreadable checkpoint
+        was passed over.
+
+    Raises:
+        FileNotFoundError: checkpoints exist but none is intact (one line).
+    """
+    marker = osp.join(work_dir, 'last_checkpoint')
+    named = None
+    if osp.isfile(marker):
+        with open(marker) as f:
+            named = f.read().strip() or None
+    candidates = ([named] if named else []) + _checkpoints_newest_first(work_dir)
+    problems = []
+    for path in dict.fromkeys(candidates):
+        if not osp.isfile(path):
+            problems.append((path, 'file not found'))
+            continue
+        problem = checkpoint_file_problem(path)
+        if problem is None:
+            note = None
+            if problems:
+                bad, why = problems[0]
+                note = f'mmattn: {bad} is unreadable ({why}); resuming from {path}'
+            return path, note
+        problems.append((path, problem))
+    if problems:
+        listed = '; '.join(f'{p}: {why}' for p, why in problems[:3])
+        raise FileNotFoundError(f'no intact checkpoint to resume from in {work_dir} ({listed}); '
+                                'run without --resume to start over')
+    return None, None
+
+
+def use_atomic_checkpoints(cfg):
+    """``default_hooks.checkpoint`` of type ``CheckpointHook`` -> :class:`AtomicCheckpointHook`
+    (same arguments), in place; returns whether it was switched."""
+    hook = (cfg.get('default_hooks', None) or {}).get('checkpoint', None)
+    if isinstance(hook, dict) and str(hook.get('type', '')).split('.')[-1] == 'CheckpointHook':
+        hook['type'] = 'AtomicCheckpointHook'
+        return True
+    return False
