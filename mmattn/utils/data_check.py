@@ -8,7 +8,14 @@ and ``tools/test.py`` call :func:`check_data_or_exit` right after loading the co
 Only the standard dataset layouts are inspected: ``data_root`` joined (as mmengine's
 ``BaseDataset`` does) with ``ann_file`` and every ``data_prefix`` entry, through dataset
 wrappers (``dataset=`` / ``datasets=``), plus the evaluators' ``ann_file`` (CocoMetric).
+
+Then the content (:func:`data_content_problems`, skipped with ``--skip-data-check``): for COCO
+layouts the json is read once and the image folder listed once (no image is opened), for ADE20K
+layouts both folders are listed; missing files, empty or unmatched annotations and all-degenerate
+boxes stop the tool with the count and the first offending entries.
 """
+import json
+import os
 import os.path as osp
 import sys
 from typing import Iterable, List, Sequence
@@ -141,9 +148,159 @@ def check_data_or_exit(cfg, splits: Sequence[str] = ('train', 'val'), exit_code:
             sys.exit(exit_code)
 
 
-def data_content_problems(cfg, splits: Sequence[str] = ('train', 'val')) -> List[str]:
-    """One line per unusable dataset (filled below)."""
+# ---------------------------------------------------------------- content (COCO / ADE20K)
+
+_SHOWN = 3  # offending entries named per problem
+
+
+def _first(items):
+    items = list(items)
+    more = f', ... (+{len(items) - _SHOWN} more)' if len(items) > _SHOWN else ''
+    return ', '.join(str(i) for i in items[:_SHOWN]) + more
+
+
+def _leaf_datasets(dataset):
+    """The dataset configs below wrappers (``dataset=`` / ``datasets=``)."""
+    if dataset is None:
+        return []
+    inner, inner_list = _get(dataset, 'dataset'), _get(dataset, 'datasets')
+    if inner is None and not inner_list:
+        return [dataset]
+    return _leaf_datasets(inner) + [d for sub in (inner_list or []) for d in _leaf_datasets(sub)]
+
+
+def _dataset_class_attr(dataset, name, default=None):
+    """A class attribute (``METAINFO``, suffixes) of the dataset type, from the registry of the
+    config's scope; ``default`` when it cannot be looked up."""
+    dtype = str(_get(dataset, 'type', '') or '').split('.')[-1]
+    for module in ('mmdet.registry', 'mmseg.registry'):
+        try:
+            import importlib
+            cls = importlib.import_module(module).DATASETS.get(dtype)
+        except Exception:  # noqa: BLE001 - a codebase that is absent or fails to import
+            cls = None
+        if cls is not None:
+            return getattr(cls, name, default)
+    return default
+
+
+def _listing(folder):
+    """Relative paths of the files below ``folder`` (one directory walk, no file opened)."""
+    found = set()
+    for root, _, files in os.walk(folder):
+        rel = osp.relpath(root, folder)
+        for name in files:
+            found.add(name if rel == '.' else osp.join(rel, name))
+    return found
+
+
+def _valid_box(ann, image):
+    """mmdet ``CocoDataset.parse_data_info``'s test: boxes it keeps for training."""
+    if ann.get('ignore', False) or ann.get('iscrowd', 0):
+        return False
+    bbox = ann.get('bbox') or []
+    if len(bbox) != 4:
+        return False
+    x1, y1, w, h = bbox
+    img_w, img_h = image.get('width', float('inf')), image.get('height', float('inf'))
+    inter_w = max(0, min(x1 + w, img_w) - max(x1, 0))
+    inter_h = max(0, min(y1 + h, img_h) - max(y1, 0))
+    return inter_w * inter_h > 0 and ann.get('area', w * h) > 0 and w >= 1 and h >= 1
+
+
+def _coco_problems(dataset, split):
+    data_root = _get(dataset, 'data_root')
+    ann_file = _join(data_root, _get(dataset, 'ann_file'))
+    prefix = _get(dataset, 'data_prefix') or {}
+    img_dir = _join(data_root, _get(prefix, 'img', '')) or str(data_root or '')
+    with open(ann_file) as f:
+        coco = json.load(f)
+    images = coco.get('images') or []
+    annotations = coco.get('annotations')
+    categories = coco.get('categories') or []
+    problems = []
+    if not images:
+        return [f'{ann_file} lists no images']
+
+    metainfo = _get(dataset, 'metainfo') or _dataset_class_attr(dataset, 'METAINFO', {}) or {}
+    classes = list(_get(metainfo, 'classes') or [])
+    names = [c.get('name') for c in categories]
+    cat_ids = {c.get('id') for c in categories if not classes or c.get('name') in classes}
+    if classes and not cat_ids:
+        problems.append(f'none of the {len(classes)} class names of the config '
+                        f'({_first(classes)}) is a category of {ann_file} (its categories: '
+                        f'{_first(names) or "none"})')
+
+    if split == 'train' and not problems:
+        if not annotations:
+            problems.append(f'the "annotations" list of {ann_file} is empty: nothing to train on')
+        else:
+            by_id = {im.get('id'): im for im in images}
+            ours = [a for a in annotations if a.get('category_id') in cat_ids]
+            if not ours:
+                problems.append(f'no annotation of {ann_file} has a category of the config '
+                                f'({_first(classes)})')
+            elif not any(_valid_box(a, by_id.get(a.get('image_id'), {})) for a in ours):
+                problems.append(
+                    f'all {len(ours)} boxes of {ann_file} are degenerate (width or height < 1 '
+                    'px, zero area or outside the image): training would see background only; '
+                    'first: ' + _first(f'id {a.get("id")} bbox {a.get("bbox")}' for a in ours))
+
+    files = _listing(img_dir) if osp.isdir(img_dir) else set()
+    missing = [im.get('file_name') for im in images if im.get('file_name') not in files]
+    if missing:
+        problems.append(f'{len(missing)} of {len(images)} images listed in {ann_file} are '
+                        f'missing under {img_dir}: {_first(missing)}')
+    return problems
+
+
+def _seg_problems(dataset, split):
+    data_root = _get(dataset, 'data_root')
+    prefix = _get(dataset, 'data_prefix') or {}
+    img_dir = _join(data_root, _get(prefix, 'img_path', '')) or str(data_root or '')
+    seg_dir = _join(data_root, _get(prefix, 'seg_map_path', ''))
+    img_suffix = _get(dataset, 'img_suffix') or _dataset_class_attr(dataset, 'img_suffix') \
+        or '.jpg'
+    seg_suffix = _get(dataset, 'seg_map_suffix') or \
+        _dataset_class_attr(dataset, 'seg_map_suffix') or '.png'
+    if _get(dataset, 'ann_file'):  # an explicit split file: mmseg reads names from it
+        return []
+    images = sorted(p for p in _listing(img_dir) if p.endswith(img_suffix))
+    if not images:
+        return [f'no *{img_suffix} image under {img_dir}']
+    if not seg_dir:
+        return []
+    maps = _listing(seg_dir) if osp.isdir(seg_dir) else set()
+    missing = [p[:-len(img_suffix)] + seg_suffix for p in images
+               if p[:-len(img_suffix)] + seg_suffix not in maps]
+    if missing:
+        return [f'{len(missing)} of {len(images)} images under {img_dir} have no segmentation '
+                f'map under {seg_dir}: {_first(missing)}']
     return []
+
+
+def data_content_problems(cfg, splits: Sequence[str] = ('train', 'val')) -> List[str]:
+    """What would make the first iterations fail or train on nothing, one line each.
+
+    COCO layouts (``ann_file`` ``*.json``): image files listed in the json but absent (one
+    directory listing, no image decoded), class names of the config matching no category, and
+    for training an empty ``annotations`` list or boxes that are all degenerate (mmdet drops
+    boxes narrower or lower than 1 px, of zero area or outside the image). ADE20K / mmseg
+    folder layouts (``data_prefix.seg_map_path``): images without their segmentation map.
+    """
+    problems = []
+    for split in splits:
+        loader_key, _ = _SPLIT_KEYS[split]
+        if split in ('val', 'test') and _get(cfg, f'{split}_cfg', 'absent') is None:
+            continue
+        for dataset in _leaf_datasets(_get(_get(cfg, loader_key), 'dataset')):
+            ann_file = str(_get(dataset, 'ann_file') or '')
+            prefix = _get(dataset, 'data_prefix') or {}
+            if ann_file.endswith('.json'):
+                problems += _coco_problems(dataset, split)
+            elif isinstance(prefix, dict) and 'seg_map_path' in prefix:
+                problems += _seg_problems(dataset, split)
+    return list(dict.fromkeys(problems))
 
 
 def missing_pretrained(cfg) -> List[str]:
