@@ -21,7 +21,7 @@ DEMO_DIR ?= work_dirs/demo
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install test test-fast demo demo-seg bench clean-demo
+.PHONY: help install test test-fast demo demo-seg demo-plug bench clean-demo
 
 help:
 	@echo "make install   create $(VENV) (unless a virtualenv is active) and install mmattn with its pinned stack"
@@ -29,6 +29,7 @@ help:
 	@echo "make test-fast the test suite without the tests marked slow (Runner, subprocesses)"
 	@echo "make demo      synthetic data -> train BiFormer Mask R-CNN on CPU -> CocoMetric, prediction PNGs, loss curve"
 	@echo "make demo-seg  the same for BiFormer UPerNet (IoUMetric)"
+	@echo "make demo-plug the same for R-50 RetinaNet with neighborhood-attention plugins (CocoMetric)"
 	@echo "make bench     backbone latency/memory/GFLOP/s table + plot, then every op vs its anchors (BENCH_ARGS=...)"
 	@echo "variables: WHEELHOUSE=<folder of prebuilt wheels, e.g. an mmcv 2.1.0 CPU wheel>"
 
@@ -81,6 +82,9 @@ demo: install
 
 demo-seg: install
 	$(PY) tools/demo.py --task seg --work-dir $(DEMO_DIR)
+
+demo-plug: install
+	$(PY) tools/demo.py --task plug --work-dir $(DEMO_DIR)
 
 bench: install
 	$(PY) tools/analysis/benchmark.py $(BENCH_ARGS)

@@ -2,7 +2,8 @@
 
 ``make demo`` runs ``python tools/demo.py --task det --work-dir work_dirs/demo`` (Mask R-CNN on the
 synthetic COCO shapes, CocoMetric bbox + segm); ``make demo-seg`` runs ``--task seg`` (UPerNet on
-the synthetic ADE20K scenes, IoUMetric). Steps:
+the synthetic ADE20K scenes, IoUMetric); ``make demo-plug`` runs ``--task plug`` (R-50 RetinaNet
+with neighborhood-attention plugins, CocoMetric bbox). Steps:
 
 1. generate the synthetic dataset with ``tools/make_synthetic.py`` if it is not there yet;
 2. train the demo config through the stock mmengine Runner (validation at the end);
@@ -41,6 +42,9 @@ TASKS = {
                 headline=('coco/bbox_mAP', 'coco/segm_mAP')),
     'seg': dict(config='configs/demo/biformer_upernet_synthetic.py', dataset='ade20k',
                 headline=('mIoU', 'aAcc')),
+    # a plug-in attention in a stock host: R-50 RetinaNet with NeighborhoodAttention2d plugins
+    'plug': dict(config='configs/demo/r50-na_retinanet_synthetic.py', dataset='coco',
+                 headline=('coco/bbox_mAP', 'coco/bbox_mAP_50')),
 }
 
 
@@ -67,7 +71,8 @@ class _KeepMetrics(Hook):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--task', choices=sorted(TASKS), default='det',
-                        help='det: Mask R-CNN + CocoMetric; seg: UPerNet + IoUMetric')
+                        help='det: Mask R-CNN + CocoMetric; seg: UPerNet + IoUMetric; plug: R-50 '
+                        '+ neighborhood-attention plugins, RetinaNet + CocoMetric')
     parser.add_argument('--work-dir', default='work_dirs/demo',
                         help='output folder; the task writes into <work-dir>/<task>')
     parser.add_argument('--config', help='demo config (default: the task\'s configs/demo file)')
@@ -132,7 +137,7 @@ def draw_predictions(runner, out_dir, num_images, task_name):
                 image = mmcv.imread(img_path, channel_order='rgb')
                 name = osp.splitext(osp.basename(img_path))[0]
                 out_file = osp.join(out_dir, f'{name}.png')
-                kwargs = dict(pred_score_thr=0.3) if task_name == 'det' else {}
+                kwargs = dict(pred_score_thr=0.3) if TASKS[task_name]['dataset'] == 'coco' else {}
                 visualizer.add_datasample(
                     name, image, data_sample=sample, draw_gt=True, draw_pred=True, show=False,
                     wait_time=0, out_file=out_file, **kwargs)

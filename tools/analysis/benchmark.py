@@ -23,6 +23,7 @@ rewrites the README's "## Speed and memory" section from this run and ``--includ
     python tools/analysis/benchmark.py --repeat 3
     python tools/analysis/benchmark.py --backbones NAT:tiny,Swin-T --resolutions 512x512
     python tools/analysis/benchmark.py --ops routing,neighborhood --quick --no-memory
+    python tools/analysis/benchmark.py --plug --backbones R-50,Swin-T
     python tools/analysis/benchmark.py --device cuda
 """
 import argparse
@@ -41,9 +42,11 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import op_bench  # noqa: E402
 
 from mmattn.analysis.flops import measure_backbone  # noqa: E402
-from mmattn.analysis.models import build_backbone, default_backbones, short_name  # noqa: E402
+from mmattn.analysis.models import (build_backbone, default_backbones, plug_specs,  # noqa: E402
+                                    short_name)
 
 DEFAULT_RESOLUTIONS = '224x224,512x512,800x1216'
+PLUG_RESOLUTIONS = '512x512,800x1216'
 WARM_RESOLUTION = (64, 64)  # warm-up input of the memory probe (>= 32, cheap)
 
 
@@ -421,11 +424,16 @@ def parse_args(argv=None):
     parser.add_argument('--backbones', default=None,
                         help='comma-separated TYPE[:ARCH] or baseline names; default: '
                         'every family\'s headline variant, Swin-T and PVTv2-B2')
-    parser.add_argument('--resolutions', default=DEFAULT_RESOLUTIONS,
-                        help=f'comma-separated HxW (default {DEFAULT_RESOLUTIONS})')
+    parser.add_argument('--resolutions', default=None,
+                        help=f'comma-separated HxW (default {DEFAULT_RESOLUTIONS}; with --plug '
+                        f'{PLUG_RESOLUTIONS})')
     parser.add_argument('--ops', default=None,
                         help='comma-separated op benchmark families instead of backbones, or "all": '
                         f'{op_bench.families()}')
+    parser.add_argument('--plug', action='store_true',
+                        help='the plug-in blocks: every stock host (R-50, Swin-T, PVTv2-B2, '
+                        'MiT-B0) without and with each op (HOST+OP specs), at 512x512 and '
+                        '800x1216 unless --resolutions is given; --backbones narrows the hosts')
     parser.add_argument('--quick', action='store_true', help='tiny op sizes (smoke test)')
     parser.add_argument('--device', default='cpu', help='cpu or cuda[:N]')
     parser.add_argument('--warmup', type=int, default=1)
@@ -449,6 +457,12 @@ def parse_args(argv=None):
         parser.error('--device cuda: no CUDA device is available to this torch')
     if args.repeat < 1 or args.warmup < 0:
         parser.error('--repeat must be >= 1 and --warmup >= 0')
+    if args.resolutions is None:
+        args.resolutions = PLUG_RESOLUTIONS if args.plug else DEFAULT_RESOLUTIONS
+    if args.plug:
+        hosts = args.backbones.split(',') if args.backbones else None
+        args.backbones = ','.join(s for s in plug_specs()
+                                  if hosts is None or s.partition('+')[0] in hosts)
     return args
 
 
@@ -476,7 +490,8 @@ def main(argv=None):
           flush=True)
     os.makedirs(args.out_dir, exist_ok=True)
     stem = osp.join(args.out_dir,
-                    args.name or f'{"ops" if args.ops else "backbones"}_{device_kind}')
+                    args.name or f'{"ops" if args.ops else "plug" if args.plug else "backbones"}'
+                    f'_{device_kind}')
     if args.ops:
         run['families'] = op_bench.families() if args.ops == 'all' else args.ops.split(',')
         run['ops'] = [row for fam in run['families'] for row in bench_ops(fam, args)]
