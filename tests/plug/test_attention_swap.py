@@ -166,3 +166,25 @@ def test_bad_configs_are_clear_errors():
         _swap('mit', 'SlideAttention2d', stages=(5, ))
     with pytest.raises(ValueError, match='block index 3 does not exist'):
         _swap('mit', 'SlideAttention2d', stages=(2, ), blocks=[3])
+
+
+def test_stock_swin_t_detector_checkpoint_with_strict_key_accounting(tmp_path):
+    """Swin-T as mmdet's swin configs build it, saved as a detector checkpoint (``backbone.``)."""
+    swin_t = dict(type='mmdet.SwinTransformer', embed_dims=96, depths=[2, 2, 6, 2],
+                  num_heads=[3, 6, 12, 24], window_size=7, out_indices=(0, 1, 2, 3))
+    torch.manual_seed(0)
+    stock = MODELS.build(swin_t)
+    path = str(tmp_path / 'mask-rcnn_swin-t.pth')
+    torch.save({'state_dict': {'backbone.' + k: v for k, v in stock.state_dict().items()},
+                'meta': {}}, path)
+    model = AttentionSwap(backbone=swin_t, attn=dict(type='NeighborhoodAttention2d'),
+                          init_cfg=dict(type='Pretrained', checkpoint=path, prefix='backbone.'))
+    model.init_weights()
+    report = model.load_host_checkpoint(path, prefix='backbone.')
+    # stages 3-4 of Swin-T: 6 + 2 blocks, each W-MSA with qkv, proj, a bias table and its index
+    assert len(model.swapped) == 8
+    assert len(report['not_used']) == 8 * 6
+    assert len(report['new']) == 8 * 5  # NA: qkv (w, b), rpb, proj (w, b)
+    own = model.backbone.state_dict()
+    assert all(torch.equal(own[k], stock.state_dict()[k]) for k in report['loaded'])
+    assert len(report['loaded']) + len(report['new']) == len(own)

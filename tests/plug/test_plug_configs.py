@@ -51,3 +51,19 @@ def test_config_builds_and_extracts_features(path):
         assert all(torch.isfinite(f).all() for f in feats)
         # the backbone's stride-32 map reaches the neck / head
         assert any(f.shape[-2:] == (-(-height // 32), -(-width // 32)) for f in backbone(x))
+
+
+@pytest.mark.parametrize('scope, resnet', [('mmdet', 'ResNet'), ('mmseg', 'ResNetV1c')])
+@pytest.mark.parametrize('op', ['BiLevelRoutingAttention2d', 'NeighborhoodAttention2d',
+                                'SlideAttention2d', 'GroupMixAttention2d', 'DualAttention2d'])
+def test_every_op_as_a_resnet_plugin_of_mmdet_and_mmseg(scope, resnet, op):
+    backbone = build_model(dict(type=resnet, depth=50, plugins=[dict(
+        cfg=dict(type=op), stages=(False, True, True, True), position='after_conv2')]), scope)
+    backbone.init_weights()
+    blocks = [m for m in backbone.modules() if isinstance(m, AttentionBlock2d)]
+    assert len(blocks) == 13 and all(type(b).__name__ == op for b in blocks)
+    backbone.train()
+    outs = backbone(torch.randn(2, 3, 69, 83))
+    assert [o.shape[-2:] for o in outs] == [(18, 21), (9, 11), (5, 6), (3, 3)]
+    sum(o.mean() for o in outs).backward()
+    assert all(b.attn.proj.weight.grad is not None for b in blocks)
