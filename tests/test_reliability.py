@@ -144,3 +144,32 @@ def test_with_cp_same_outputs_and_gradients(name, monkeypatch):
             assert grads_b[key] is None, key
         else:
             torch.testing.assert_close(grads_a[key], grads_b[key], msg=key)
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_input_dtype_other_than_the_weights_is_one_clear_error(name, models):
+    """float64 / float16 into a float32 model on CPU: a TypeError saying what to do, not an
+    error from deep inside a convolution; float64 works once the model is float64."""
+    model = models[name]
+    for dtype in (torch.float64, torch.float16):
+        with pytest.raises(TypeError, match=rf'input dtype {dtype} differs from the weights'):
+            model(torch.zeros(1, 3, 64, 64, dtype=dtype))
+    double = build(name).eval().double()
+    with torch.no_grad():
+        outs = double(torch.randn(1, 3, 64, 64, dtype=torch.float64))
+    assert all(out.dtype == torch.float64 and torch.isfinite(out).all() for out in outs)
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_train_mode_batch_one_at_32x32(name):
+    """Batch 1 at 32x32 in train mode trains, or (BatchNorm in the last stage: BiFormer,
+    GroupMixFormer) stops with a message naming the cause and the ways out, which work."""
+    model = build(name).train()
+    x = torch.randn(1, 3, 32, 32)
+    if name in ('BiFormer', 'GroupMixFormer'):
+        with pytest.raises(ValueError, match=r'one value per channel .*BatchNorm.*norm_eval=True'):
+            model(x)
+        assert len(model(torch.randn(2, 3, 32, 32))) == 4
+        assert len(build(name, norm_eval=True).train()(x)) == 4
+    else:
+        assert len(model(x)) == 4

@@ -328,10 +328,25 @@ def check_pretrained_or_exit(cfg, exit_code: int = 2):
     """One line naming a missing pretrained file and how to make it (train only reads it)."""
     missing = missing_pretrained(cfg)
     if missing and not _get(cfg, 'load_from') and not _get(cfg, 'resume'):
-        family = _get(_get(_get(cfg, 'model'), 'backbone') or {}, 'type') or 'FAMILY'
+        backbone = str(_get(_get(_get(cfg, 'model'), 'backbone') or {}, 'type') or 'FAMILY')
+        family = converter_family(backbone)
+        if family:
+            how = (f'convert the official ImageNet weights with `python tools/convert_ckpt.py '
+                   f'{family} OFFICIAL.pth {missing[0]}`')
+        else:
+            how = (f'{backbone.split(".")[-1]} has no released weights and no converter: put a '
+                   'state dict of your own ImageNet model (mmattn keys) there')
         print(f'mmattn: pretrained checkpoint not found: {missing[0]} ({osp.abspath(missing[0])}); '
-              f'convert the official ImageNet weights with `python tools/convert_ckpt.py '
-              f'{str(family).split(".")[-1].lower()} OFFICIAL.pth {missing[0]}`, or train from '
-              "scratch with --cfg-options model.backbone.init_cfg=None",
+              f'{how}, or train from scratch with --cfg-options model.backbone.init_cfg=None',
               file=sys.stderr, flush=True)
         sys.exit(exit_code)
+
+
+def converter_family(backbone_type):
+    """The ``tools/convert_ckpt.py`` family of a backbone type (``'SlideSwin'`` ->
+    ``'slide_swin'``), or None when it has no converter (e.g. ``SlidePVT``)."""
+    from mmattn.converters import CONVERTERS
+    from mmattn.registry import MODELS
+    cls = MODELS.get(backbone_type.split('.')[-1])
+    family = getattr(cls, 'family', None)
+    return family if family in CONVERTERS else None

@@ -79,6 +79,22 @@ class DenseBackbone(BaseModule):
         if min(x.shape[2:]) < self.min_input_size:
             raise ValueError(f'{name} needs H, W >= {self.min_input_size} (min_input_size), '
                              f'got {x.shape[2]}x{x.shape[3]}')
+        weight = next(self.parameters(), None)
+        if weight is not None and x.dtype != weight.dtype \
+                and not torch.is_autocast_enabled(x.device.type):
+            raise TypeError(
+                f'{name}: input dtype {x.dtype} differs from the weights ({weight.dtype}); pass '
+                f'{weight.dtype} inputs or convert the model (model.to({x.dtype})); for reduced '
+                "precision on CPU use torch.autocast('cpu', dtype=torch.bfloat16)")
+        if self.training and x.shape[0] == 1 and \
+                -(-x.shape[2] // 32) * -(-x.shape[3] // 32) == 1:
+            stages = getattr(self, 'stages', None)
+            if stages is not None and len(stages) and any(
+                    isinstance(m, _BatchNorm) and m.training for m in stages[-1].modules()):
+                raise ValueError(
+                    f'{name} in train mode: one {x.shape[2]}x{x.shape[3]} image leaves a 1x1 map '
+                    'and so one value per channel for the BatchNorm layers of the last stage; '
+                    'train with >= 2 images per batch or larger inputs, or set norm_eval=True')
 
     def pretrained_init_cfg(self):
         """The ``type='Pretrained'`` entry of ``init_cfg`` (a dict or a list of dicts), or None."""
