@@ -58,9 +58,11 @@ $(STAMP)/mmcv: $(STAMP)/setuptools
 	$(PY) -c "import mmcv.ops; from mmcv.ops import nms, RoIAlign; print('[install]     mmcv', mmcv.__version__, 'with compiled ops')"
 	@touch $@
 
-$(STAMP)/deps: $(STAMP)/mmcv requirements/runtime.txt requirements/mmpretrain.txt requirements/tests.txt
-	@echo "[install] 4/5 mmengine, mmdet, mmsegmentation, mmpretrain (registry only), pycocotools, test tools"
-	$(PIP) install -q $(CONSTRAINTS) -r requirements/runtime.txt -r requirements/tests.txt
+$(STAMP)/deps: $(STAMP)/mmcv requirements/runtime.txt requirements/mmpretrain.txt requirements/tests.txt \
+		requirements/deploy.txt
+	@echo "[install] 4/5 mmengine, mmdet, mmsegmentation, mmpretrain (registry only), pycocotools, test tools, onnx/onnxruntime"
+	$(PIP) install -q $(CONSTRAINTS) -r requirements/runtime.txt -r requirements/tests.txt \
+		-r requirements/deploy.txt
 	$(PIP) install -q $(CONSTRAINTS) --no-deps mmpretrain==1.2.0
 	$(PIP) install -q $(CONSTRAINTS) einops mat4py modelindex rich importlib-metadata
 	@touch $@

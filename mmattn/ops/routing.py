@@ -83,11 +83,12 @@ def bi_level_routing_attention(q, k, v, n_win, topk, num_heads, scale=None):
 
 
 def _pad_bottom_right(x, n_win):
+    # Unconditional (a zero pad is a copy): a branch on the size would be frozen into an
+    # exported or compiled graph with dynamic H, W. No negative operands in the size arithmetic:
+    # ONNX's integer Div / Mod do not floor like Python's // and %.
     pad_b = (n_win - x.shape[1] % n_win) % n_win
     pad_r = (n_win - x.shape[2] % n_win) % n_win
-    if pad_b or pad_r:
-        x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
-    return x
+    return F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
 
 
 @register_model

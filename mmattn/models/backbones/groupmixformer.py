@@ -12,7 +12,6 @@ is zero padded at the bottom/right to the next multiple of 32, exactly what mmde
 zeros take part in the global token softmax and the batch statistics, as they would after the
 data preprocessor's padding.
 """
-import math
 
 import torch
 import torch.nn.functional as F
@@ -207,9 +206,10 @@ class GroupMixFormer(DenseBackbone):
     def forward(self, x):
         self.check_input(x)
         height, width = x.shape[2:]
-        pad_h, pad_w = -height % SIZE_DIVISOR, -width % SIZE_DIVISOR
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h))
+        # No branch on the size (it would be frozen into an exported / compiled graph) and no
+        # negative operands in the size arithmetic (ONNX's integer Div / Mod do not floor).
+        x = F.pad(x, (0, (SIZE_DIVISOR - width % SIZE_DIVISOR) % SIZE_DIVISOR,
+                      0, (SIZE_DIVISOR - height % SIZE_DIVISOR) % SIZE_DIVISOR))
         x = self.stem(x)
         outs = []
         for i, stage in enumerate(self.stages):
@@ -217,8 +217,8 @@ class GroupMixFormer(DenseBackbone):
             if i in self.out_indices:
                 stride = 2**(i + 2)
                 # contiguous: mmcv's CPU roi_align misreads strided input
-                outs.append(x[:, :, :math.ceil(height / stride),
-                              :math.ceil(width / stride)].contiguous())
+                outs.append(x[:, :, :(height + stride - 1) // stride,
+                              :(width + stride - 1) // stride].contiguous())
             if i == self.out_indices[-1]:
                 break  # later stages feed nothing
         return tuple(outs)
