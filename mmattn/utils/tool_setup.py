@@ -139,6 +139,9 @@ def check_model_cfg_or_exit(cfg, scope, tool):
     import importlib
 
     from mmengine.registry import init_default_scope
+    if cpu_dist.needs_cpu_distributed(cfg.get('launcher', 'none')) or \
+            cfg.get('launcher', 'none') not in (None, 'none'):
+        return  # distributed: norm layers (CPUSyncBN / SyncBN) need the process group first
     init_default_scope(scope)
     models = importlib.import_module(f'{scope}.registry').MODELS
     try:
