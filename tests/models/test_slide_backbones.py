@@ -316,3 +316,67 @@ def test_bad_input(cls, kwargs, x, match):
     with pytest.raises(ValueError, match=match):
         model = cls(**kwargs)
         model(torch.randn(*x))
+
+
+def _window_msa_reference(msa, x, window_size, shift):
+    """Official Swin window attention on an (H, W, C) map, one window at a time: when the map is
+    no larger than the window, window = min(H, W) and no shift; otherwise the window, shifted by
+    window // 2 on shifted blocks, the map zero padded bottom/right, tokens of different shift
+    regions masked with -100 (mmdet's and the official value)."""
+    height, width, c = x.shape
+    w_msa = msa.w_msa
+    if min(height, width) <= window_size:
+        window, s = min(height, width), 0
+    else:
+        window, s = window_size, (window_size // 2 if shift else 0)
+    hp, wp = -(-height // window) * window, -(-width // window) * window
+    padded = x.new_zeros(hp, wp, c)
+    padded[:height, :width] = x
+    region = torch.zeros(hp, wp, dtype=torch.long)
+    if s:
+        for i, rows in enumerate((slice(0, -window), slice(-window, -s), slice(-s, None))):
+            for j, cols in enumerate((slice(0, -window), slice(-window, -s), slice(-s, None))):
+                region[rows, cols] = 3 * i + j
+        padded = torch.roll(padded, (-s, -s), (0, 1))
+    table = w_msa.relative_position_bias_table
+    heads = w_msa.num_heads
+    out = torch.zeros_like(padded)
+    for r0 in range(0, hp, window):
+        for c0 in range(0, wp, window):
+            cells = [(r, q) for r in range(r0, r0 + window) for q in range(c0, c0 + window)]
+            tokens = torch.stack([padded[r, q] for r, q in cells])
+            qkv = tokens @ w_msa.qkv.weight.t() + w_msa.qkv.bias
+            q, k, v = qkv.view(len(cells), 3, heads, -1).unbind(1)
+            result = []
+            for h in range(heads):
+                logits = (q[:, h] * w_msa.scale) @ k[:, h].t()
+                for a, (ra, qa) in enumerate(cells):
+                    for b, (rb, qb) in enumerate(cells):
+                        dy, dx = ra - rb + window_size - 1, qa - qb + window_size - 1
+                        logits[a, b] += table[dy * (2 * window_size - 1) + dx, h]
+                        if region[ra, qa] != region[rb, qb]:
+                            logits[a, b] += -100.
+                result.append(torch.softmax(logits, -1) @ v[:, h])
+            mixed = torch.cat(result, -1) @ w_msa.proj.weight.t() + w_msa.proj.bias
+            for (r, q), value in zip(cells, mixed):
+                out[r, q] = value
+    if s:
+        out = torch.roll(out, (s, s), (0, 1))
+    return out[:height, :width]
+
+
+@pytest.mark.parametrize('hw', [(7, 7), (8, 8), (13, 13), (14, 14), (7, 11), (5, 9), (9, 6),
+                                (3, 3), (1, 4)])
+@pytest.mark.parametrize('shift', [False, True])
+def test_window_attention_follows_official_swin_rule_on_small_maps(hw, shift):
+    from mmattn.models.backbones.slide import ClampedSwinBlock
+    torch.manual_seed(0)
+    block = ClampedSwinBlock(embed_dims=16, num_heads=2, feedforward_channels=32, window_size=7,
+                             shift=shift).double().eval()
+    with torch.no_grad():
+        block.attn.w_msa.relative_position_bias_table.normal_()
+        x = torch.randn(2, hw[0] * hw[1], 16, dtype=torch.float64)
+        out = block.attn(x, hw)
+        for i in range(2):
+            ref = _window_msa_reference(block.attn, x[i].view(*hw, 16), 7, shift)
+            torch.testing.assert_close(out[i].view(*hw, 16), ref, rtol=1e-10, atol=1e-10)

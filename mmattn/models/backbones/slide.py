@@ -13,7 +13,7 @@ from mmcv.cnn.bricks import DropPath
 from mmcv.cnn.bricks.transformer import FFN, PatchEmbed, PatchMerging
 from mmdet.models.backbones.pvt import (AbsolutePositionEmbedding, PVTEncoderLayer,
                                         PyramidVisionTransformer)
-from mmdet.models.backbones.swin import SwinBlock
+from mmdet.models.backbones.swin import ShiftWindowMSA, SwinBlock
 from mmengine.config import ConfigDict
 from mmengine.logging import print_log
 from mmengine.model import BaseModule, ModuleList
@@ -26,6 +26,62 @@ from .base import DenseBackbone
 
 OUTPUT_STRIDE = 32  # SlidePVT pads inside to a multiple of its last stride, then crops
 
+
+
+class ClampedShiftWindowMSA(ShiftWindowMSA):
+    """mmdet's (shifted) window attention with the official Swin rule for small maps.
+
+    Official Swin (``SwinTransformerBlock``, also mmpretrain's Swin) uses, when the map is no
+    larger than the window (``min(H, W) <= window_size``), no shift and a window of
+    ``min(H, W)``; mmdet's detection Swin keeps the shift and pads the map to the window
+    instead. The rule is applied per forward, since detection inputs vary in size; larger maps
+    run mmdet's code unchanged. A smaller window reads the centre of the relative-position table
+    (the same learned bias for the same offset).
+    """
+
+    def forward(self, query, hw_shape):
+        height, width = hw_shape
+        window = min(height, width)
+        if window > self.window_size or (window == self.window_size and not self.shift_size):
+            return super().forward(query, hw_shape)  # what the official rule does too
+        b, _, c = query.shape
+        x = query.view(b, height, width, c)
+        pad_b, pad_r = (-height) % window, (-width) % window
+        x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))  # one axis at most: the longer one
+        hp, wp = x.shape[1:3]
+        windows = x.view(b, hp // window, window, wp // window, window, c).transpose(2, 3)
+        out = self._window_attention(windows.reshape(-1, window * window, c), window)
+        out = out.view(b, hp // window, wp // window, window, window, c).transpose(2, 3)
+        out = out.reshape(b, hp, wp, c)[:, :height, :width].reshape(b, height * width, c)
+        return self.drop(out)
+
+    def _window_attention(self, x, window):
+        """mmdet WindowMSA on ``window`` x ``window`` windows (no mask)."""
+        msa = self.w_msa
+        n, tokens, c = x.shape
+        q, k, v = msa.qkv(x).reshape(n, tokens, 3, msa.num_heads, -1).permute(2, 0, 3, 1, 4)
+        attn = (q * msa.scale) @ k.transpose(-2, -1)
+        attn = attn + _relative_bias(msa.relative_position_bias_table, self.window_size, window)
+        attn = msa.attn_drop(msa.softmax(attn))
+        return msa.proj_drop(msa.proj((attn @ v).transpose(1, 2).reshape(n, tokens, c)))
+
+
+def _relative_bias(table, table_window, window):
+    """(heads, w*w, w*w) bias of a ``window``-sized window from a ``table_window`` table."""
+    coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window),
+                                        indexing='ij')).flatten(1)  # (2, w*w)
+    rel = coords[:, :, None] - coords[:, None, :] + table_window - 1
+    index = rel[0] * (2 * table_window - 1) + rel[1]
+    return table[index.to(table.device)].permute(2, 0, 1)
+
+
+class ClampedSwinBlock(SwinBlock):
+    """mmdet's ``SwinBlock`` with :class:`ClampedShiftWindowMSA` (same parameters, same init)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # change the forward only: building a second attention would draw other random weights
+        self.attn.__class__ = ClampedShiftWindowMSA
 
 
 def _check_slide_stages(num_slide_stages, kernel_size):
@@ -216,9 +272,9 @@ class SlideSwin(DenseBackbone):
                 if i < num_slide_stages:
                     blocks.append(SlideBlock(kernel_size=kernel_size, deploy=deploy, **common))
                 else:
-                    blocks.append(SwinBlock(window_size=self.window_sizes[i],
-                                            shift=attn_mode == 'window' and j % 2 == 1,
-                                            **common))
+                    blocks.append(ClampedSwinBlock(window_size=self.window_sizes[i],
+                                                   shift=attn_mode == 'window' and j % 2 == 1,
+                                                   **common))
             downsample = PatchMerging(dim, 2 * dim, stride=2, norm_cfg=dict(type='LN'),
                                       bias=False) if i < self.num_stages - 1 else None
             self.stages.append(SlideSwinStage(blocks, downsample, with_cp))
