@@ -21,11 +21,12 @@ DEMO_DIR ?= work_dirs/demo
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install test test-fast demo demo-seg demo-plug bench clean-demo
+.PHONY: help install test test-fast test-deploy demo demo-seg demo-plug bench clean-demo
 
 help:
 	@echo "make install   create $(VENV) (unless a virtualenv is active) and install mmattn with its pinned stack"
 	@echo "make test      run the test suite (pytest)"
+	@echo "make test-deploy the ONNX export tests of every backbone and of RetinaNet / Semantic FPN (slow)"
 	@echo "make test-fast the test suite without the tests marked slow (Runner, subprocesses)"
 	@echo "make demo      synthetic data -> train BiFormer Mask R-CNN on CPU -> CocoMetric, prediction PNGs, loss curve"
 	@echo "make demo-seg  the same for BiFormer UPerNet (IoUMetric)"
@@ -77,7 +78,10 @@ test: install
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 test-fast: install
-	$(PY) -m pytest tests -m 'not slow' $(PYTEST_ARGS)
+	$(PY) -m pytest tests -m 'not slow and not deploy' $(PYTEST_ARGS)
+
+test-deploy: install
+	$(PY) -m pytest tests -m deploy $(PYTEST_ARGS)
 
 demo: install
 	$(PY) tools/demo.py --task det --work-dir $(DEMO_DIR)

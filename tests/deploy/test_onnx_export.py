@@ -35,7 +35,7 @@ def test_traced_neighborhood_attention_equals_reference(h, w, ks, d):
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.slow
+@pytest.mark.deploy
 @pytest.mark.parametrize('name', sorted(TINY_BACKBONES))
 def test_backbone_exports_with_dynamic_hw(name, tmp_path):
     torch.manual_seed(0)
@@ -62,7 +62,7 @@ def _run_export_tool(capsys, config, *args):
     return out, diffs
 
 
-@pytest.mark.slow
+@pytest.mark.deploy
 @pytest.mark.parametrize('config,outputs', [
     ('configs/demo/biformer_retinanet_synthetic.py', 10),  # cls + bbox maps of 5 levels
     ('configs/demo/biformer_fpn_synthetic.py', 1),  # Semantic FPN logits
