@@ -1,25 +1,18 @@
 # NAT-Tiny + RetinaNet (FPN), COCO 1x. NOT a paper setting: the NAT/DiNAT papers and repo have
-# no RetinaNet (specs/nat.md §4.1), so there is no published number to compare with. This config
-# uses mmattn's COCO RetinaNet 1x recipe of configs/det/biformer_retinanet.py (AdamW 1e-4,
-# wd 1e-4, 12 epochs, single-scale 1333x800) with the NAT-T backbone of nat_maskrcnn.py.
+# no RetinaNet (only Mask R-CNN and Cascade Mask R-CNN), so there is no published number to
+# compare with. This config uses mmattn's COCO RetinaNet 1x recipe of
+# configs/det/biformer_retinanet.py (AdamW 1e-4, wd 1e-4, 12 epochs, single-scale 1333x800) with
+# the NAT-T backbone of nat_maskrcnn.py.
 # Train: python tools/train.py configs/det/nat_retinanet.py
 #   (bash tools/dist_train.sh configs/det/nat_retinanet.py 8; add --amp on GPU)
-_base_ = ['mmdet::retinanet/retinanet_r50_fpn_1x_coco.py']
-custom_imports = dict(imports=['mmattn'], allow_failed_imports=False)
+_base_ = ['mmdet::retinanet/retinanet_r50_fpn_1x_coco.py', '../_base_/models/nat.py']
 
-# Official ImageNet-1k NAT-Tiny weights (nat_tiny.pth, specs/nat.md §3.4), read directly or
-# converted once with python tools/convert_ckpt.py nat nat_tiny.pth checkpoints/nat_tiny.pth
-pretrained = 'checkpoints/nat_tiny.pth'
+pretrained = _base_.nat.init_cfg.checkpoint
 
 model = dict(
     backbone=dict(
-        _delete_=True,
-        type='NAT',
-        arch='tiny',  # §1.7: E=64, depths 3-4-18-5, heads 2-4-8-16, mlp 3, K=7
-        dilations=None,  # §1.7: NAT = dilation 1 everywhere
-        out_indices=(0, 1, 2, 3),
-        drop_path_rate=0.2,  # mmattn choice: NAT-T's Mask R-CNN value (§4.1)
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+        _base_.nat,
+        drop_path_rate=0.2),  # mmattn choice: NAT-T's official Mask R-CNN value
     neck=dict(
         in_channels=[64, 128, 256, 512],  # NAT-T level widths
         start_level=1,  # stock RetinaNet: P3-P7 from levels 1-3

@@ -1,29 +1,20 @@
 # Dual-ViT-S + Semantic FPN, ADE20K 80k, 512x512 crops. NOT an official setting: the Dual-ViT
-# repo has no Semantic FPN config (specs/dualvit.md §4.3), so there is no published number to
-# compare with. This config uses mmattn's Semantic FPN recipe of configs/seg/biformer_fpn.py
-# (AdamW 2e-4, wd 1e-4, 80k iterations, cosine) with the Dual-ViT-S backbone of
-# dualvit_upernet.py.
+# repo has no Semantic FPN config (only UPerNet), so there is no published number to compare
+# with. This config uses mmattn's Semantic FPN recipe of configs/seg/biformer_fpn.py (AdamW 2e-4,
+# wd 1e-4, 80k iterations, cosine) with the Dual-ViT-S backbone of dualvit_upernet.py.
 # Train: python tools/train.py configs/seg/dualvit_fpn.py
 #   (bash tools/dist_train.sh configs/seg/dualvit_fpn.py 8; add --amp on GPU)
-_base_ = ['mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py']
-custom_imports = dict(imports=['mmattn'], allow_failed_imports=False)
+_base_ = ['mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py', '../_base_/models/dualvit.py']
 
-# Official ImageNet-1k Dual-ViT-S weights (flat classification state dict), read directly or
-# converted once with python tools/convert_ckpt.py dualvit dualvit_s.pth checkpoints/dualvit_s.pth
-pretrained = 'checkpoints/dualvit_s.pth'
+pretrained = _base_.dualvit.init_cfg.checkpoint
 
 model = dict(
     pretrained=None,  # the base's ResNet 'open-mmlab://resnet50_v1c' would reach the backbone
     backbone=dict(
-        _delete_=True,
-        type='DualViT',
-        arch='small',  # §1.2: dims 64-128-320-448, heads 2-4-10-14, depths 3-4-6-3
-        out_indices=(0, 1, 2, 3),
-        drop_path_rate=0.15,  # mmattn choice: the official UPerNet S value (§4.3)
+        _base_.dualvit,
         stem_norm_cfg=dict(type='BN', requires_grad=True),  # as dualvit_upernet.py
-        norm_eval=False,
-        test_tile_size=None,  # mmattn choice: whole-image eval (the UPerNet configs tile, §2.8)
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+        # mmattn choice: whole-image eval (the official UPerNet configs tile the test images)
+        test_tile_size=None),
     # stock Semantic FPN: FPN(stages 1-4 -> 256, 4 outputs) + FPNHead(128 channels)
     neck=dict(in_channels=[64, 128, 320, 448]),
     decode_head=dict(num_classes=150))

@@ -1,54 +1,39 @@
 # GroupMixFormer-S + UPerNet, ADE20K 160k, 512x512 crops. mmattn's settings, NOT the authors': the
 # official repository released classification only (segmentation/segmentation.md says "wip"; issue
 # #1 asking for the head is unanswered), and the abstract's 51.2 mIoU for GroupMixFormer-B names
-# neither head nor schedule (specs/groupmixformer.md §4.1-§4.3). This is the standard Swin
-# UPerNet protocol named in spec §4.5.
+# neither head nor schedule. This is the standard Swin UPerNet protocol.
 # Train: python tools/train.py configs/seg/groupmixformer_upernet.py
 #   (bash tools/dist_train.sh configs/seg/groupmixformer_upernet.py 8; add --amp on GPU)
-_base_ = ['mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py']
-custom_imports = dict(imports=['mmattn'], allow_failed_imports=False)
+_base_ = [
+    'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py', '../_base_/models/groupmixformer.py'
+]
 
-# Official ImageNet-1k GroupMixFormer-S weights (a {'model': ...} file, spec §3.1): init_cfg reads
-# it directly (norm4/head dropped, names checked strictly), or convert it once with
-#   python tools/convert_ckpt.py groupmixformer SRC.pth checkpoints/groupmixformer_small.pth
-# It is read only when training starts (init_weights), so the config builds without it.
-pretrained = 'checkpoints/groupmixformer_small.pth'
+pretrained = _base_.groupmixformer.init_cfg.checkpoint
 
 model = dict(
     pretrained=None,  # the base's ResNet 'open-mmlab://resnet50_v1c' would reach the backbone
-    backbone=dict(
-        _delete_=True,
-        type='GroupMixFormer',
-        arch='small',  # §1.6: dims 80-160-320-320, depths 2-4-12-4 (the repo's default yaml)
-        out_indices=(0, 1, 2, 3),  # §4.5: the four maps of return_interm_layers, no output norms
-        drop_path_rate=0.2,  # mmattn choice: no official value (§4.5 suggests 0.1-0.3)
-        norm_cfg=dict(type='BN'),  # §1.2: SyncBN officially; sync_bn below converts it
-        norm_eval=False,  # mmattn choice: aggregator BN statistics adapt to ADE20K (§4.5)
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
-    # §4.5 (Swin protocol): UPerHead 512 channels (the base) on the S widths
+    backbone=dict(_base_.groupmixformer),
+    # Swin protocol: UPerHead 512 channels (the base) on the S widths
     decode_head=dict(in_channels=[80, 160, 320, 320], num_classes=150),
-    # §4.5 (Swin protocol): FCN auxiliary head on stage 2 (out index 2, 320 channels)
+    # Swin protocol: FCN auxiliary head on stage 2 (out index 2, 320 channels)
     auxiliary_head=dict(in_channels=320, in_index=2, num_classes=150))
 
-# §1.2: the official model uses SyncBN everywhere; mmengine converts every BN when distributed
-sync_bn = 'torch'
-
-# §4.5 (Swin protocol): AdamW lr 6e-5, betas (0.9, 0.999), wd 0.01; no decay on norms and biases
-# as in the official ImageNet recipe (§4.4). fp16 only via --amp on a GPU.
+# Swin protocol: AdamW lr 6e-5, betas (0.9, 0.999), wd 0.01; no decay on norms and biases as in
+# the official ImageNet recipe (every 1-D parameter and bias). fp16 only via --amp on a GPU.
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=0.00006, betas=(0.9, 0.999), weight_decay=0.01),
     paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0.))
 
-# §4.5 (Swin protocol): linear warmup 1500 iters, then poly (power 1.0) to 160k
+# Swin protocol: linear warmup 1500 iters, then poly (power 1.0) to 160k
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
     dict(type='PolyLR', eta_min=0.0, power=1.0, begin=1500, end=160000, by_epoch=False)
 ]
 
-# §4.5 (Swin protocol): batch 2/GPU x 8 GPUs = 16 (the base is 4 x 4); 160k iterations (base)
+# Swin protocol: batch 2/GPU x 8 GPUs = 16 (the base is 4 x 4); 160k iterations (base)
 train_dataloader = dict(batch_size=2)
 # Data from the base: RandomResize (2048, 512) ratio 0.5-2.0, RandomCrop 512, flip,
 # PhotoMetricDistortion; test Resize (2048, 512) keep ratio, 'whole' (widths that are not
-# multiples of 32 are padded inside the backbone, §4.5).
+# multiples of 32 are padded inside the backbone).

@@ -1,26 +1,18 @@
 # NAT-Tiny + Semantic FPN, ADE20K 80k, 512x512 crops. NOT a paper setting: the NAT/DiNAT papers
-# report ADE20K with UPerNet only (specs/nat.md §4.2), so there is no published number. This
-# config uses mmattn's Semantic FPN recipe of configs/seg/biformer_fpn.py (AdamW 2e-4, wd 1e-4,
-# 80k iterations, cosine) with the NAT-T backbone of nat_upernet.py.
+# report ADE20K with UPerNet only, so there is no published number. This config uses mmattn's
+# Semantic FPN recipe of configs/seg/biformer_fpn.py (AdamW 2e-4, wd 1e-4, 80k iterations,
+# cosine) with the NAT-T backbone of nat_upernet.py.
 # Train: python tools/train.py configs/seg/nat_fpn.py
 #   (bash tools/dist_train.sh configs/seg/nat_fpn.py 8; add --amp on GPU)
-_base_ = ['mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py']
-custom_imports = dict(imports=['mmattn'], allow_failed_imports=False)
+_base_ = ['mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py', '../_base_/models/nat.py']
 
-# Official ImageNet-1k NAT-Tiny weights (nat_tiny.pth, specs/nat.md §3.4), read directly or
-# converted once with python tools/convert_ckpt.py nat nat_tiny.pth checkpoints/nat_tiny.pth
-pretrained = 'checkpoints/nat_tiny.pth'
+pretrained = _base_.nat.init_cfg.checkpoint
 
 model = dict(
     pretrained=None,  # the base's ResNet 'open-mmlab://resnet50_v1c' would reach the backbone
     backbone=dict(
-        _delete_=True,
-        type='NAT',
-        arch='tiny',  # §1.7: E=64, depths 3-4-18-5, heads 2-4-8-16, mlp 3, K=7
-        dilations=None,  # §1.7: NAT = dilation 1 everywhere
-        out_indices=(0, 1, 2, 3),
-        drop_path_rate=0.2,  # mmattn choice: NAT-T's ImageNet value (§1.7)
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+        _base_.nat,
+        drop_path_rate=0.2),  # mmattn choice: NAT-T's ImageNet value
     # stock Semantic FPN: FPN(levels 0..3 -> 256, 4 outputs) + FPNHead(128 channels)
     neck=dict(in_channels=[64, 128, 256, 512]),
     decode_head=dict(num_classes=150))

@@ -26,7 +26,7 @@ test_pipeline = [
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='PackSegInputs')
 ]
-# CPU: no worker processes (num_workers=0 needs persistent_workers=False, spec B.8)
+# CPU: no worker processes (with num_workers=0 PyTorch raises unless persistent_workers=False)
 train_dataloader = dict(
     batch_size=4,
     num_workers=0,

@@ -26,7 +26,7 @@ test_pipeline = [
         type='PackDetInputs',
         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
 ]
-# CPU: no worker processes (num_workers=0 needs persistent_workers=False, spec B.8)
+# CPU: no worker processes (with num_workers=0 PyTorch raises unless persistent_workers=False)
 train_dataloader = dict(
     batch_size=2,
     num_workers=0,
