@@ -52,7 +52,9 @@ def load_pretrained(model, family, checkpoint, prefix=None, ignore=None, convert
     else:
         state_dict = convert_checkpoint(family, ckpt)
     own = model.state_dict()
-    # Output norms of stages not in out_indices do not exist in the model: drop them only.
+    # Output norms of stages not in out_indices, and all of them with out_norms=False, do not
+    # exist in the model: these, and only these, surplus keys are dropped (and counted in the
+    # log line below); any other surplus key is an error.
     skipped = [k for k in state_dict if k not in own and k.split('.')[0].startswith('norm')]
     if ignore:
         skipped += [k for k in state_dict if k not in own and re.search(ignore, k)]
@@ -63,7 +65,8 @@ def load_pretrained(model, family, checkpoint, prefix=None, ignore=None, convert
     check_against_model(state_dict, model, str(checkpoint), expected=reference)
     model.load_state_dict(state_dict, strict=not kept)
     print_log(f'{type(model).__name__}: loaded {len(state_dict)} tensors from {checkpoint}'
-              + (f' (unused output norms: {len(skipped)})' if skipped else '')
+              + (f' (unused output norms: {len(skipped)} tensors of norm* layers the model does '
+                 'not build: stages outside out_indices, or out_norms=False)' if skipped else '')
               + (f' ({len(kept)} tensors keep their initialisation)' if kept else ''),
               logger='current')
 

@@ -10,16 +10,43 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..utils import load_pretrained
 
 
+def parse_out_norms(out_norms):
+    """The ``out_norms`` argument, checked: True (output norms) or False (raw stage maps)."""
+    if not isinstance(out_norms, bool):
+        raise TypeError(f'out_norms must be True or False, got {out_norms!r}')
+    return out_norms
+
+
 class DenseBackbone(BaseModule):
-    """Base of the 4-stage backbones: out_indices, init_cfg, frozen_stages, norm_eval.
+    """Base of the 4-stage backbones: out_indices, out_norms, init_cfg, frozen_stages, norm_eval.
 
     Subclasses set ``family`` (their converter), ``in_channels``, ``out_indices`` (via
-    :meth:`parse_out_indices`), ``frozen_stages``, ``norm_eval``, output norms ``norm{i}``, and
-    implement :meth:`stem_and_stages`.
+    :meth:`parse_out_indices`), ``frozen_stages``, ``norm_eval``, the output norms ``norm{i}``
+    (via :meth:`add_out_norms`, applied with :meth:`out_norm`), and implement
+    :meth:`stem_and_stages`.
     """
     family = None
     num_stages = 4
-    min_input_size = 32  # DESIGN: any H, W >= 32 (one pixel per side at stride 32)
+    min_input_size = 32  # any H, W >= 32: at least one pixel per side at stride 32
+    out_norms = True
+
+    def add_out_norms(self, out_norms, build_norm):
+        """Output norms ``norm{i} = build_norm(i)`` of the returned stages ``i`` (0-based).
+
+        An output norm normalises the returned copy of a stage map only (the next stage reads
+        the raw map). With ``out_norms=False`` none is built and :meth:`out_norm` returns the
+        raw stage maps, those a classification trunk computes (timm's ``features_only``
+        habit); a checkpoint's ``norm{i}`` tensors are then skipped by the loader, which logs
+        their number (``unused output norms``).
+        """
+        self.out_norms = parse_out_norms(out_norms)
+        if self.out_norms:
+            for i in self.out_indices:
+                self.add_module(f'norm{i}', build_norm(i))
+
+    def out_norm(self, i, x):
+        """The map returned for stage ``i``: ``norm{i}(x)``, or ``x`` without output norms."""
+        return getattr(self, f'norm{i}')(x) if self.out_norms else x
 
     def parse_out_indices(self, out_indices):
         if isinstance(out_indices, int):
@@ -139,7 +166,9 @@ class DenseBackbone(BaseModule):
             return
         stem, stages = self.stem_and_stages()
         frozen = [stem] + [stages[i] for i in range(min(self.frozen_stages, len(stages)))]
-        frozen += [getattr(self, f'norm{i}') for i in self.out_indices if i < self.frozen_stages]
+        if self.out_norms:
+            frozen += [getattr(self, f'norm{i}') for i in self.out_indices
+                       if i < self.frozen_stages]
         for module in frozen:
             module.eval()
             for param in module.parameters():

@@ -1,6 +1,7 @@
 """BiFormer (Zhu et al., CVPR 2023) as a dense-prediction backbone.
 
-Numerics follow the official ``BiFormer_mm`` det/seg wrapper (spec biformer.md §1.7): the
+Numerics follow the official det/seg wrapper ``BiFormer_mm`` (rayleizhu/BiFormer,
+``object_detection/models_mm/biformer_mm.py``, same in ``semantic_segmentation/``): the
 classification trunk, all four stages returned, a LayerNorm2d on each *returned* map only, BRA
 with ``auto_pad`` for any input size. The converter beside it maps the official key names.
 """
@@ -126,7 +127,10 @@ class BiFormer(DenseBackbone):
             BRA map divisible by ``n_win``. Default: True.
         global_heads (int): heads of the global stage; the official code keeps 8 whatever
             ``head_dim`` says. Default: 8.
-        out_indices (Sequence[int]): stages whose LayerNorm2d-normalised maps are returned.
+        out_indices (Sequence[int]): stages whose maps are returned. Default: (0, 1, 2, 3).
+        out_norms (bool): pass each returned map through its LayerNorm2d ``norm{i}`` (the
+            official det/seg wrapper's ``extra_norms``); False returns the raw stage maps of
+            the classification trunk and builds no ``norm{i}``. Default: True.
         drop_path_rate (float): stochastic depth, linear over all blocks. Default: 0.
         frozen_stages (int): freeze the stem (0) and stages ``< frozen_stages`` with their output
             norms; -1 freezes nothing. Default: -1.
@@ -157,6 +161,7 @@ class BiFormer(DenseBackbone):
                  global_heads=8,
                  lepe_kernel=5,
                  out_indices=(0, 1, 2, 3),
+                 out_norms=True,
                  drop_path_rate=0.,
                  frozen_stages=-1,
                  norm_eval=False,
@@ -196,10 +201,10 @@ class BiFormer(DenseBackbone):
                                             dpr[sum(depths[:i]) + j], with_cp))
             downsample = ConvDownsample(embed_dims[i - 1], dim, norm_cfg) if i > 0 else None
             self.stages.append(BiFormerStage(downsample, blocks))
-        for i in self.out_indices:
-            # Normalises the returned copy only; the trunk continues un-normalised (official
-            # post-submission behaviour, spec §1.7).
-            self.add_module(f'norm{i}', LayerNorm2d(embed_dims[i]))
+        # Each output norm normalises the returned copy only and the trunk continues
+        # un-normalised: the official BiFormer_mm wrapper after its post-submission fix (the
+        # first release fed the normalised map to the next stage).
+        self.add_out_norms(out_norms, lambda i: LayerNorm2d(embed_dims[i]))
 
     def _parse_arch(self, arch):
         return self.parse_arch(arch, ('embed_dims', 'depths', 'head_dim', 'mlp_ratio'),
@@ -212,7 +217,7 @@ class BiFormer(DenseBackbone):
         for i, stage in enumerate(self.stages):
             x = stage(x)
             if i in self.out_indices:
-                outs.append(getattr(self, f'norm{i}')(x))
+                outs.append(self.out_norm(i, x))
         return tuple(outs)
 
     def stem_and_stages(self):

@@ -1,6 +1,8 @@
 """Dual Vision Transformer (Yao et al., TPAMI 2023) as a dense-prediction backbone.
 
-Numerics follow the official det/seg backbone (specs/dualvit.md §1-§2): a BN conv stem, two
+Numerics follow the official det/seg backbone ``DualVit`` (YehLi/ImageNetModel,
+``object_detection/dualvit.py``; ``semantic_segmentation/mmseg/models/backbones/dualvit.py`` is
+the same backbone): a BN conv stem, two
 "sep" stages of DualBlocks (pixels and semantic tokens exchange information only through cross
 attention), two "merge" stages of MergeBlocks (MHSA over ``[pixels ; semantics]``), and the
 downstream differences: no classification head, the last block of stage 4 drops the semantic
@@ -23,7 +25,7 @@ from torch import nn
 from mmattn.ops.dual import (LAYER_SCALE_INIT, POOL, DualPathAttention, MergeAttention,
                              SemanticTokenInit)
 from mmattn.registry import register_model
-from .base import DenseBackbone
+from .base import DenseBackbone, parse_out_norms
 
 NUM_STAGES = 4
 SEP_STAGES = 2  # stages 1-2 use DualBlocks, stages 3-4 MergeBlocks
@@ -123,7 +125,8 @@ class MergeFFN(PVT2FFN):
 
 
 class DualBlock(nn.Module):
-    """Stages 1-2 (spec §1.6): semantic update inside ``attn``, then pixels <- semantics, FFN.
+    """Stages 1-2 (official ``DualBlock``): semantic update inside ``attn``, then
+    pixels <- semantics, FFN.
 
     Args:
         dims (int): channels C.
@@ -150,8 +153,9 @@ class DualBlock(nn.Module):
 
 
 class MergeBlock(nn.Module):
-    """Stages 3-4 (spec §1.8): MHSA and FFN over ``[pixels ; semantics]`` with shared norms and
-    layer scales. ``is_last`` (downstream only, §2.3): the semantic tokens are dropped after the
+    """Stages 3-4 (official ``MergeBlock``): MHSA and FFN over ``[pixels ; semantics]`` with
+    shared norms and layer scales. ``is_last`` (the last block of the official det/seg backbone
+    only; the classifier keeps them for its head): the semantic tokens are dropped after the
     attention and the FFN is a pixel-only PVT2FFN (official ``fc_proxy`` keys unused).
 
     Args:
@@ -203,6 +207,10 @@ class DualViT(DenseBackbone):
         in_channels (int): input channels. Default: 3.
         out_indices (Sequence[int]): stages (0..3) whose maps, after ``norm{i+1}``, are
             returned. Default: (0, 1, 2, 3).
+        out_norms (bool): ``norm1``..``norm3`` are part of the trunk (their output feeds the
+            next stage), so they stay; ``norm4`` is the only output norm (the classification
+            model applies it in its head, after the stage-4 tokens). False builds no ``norm4``
+            and returns the raw stage-4 map. Default: True.
         drop_path_rate (float): stochastic depth, linear from 0 over all blocks; a DualBlock
             uses its rate for its own DropPath and for the one inside its attention.
             Official: 0.15 (S/B detection, S segmentation), 0.3 (B segmentation). Default: 0.
@@ -216,8 +224,9 @@ class DualViT(DenseBackbone):
         with_cp (bool): activation checkpointing per block. Default: False.
         test_tile_size (int, optional): eval mode only: an input taller or wider than this is
             run as tiles of at most this size, each with its own semantic tokens, and the tiles'
-            maps are pasted into the whole-image maps (the official ADE20K evaluation, 768;
-            spec §2.8). A multiple of 32. None: always the whole image. Default: None.
+            maps are pasted into the whole-image maps (the official mmseg backbone's
+            ``forward_test`` with 768 for the ADE20K evaluation). A multiple of 32. None:
+            always the whole image. Default: None.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=path)`` loads an official
             classification file (flat state dict or timm ``state_dict`` container), an official
             det/seg file or a converted one, through the ``dualvit`` converter (names checked
@@ -237,13 +246,15 @@ class DualViT(DenseBackbone):
     }
     num_stages = NUM_STAGES
     family = 'dualvit'
-    # H1 = ceil(H / 4) >= 7: one 7x7 pooling window for one semantic token (spec §1.5)
+    # H1 = ceil(H / 4) >= 7: the semantic tokens are means of the 7x7 blocks of the stride-4 map
+    # (no padding: M = floor(H1 / 7) * floor(W1 / 7)), so one needs one whole block
     min_input_size = 4 * (POOL - 1) + 1  # 25
 
     def __init__(self,
                  arch='small',
                  in_channels=3,
                  out_indices=(0, 1, 2, 3),
+                 out_norms=True,
                  drop_path_rate=0.,
                  stem_norm_cfg=dict(type='BN'),
                  frozen_stages=-1,
@@ -258,6 +269,7 @@ class DualViT(DenseBackbone):
         self.embed_dims = list(dims)
         self.in_channels = in_channels
         self.out_indices = self.parse_out_indices(out_indices)
+        self.out_norms = parse_out_norms(out_norms)
         if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= NUM_STAGES:
             raise ValueError(f'frozen_stages must be an int in -1..{NUM_STAGES}, '
                              f'got {frozen_stages!r}')
@@ -294,7 +306,8 @@ class DualViT(DenseBackbone):
                     blocks.append(MergeBlock(dims[i], settings['num_heads'][i],
                                              int(dims[i] * ratio), rate, is_last))
             self.add_module(f'block{stage}', ModuleList(blocks))
-            self.add_module(f'norm{stage}', _layer_norm(dims[i]))
+            if self._has_norm(stage):
+                self.add_module(f'norm{stage}', _layer_norm(dims[i]))
             if stage < NUM_STAGES:
                 self.add_module(f'norm_proxy{stage}', _layer_norm(dims[i]))
 
@@ -311,6 +324,11 @@ class DualViT(DenseBackbone):
         if arch['depths'][3] < 1:
             raise ValueError(f'arch["depths"][3] must be >= 1, got {arch["depths"]}')
         return arch
+
+    def _has_norm(self, stage):
+        """Whether ``norm{stage}`` (1-based) exists: the trunk norms always, norm4 with
+        ``out_norms``."""
+        return stage < NUM_STAGES or self.out_norms
 
     def _block(self, block, x, z, hw):
         if self.with_cp and x.requires_grad:
@@ -336,7 +354,8 @@ class DualViT(DenseBackbone):
                 z = getattr(self, f'proxy_embed{stage}')(z)
             for block in getattr(self, f'block{stage}'):
                 x, z = self._block(block, x, z, hw)
-            x = getattr(self, f'norm{stage}')(x)
+            if self._has_norm(stage):
+                x = getattr(self, f'norm{stage}')(x)
             x = x.reshape(b, *hw, -1).permute(0, 3, 1, 2).contiguous()
             if stage < NUM_STAGES:
                 z = getattr(self, f'norm_proxy{stage}')(z)
@@ -347,11 +366,12 @@ class DualViT(DenseBackbone):
         return tuple(outs)
 
     def _forward_tiles(self, x, tile):
-        """Official mmseg test-time tiling (spec §2.8): row-major tiles of ``tile`` pixels, the
-        last row / column aligned to the image end; each tile's maps are pasted at the running
-        offset of the previous tiles' map sizes (the last ones aligned to the map end), later
-        tiles overwriting the overlap. The official code first runs the whole image only to
-        allocate the maps (the tiles overwrite all of it), so mmattn computes the sizes instead.
+        """Official mmseg test-time tiling (``forward_test`` of the official mmseg backbone):
+        row-major tiles of ``tile`` pixels, the last row / column aligned to the image end; each
+        tile's maps are pasted at the running offset of the previous tiles' map sizes (the last
+        ones aligned to the map end), later tiles overwriting the overlap. The official code
+        first runs the whole image only to allocate the maps (the tiles overwrite all of it), so
+        mmattn computes the sizes instead.
         """
         sizes, hw = [], tuple(x.shape[2:])
         for i in range(NUM_STAGES):
@@ -379,7 +399,7 @@ class DualViT(DenseBackbone):
         """Modules of stage i (0-based) in forward order, for freezing."""
         stage = i + 1
         names = ([] if i == 0 else [f'patch_embed{stage}', f'proxy_embed{stage}'])
-        names += [f'block{stage}', f'norm{stage}']
+        names += [f'block{stage}'] + ([f'norm{stage}'] if self._has_norm(stage) else [])
         names += [f'norm_proxy{stage}'] if stage < NUM_STAGES else []
         mods = [getattr(self, n) for n in names]
         return ([self.semantic_init] if i == 0 else []) + mods

@@ -1,13 +1,15 @@
 """GroupMixFormer (Ge et al., arXiv 2311.15157) as a dense-prediction backbone.
 
-Numerics follow the official model (spec groupmixformer.md §1): a stride-4 two-conv stem with
-BN + Hardswish, then four stages that each start with a separable-conv patch embedding (stride 1
-for stage 0, trap 14) and run pre-norm blocks ``x = x + dwconv(x)`` (per-block CPE whose output
-is the residual stream), ``x + DropPath(GMA(LN(x)))``, ``x + DropPath(MLP(LN(x)))``. The stage
-maps are returned as they are: no output norms (the official ``return_interm_layers`` path).
+Numerics follow the official model (AILab-CVC/GroupMixFormer, ``models/groupmixformer.py``): a
+stride-4 two-conv stem with BN + Hardswish, then four stages that each start with a separable-conv
+patch embedding (stride 1 for stage 0: an extra embedding after the stride-4 stem, easy to drop by
+mistake) and run pre-norm blocks ``x = x + dwconv(x)`` (per-block CPE whose output is the residual
+stream), ``x + DropPath(GMA(LN(x)))``, ``x + DropPath(MLP(LN(x)))``. The stage maps are returned as
+they are: no output norms (the official ``return_interm_layers`` path).
 
-The official code only accepts inputs whose sides are multiples of 32 (trap 16); here the input
-is zero padded at the bottom/right to the next multiple of 32, exactly what mmdet's
+The official code only accepts inputs whose sides are multiples of 32 (it computes sizes as
+``H // 2`` while its stride-2 convs give ``ceil(H / 2)``, and asserts on odd sizes); here the
+input is zero padded at the bottom/right to the next multiple of 32, exactly what mmdet's
 ``pad_size_divisor=32`` does, and the outputs are cropped to ``ceil(H / stride)``. The padded
 zeros take part in the global token softmax and the batch statistics, as they would after the
 data preprocessor's padding.
@@ -122,6 +124,9 @@ class GroupMixFormer(DenseBackbone):
             Default: ``'small'``.
         in_channels (int): input channels. Default: 3.
         out_indices (Sequence[int]): stages whose maps are returned. Default: (0, 1, 2, 3).
+        out_norms (bool): accepted for parity with the other backbones: the official
+            downstream backbone has no output norms, so the maps are the raw stage maps either
+            way (True keeps parameter-free ``norm{i}`` identities). Default: True.
         drop_rate (float): dropout after the attention projection and in the MLPs (0 in every
             official setting). Default: 0.
         drop_path_rate (float): stochastic depth, linear from 0 over all blocks. Default: 0.
@@ -156,6 +161,7 @@ class GroupMixFormer(DenseBackbone):
                  arch='small',
                  in_channels=3,
                  out_indices=(0, 1, 2, 3),
+                 out_norms=True,
                  drop_rate=0.,
                  drop_path_rate=0.,
                  norm_cfg=dict(type='BN'),
@@ -177,16 +183,16 @@ class GroupMixFormer(DenseBackbone):
         self.stem = ConvStem(in_channels, dims[0], norm_cfg)
         self.stages = ModuleList()
         for i, (dim, depth) in enumerate(zip(dims, depths)):
-            # stage 0: a stride-1 embedding after the stride-4 stem (trap 14)
+            # stage 0: a stride-1 embedding after the stride-4 stem (official, easy to miss)
             patch_embed = PatchEmbed(dims[max(i - 1, 0)], dim, 2 if i else 1, norm_cfg)
             blocks = [GroupMixBlock(dim, self.arch_settings['mlp_ratios'][i], drop_rate,
                                     dpr[sum(depths[:i]) + j], norm_cfg, with_cp)
                       for j in range(depth)]
             self.stages.append(GroupMixStage(patch_embed, blocks))
-        for i in self.out_indices:
-            # the official downstream path has no output norms (spec §4.5: adding some would
-            # change the features); DenseBackbone's frozen_stages looks the norm{i} up
-            self.add_module(f'norm{i}', nn.Identity())
+        # The official downstream path (models/groupmixformer.py, return_interm_layers=True)
+        # has no output norms; real ones would change the features of a loaded checkpoint.
+        # The identities only keep the norm{i} names of the other backbones.
+        self.add_out_norms(out_norms, lambda i: nn.Identity())
 
     def _parse_arch(self, arch):
         settings = self.parse_arch(arch, ('embed_dims', 'depths', 'mlp_ratios'),

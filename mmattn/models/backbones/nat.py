@@ -1,11 +1,13 @@
 """NAT (Hassani et al., CVPR 2023) and DiNAT (Hassani & Shi, 2022) as dense-prediction backbones.
 
-Numerics follow the official det/seg backbones (spec nat.md §1): a two-conv tokenizer, four
+Numerics follow the official det/seg backbones (SHI-Labs/Neighborhood-Attention-Transformer,
+``detection/nat.py``, ``detection/dinat.py``, same in ``segmentation/``): a two-conv tokenizer, four
 levels of pre-norm neighborhood-attention blocks (optional layer scale), conv downsamplers, and
 an extra LayerNorm ``norm{i}`` on the *pre-downsample* map of every returned level. Maps smaller
 than ``kernel_size * dilation`` are handled as NATTEN 0.14/0.15 did when the published
-downstream weights were trained (§2.6): the LayerNorm-ed block input is zero padded at the
-bottom/right before qkv and the attention output is cropped back.
+downstream weights were trained (the det/seg READMEs pin natten 0.14.2, whose
+``NeighborhoodAttention2D`` pads; 0.17 refuses such maps): the LayerNorm-ed block input is zero
+padded at the bottom/right before qkv and the attention output is cropped back.
 
 Parameter names are the official ones (``patch_embed.proj.0``, ``levels.{i}.blocks.{j}.attn.rpb``,
 ``mlp.fc1``, ``gamma1``, ``levels.{i}.downsample.reduction``, ``norm{i}`` ...), so the converter
@@ -25,7 +27,8 @@ from .base import DenseBackbone
 
 NUM_LEVELS = 4
 
-# Named DiNAT dilation schedules (spec §1.8), one entry per level. Levels 0, 1 and 3 must match
+# Named DiNAT dilation schedules of the official configs (classification/dinat.py, the COCO and
+# ADE20K configs of detection/ and segmentation/), one entry per level. Levels 0, 1 and 3 must match
 # the depth exactly; the level-2 pattern is repeated to fill its depth (6 or 18 blocks), as in the
 # official configs. The first block of every level is undilated.
 DILATION_SCHEDULES = {
@@ -119,8 +122,9 @@ class NATBlock(nn.Module):
 
     A map smaller than ``kernel_size * dilation`` on either axis is zero padded at the
     bottom/right *after* ``norm1`` and before qkv, and the attention output is cropped back
-    (NATTEN 0.14/0.15 module behaviour, spec §2.6: the padded tokens are not masked, their keys
-    and values are the qkv bias).
+    (the behaviour of NATTEN 0.14/0.15's ``NeighborhoodAttention2D``, with which the published
+    downstream weights were trained: the padded tokens are not masked, their keys and values are
+    the qkv bias).
 
     Args:
         embed_dims (int): channels C.
@@ -149,7 +153,8 @@ class NATBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(embed_dims)
         self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop)
-        # The official code enables layer scale when the value is an int or a float (spec §1.4).
+        # The official NATLayer enables layer scale when the value is a Python int or float (it
+        # tests the type, so None disables it).
         self.layer_scale = isinstance(layer_scale, (int, float)) and \
             not isinstance(layer_scale, bool)
         if self.layer_scale:
@@ -207,8 +212,11 @@ class NAT(DenseBackbone):
         drop_rate (float): dropout after the attention projection and in the MLPs (0 in every
             official setting). Default: 0.
         attn_drop_rate (float): attention-probability dropout (0 officially). Default: 0.
-        out_indices (Sequence[int]): levels whose pre-downsample maps, normalised by
-            ``norm{i}``, are returned. Default: (0, 1, 2, 3).
+        out_indices (Sequence[int]): levels whose pre-downsample maps are returned.
+            Default: (0, 1, 2, 3).
+        out_norms (bool): pass each returned map through its LayerNorm ``norm{i}`` (official
+            det/seg backbones); False returns the raw pre-downsample maps of the
+            classification trunk and builds no ``norm{i}``. Default: True.
         drop_path_rate (float): stochastic depth, linear from 0 over all blocks. Default: 0.
         frozen_stages (int): freeze the tokenizer (0) and the levels ``< frozen_stages``
             (with their downsamplers and output norms); -1 freezes nothing. Default: -1.
@@ -246,6 +254,7 @@ class NAT(DenseBackbone):
                  drop_rate=0.,
                  attn_drop_rate=0.,
                  out_indices=(0, 1, 2, 3),
+                 out_norms=True,
                  drop_path_rate=0.,
                  frozen_stages=-1,
                  norm_eval=False,
@@ -277,8 +286,7 @@ class NAT(DenseBackbone):
             ]
             downsample = ConvDownsampler(dim) if i < self.num_levels - 1 else None
             self.levels.append(NATLevel(blocks, downsample))
-        for i in self.out_indices:
-            self.add_module(f'norm{i}', nn.LayerNorm(self.embed_dims[i]))
+        self.add_out_norms(out_norms, lambda i: nn.LayerNorm(self.embed_dims[i]))
 
     def _parse_arch(self, arch):
         settings = self.parse_arch(arch, ('embed_dims', 'depths', 'num_heads', 'mlp_ratio'),
@@ -300,7 +308,7 @@ class NAT(DenseBackbone):
         for i, level in enumerate(self.levels):
             feat, x = level(x)
             if i in self.out_indices:
-                out = getattr(self, f'norm{i}')(feat)
+                out = self.out_norm(i, feat)
                 outs.append(out.permute(0, 3, 1, 2).contiguous())
             if i == self.out_indices[-1]:
                 break  # later levels feed nothing
@@ -315,8 +323,8 @@ class DiNAT(NAT):
     """Dilated Neighborhood Attention Transformer backbone: :class:`NAT` with dilations.
 
     Same arguments as :class:`NAT`; ``dilations`` defaults to the 224-px ImageNet schedule
-    ``'imagenet'``. Downstream, pass the task's schedule (spec §1.8): ``'coco'`` for the COCO
-    detectors, ``'ade20k'`` for ADE20K UPerNet (``'ade20k_large'`` for DiNAT-L). Variants
+    ``'imagenet'``. Downstream, pass the schedule of the task's official config: ``'coco'`` for
+    the COCO detectors, ``'ade20k'`` for ADE20K UPerNet (``'ade20k_large'`` for DiNAT-L). Variants
     ``'mini'``, ``'tiny'``, ``'small'`` (no layer scale, unlike NAT-Small), ``'base'`` (layer
     scale 1e-5), ``'large'`` (E=192, no layer scale; ``kernel_size=11`` for the 11x11 files).
     """

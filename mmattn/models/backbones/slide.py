@@ -22,7 +22,7 @@ from torch import nn
 from mmattn.ops.slide import SlideAttention
 from mmattn.registry import register_model
 from ..utils import load_pretrained
-from .base import DenseBackbone
+from .base import DenseBackbone, parse_out_norms
 
 OUTPUT_STRIDE = 32  # SlidePVT pads inside to a multiple of its last stride, then crops
 
@@ -94,7 +94,8 @@ def _check_slide_stages(num_slide_stages, kernel_size):
 
 
 def _init_shift_kernels(model, pretrained):
-    """One-hot kernels after any init routine (spec §6.14): re-created, or checked after a load."""
+    """One-hot shift kernels after any init routine (an mmengine init such as Kaiming on every
+    Conv2d would destroy them): re-created, or checked after a load."""
     for name, m in model.named_modules():
         if isinstance(m, SlideAttention) and not m.deploy:
             if not pretrained:
@@ -106,7 +107,9 @@ def _init_shift_kernels(model, pretrained):
 
 
 def switch_to_deploy(model):
-    """Merge the two shift convolutions of every slide attention into one (spec §5)."""
+    """Merge the two shift convolutions of every slide attention into one: the authors' "sum
+    outputs in train, sum kernels in inference" (Slide-Transformer issue #2; the released code
+    has no merge routine). Exact up to rounding: convolution is linear in its kernel."""
     for m in model.modules():
         if isinstance(m, SlideAttention):
             m.reparameterize()
@@ -128,8 +131,10 @@ class TokenSlideAttention(SlideAttention):
 
 
 class SlideBlock(BaseModule):
-    """Swin's pre-norm block with slide attention (spec §2.1): tokens and ``hw_shape`` in, as
-    mmdet's ``SwinBlock``; the MLP is mmcv's FFN (Linear, exact GELU, Linear)."""
+    """Swin v1's pre-norm block with slide attention (stages 1-2 of the released
+    slide_swin.py): ``x + DropPath(attn(LN(x)))``, ``x + DropPath(MLP(LN(x)))``, tokens and
+    ``hw_shape`` in, as mmdet's ``SwinBlock``; the MLP is mmcv's FFN (Linear, exact GELU,
+    Linear)."""
 
     def __init__(self, embed_dims, num_heads, feedforward_channels, kernel_size=3, drop_rate=0.,
                  attn_drop_rate=0., drop_path_rate=0., deploy=False):
@@ -177,12 +182,20 @@ class SlideSwinStage(BaseModule):
 class SlideSwin(DenseBackbone):
     """Slide-Swin: slide attention in stages 1-2, Swin (shifted) window attention in 3-4.
 
-    Stages 3-4 follow spec §2.4. ``attn_mode='window'`` (default, dense prediction and the
-    paper's FLOPs): window 7, shifted on odd blocks, padded to window multiples as mmdet's Swin.
-    ``attn_mode='global'`` reproduces the released classification code: stages 3-4 use one
-    window of the whole map at ``pretrain_img_size`` (14 and 7 at 224), no shift, bias tables of
-    (2W-1)^2 rows; at that size the output equals the released model's. At other sizes the map
-    is cut into windows of that size (the tables are tied to it).
+    Stages 3-4: the paper's FLOPs fit Swin's shifted window 7 (4.57 GMACs for T at 224 with the
+    merged conv, paper 4.6 G), while the released code (LeapLabTHU/Slide-Transformer,
+    ``slide_transformer/models/slide_swin.py`` with ``WINDOW_SIZE: 56`` in its yaml files) runs
+    global attention there: the Swin block clamps a window larger than the map to the map and
+    drops the shift. ``attn_mode='window'`` (default, dense prediction and the paper's FLOPs):
+    window 7, shifted on odd blocks, padded to window multiples as mmdet's Swin, and, as the
+    official Swin, no shift and a window of the map side on maps no larger than the window.
+
+    The released setting is written directly as ``window_size=56``: a window larger than its
+    stage map at ``pretrain_img_size`` becomes that map at construction (14 and 7 at 224; the
+    bias tables get (2W-1)^2 rows) and the stage does not shift, the released block's rule. At
+    224 the output equals the released model's; at other sizes the map is cut into windows of
+    that size (the tables are tied to it). ``attn_mode='global'`` is the older spelling of the
+    same model (every stage's window is its map at ``pretrain_img_size``, no shift).
 
     Loading a global-mode checkpoint into window mode resizes the stage-3/4 bias tables bicubically
     (what the official ``load_pretrained`` does): **not** numerically equivalent, a warning says
@@ -197,10 +210,13 @@ class SlideSwin(DenseBackbone):
         arch (str | dict): ``'tiny'``, ``'small'``, ``'base'`` (or ``t/s/b``), or a dict with
             ``embed_dims`` (int), ``depths`` and ``num_heads`` (4 ints each). Default: 'tiny'.
         in_channels (int): input channels. Default: 3.
-        pretrain_img_size (int): classification input size; sets the global-mode windows
-            (``pretrain_img_size // 16`` and ``// 32``). Default: 224.
+        pretrain_img_size (int): classification input size; its stage maps
+            (``pretrain_img_size // 4 // 2**i``) bound the windows (see above). Default: 224.
         attn_mode (str): ``'window'`` or ``'global'`` (see above). Default: 'window'.
-        window_size (int): window of stages 3-4 in window mode. Default: 7.
+        window_size (int | Sequence[int]): window of the window-attention stages (3-4 with two
+            slide stages), one value or one per stage; a window larger than its stage map at
+            ``pretrain_img_size`` is clamped to it and not shifted (``56``: the released model).
+            Ignored in global mode. Default: 7.
         kernel_size (int): odd slide-attention kernel k. Default: 3.
         num_slide_stages (int): stages (from the first) with slide attention. Default: 2.
         mlp_ratio (float): FFN width ratio. Default: 4.
@@ -208,7 +224,10 @@ class SlideSwin(DenseBackbone):
         attn_drop_rate (float): attention-probability dropout. Default: 0.
         drop_path_rate (float): stochastic depth, linear over all blocks (T/S/B ImageNet: 0.2 /
             0.3 / 0.5). Default: 0.1.
-        out_indices (Sequence[int]): stages returned, each through ``norm{i}``. Default: 0-3.
+        out_indices (Sequence[int]): stages returned. Default: (0, 1, 2, 3).
+        out_norms (bool): pass each returned map through its LayerNorm ``norm{i}`` (the
+            dense-prediction norms added to the classification model, as mmdet's Swin); False
+            returns the raw stage maps and builds no ``norm{i}``. Default: True.
         frozen_stages (int): freeze the stem and stages < frozen_stages. Default: -1.
         norm_eval (bool): BatchNorm in eval mode (there is none; config parity). Default: False.
         with_cp (bool): activation checkpointing per block. Default: False.
@@ -233,7 +252,8 @@ class SlideSwin(DenseBackbone):
     def __init__(self, arch='tiny', in_channels=3, pretrain_img_size=224, attn_mode='window',
                  window_size=7, kernel_size=3, num_slide_stages=2, mlp_ratio=4., drop_rate=0.,
                  attn_drop_rate=0., drop_path_rate=0.1, out_indices=(0, 1, 2, 3),
-                 frozen_stages=-1, norm_eval=False, with_cp=False, deploy=False, init_cfg=None):
+                 out_norms=True, frozen_stages=-1, norm_eval=False, with_cp=False,
+                 deploy=False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         settings = self._parse_arch(arch)
         _check_slide_stages(num_slide_stages, kernel_size)
@@ -243,8 +263,16 @@ class SlideSwin(DenseBackbone):
                                       or pretrain_img_size < 32 or pretrain_img_size % 32):
             raise ValueError('global attn_mode needs pretrain_img_size to be a multiple of 32, '
                              f'got {pretrain_img_size!r}')
-        if isinstance(window_size, bool) or not isinstance(window_size, int) or window_size < 1:
-            raise ValueError(f'window_size must be an integer >= 1, got {window_size!r}')
+        if isinstance(pretrain_img_size, bool) or not isinstance(pretrain_img_size, int) \
+                or pretrain_img_size < 32:
+            raise ValueError(f'pretrain_img_size must be an integer >= 32, got '
+                             f'{pretrain_img_size!r}')
+        windows = [window_size] * self.num_stages if isinstance(window_size, int) \
+            else list(window_size) if isinstance(window_size, (list, tuple)) else None
+        if windows is None or len(windows) != self.num_stages or any(
+                isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in windows):
+            raise ValueError('window_size must be an integer >= 1 or one per stage '
+                             f'({self.num_stages}), got {window_size!r}')
         depths, heads = settings['depths'], settings['num_heads']
         self.embed_dims = [settings['embed_dims'] * 2**i for i in range(self.num_stages)]
         self.in_channels = in_channels
@@ -254,9 +282,16 @@ class SlideSwin(DenseBackbone):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.deploy = deploy
-        # global mode: one window = the whole stage map at the classification size (§2.2)
-        self.window_sizes = [pretrain_img_size // 2**(i + 2) if attn_mode == 'global'
-                             else window_size for i in range(self.num_stages)]
+        # Stage map sides at the classification size (56, 28, 14, 7 at 224).
+        maps = [pretrain_img_size // 2**(i + 2) for i in range(self.num_stages)]
+        if attn_mode == 'global':  # one window = the whole stage map at that size, no shift
+            windows = maps
+        # The official Swin block's rule at construction (SwinTransformerBlock of the released
+        # slide_swin.py): a window larger than its stage map becomes the map, which also sizes
+        # the bias table, and the stage does not shift. A window no larger than the map keeps
+        # mmdet's behaviour (shifted on odd blocks; clamped per forward on smaller maps).
+        self.window_sizes = [min(w, m) for w, m in zip(windows, maps)]
+        self.window_shifts = [attn_mode == 'window' and w <= m for w, m in zip(windows, maps)]
 
         dpr = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
         self.patch_embed = PatchEmbed(in_channels, self.embed_dims[0], kernel_size=4, stride=4,
@@ -273,13 +308,12 @@ class SlideSwin(DenseBackbone):
                     blocks.append(SlideBlock(kernel_size=kernel_size, deploy=deploy, **common))
                 else:
                     blocks.append(ClampedSwinBlock(window_size=self.window_sizes[i],
-                                                   shift=attn_mode == 'window' and j % 2 == 1,
+                                                   shift=self.window_shifts[i] and j % 2 == 1,
                                                    **common))
             downsample = PatchMerging(dim, 2 * dim, stride=2, norm_cfg=dict(type='LN'),
                                       bias=False) if i < self.num_stages - 1 else None
             self.stages.append(SlideSwinStage(blocks, downsample, with_cp))
-        for i in self.out_indices:
-            self.add_module(f'norm{i}', nn.LayerNorm(self.embed_dims[i]))
+        self.add_out_norms(out_norms, lambda i: nn.LayerNorm(self.embed_dims[i]))
         self._register_load_state_dict_pre_hook(self._fit_window_tables)
 
     def _parse_arch(self, arch):
@@ -324,7 +358,7 @@ class SlideSwin(DenseBackbone):
         for i, stage in enumerate(self.stages):
             feat, feat_hw, x, hw_shape = stage(x, hw_shape)
             if i in self.out_indices:
-                out = getattr(self, f'norm{i}')(feat)
+                out = self.out_norm(i, feat)
                 outs.append(out.view(-1, *feat_hw, out.shape[-1]).permute(0, 3, 1, 2)
                             .contiguous())
             if i == self.out_indices[-1]:
@@ -347,12 +381,13 @@ def resize_bias_table(table, rows):
 class SlidePVT(PyramidVisionTransformer):
     """Slide-PVT (v1): mmdet's PyramidVisionTransformer with slide attention in stages 1-2.
 
-    Only numbers were published for Slide-PVT (spec §8); these details are **inferred**:
+    Only numbers were published for Slide-PVT (the released code is Slide-Swin only); these
+    details are **inferred**:
 
     * Slide attention replaces spatial-reduction attention (and its ``sr`` conv + norm) in the
       first ``num_slide_stages = 2`` stages; stages 3-4 keep SRA. This matches the published
-      parameter deltas (PVT-T -1.0M, PVT-S -1.8M = the stage-1/2 ``sr`` convs), which
-      ``tests/models/test_slide.py`` checks.
+      parameter deltas of the paper's table (PVT-T -1.0M, PVT-S -1.8M = the stage-1/2 ``sr``
+      convs), which the Slide-PVT parameter-count tests check.
     * Everything else is PVT v1 as in mmdet: patch embeddings, absolute position embeddings
       (kept in every stage: removing them would not fit the deltas), FFNs, no stage norms.
     * Slide attention as in Slide-Swin: k = 3, full width (no dim reduction), head-major qkv,
@@ -372,6 +407,9 @@ class SlidePVT(PyramidVisionTransformer):
         kernel_size (int): odd slide-attention kernel. Default: 3.
         num_slide_stages (int): stages (from the first) with slide attention. Default: 2.
         out_indices (Sequence[int]): stages returned. Default: (0, 1, 2, 3).
+        out_norms (bool): accepted for parity with the other backbones: PVT v1 has no stage or
+            output norms (mmdet's ``norm_after_stage=False``), so the maps are the raw stage
+            maps either way. Default: True.
         drop_rate, attn_drop_rate (float): dropouts. Default: 0.
         drop_path_rate (float): stochastic depth (PVT: 0.1). Default: 0.1.
         frozen_stages (int): freeze stages < frozen_stages (patch embedding, position
@@ -392,9 +430,9 @@ class SlidePVT(PyramidVisionTransformer):
     parse_out_indices = DenseBackbone.parse_out_indices
 
     def __init__(self, arch='small', in_channels=3, pretrain_img_size=224, kernel_size=3,
-                 num_slide_stages=2, out_indices=(0, 1, 2, 3), drop_rate=0., attn_drop_rate=0.,
-                 drop_path_rate=0.1, frozen_stages=-1, norm_eval=False, with_cp=False,
-                 deploy=False, convert_weights=False, init_cfg=None):
+                 num_slide_stages=2, out_indices=(0, 1, 2, 3), out_norms=True, drop_rate=0.,
+                 attn_drop_rate=0., drop_path_rate=0.1, frozen_stages=-1, norm_eval=False,
+                 with_cp=False, deploy=False, convert_weights=False, init_cfg=None):
         if not isinstance(arch, str) or arch.lower() not in self.arch_zoo:
             raise ValueError(f'Unknown SlidePVT arch {arch!r}; choose one of '
                              f'{sorted(self.arch_zoo)}')
@@ -414,6 +452,7 @@ class SlidePVT(PyramidVisionTransformer):
         self.with_cp = with_cp
         self.deploy = deploy
         self.num_slide_stages = num_slide_stages
+        self.out_norms = parse_out_norms(out_norms)
         self.embed_dims = [64 * h for h in self.num_heads]
         for _, blocks, _ in self.layers:
             for m in blocks:
