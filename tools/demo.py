@@ -20,8 +20,8 @@ import sys
 import time
 import warnings
 
-# mmengine 0.10.7 imports pkg_resources (setuptools<82 is pinned, spec B.6); its deprecation
-# notice is noise for users of these tools
+# mmengine 0.10.7 imports pkg_resources (gone in setuptools 82, so <82 is pinned); its
+# deprecation notice is noise for users of these tools
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
 import mmattn  # noqa: F401,E402  (first: registrations + checkpoint allow-list)

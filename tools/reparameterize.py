@@ -2,8 +2,9 @@
 """Re-parameterise a trained Slide-Transformer detector / segmentor for deployment.
 
 Merges the fixed one-hot shift convolution and the learnable deformed-shifting convolution of
-every slide attention into one convolution (specs/slide.md §5), checks that the model's features
-are unchanged on a random input, and writes
+every slide attention into one convolution (their weights and biases added: convolution is
+linear in its kernel), checks that the model's features are unchanged on a random input, and
+writes
 
 * OUT: ``{'state_dict': ..., 'meta': {'cfg': <config text>, ...}}`` in the deploy layout
   (``dep_conv`` holds the merged kernel, no ``dep_conv1``), and

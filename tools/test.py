@@ -17,8 +17,8 @@ import sys
 import warnings
 from copy import deepcopy
 
-# mmengine 0.10.7 imports pkg_resources (setuptools<82 is pinned, spec B.6); its deprecation
-# notice is noise for users of these tools
+# mmengine 0.10.7 imports pkg_resources (gone in setuptools 82, so <82 is pinned); its
+# deprecation notice is noise for users of these tools
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
 import mmattn  # noqa: F401,E402  (first: registrations + checkpoint allow-list)

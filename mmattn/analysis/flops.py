@@ -5,7 +5,7 @@ convention; norms, softmax and element-wise ops ignored), so this module counts 
 them so. Two counters miss the attention on the pinned stack, which is why this one exists:
 
 * mmengine's jit-trace ``FlopAnalyzer`` counts 0 for ``aten::scaled_dot_product_attention`` and
-  skips softmax (specs/openmmlab.md B.3);
+  skips softmax (it warns "Unsupported operator");
 * torch's ``FlopCounterMode`` has no formula for the CPU SDPA kernel
   (``aten._scaled_dot_product_flash_attention_for_cpu``), so SDPA on CPU counts 0 there too.
 
@@ -133,17 +133,18 @@ def register_op_handle(target: str):
 
 @register_op_handle('mmattn.ops.neighborhood:neighborhood_attention_2d')
 def neighborhood_attention_macs(out, q, k, v, kernel_size, *args, **kwargs):
-    # spec nat.md §5: QK^T and AV each cost H*W*K^2*C per image, whatever the dilation.
+    # QK^T and AV each cost H*W*K^2*C per image, whatever the dilation (each query meets K^2
+    # keys).
     b, h, w, heads, dim = q.shape
     return 2 * b * h * w * heads * kernel_size**2 * dim
 
 
 @register_op_handle('mmattn.ops.slide:slide_attention')
 def slide_attention_macs(out, q, k, v, weight, *args, **kwargs):
-    # The definition (spec slide.md §1): K and V of the k*k taps come from a depthwise conv with
-    # k*k output channels per channel and a k x k kernel (k^4 MACs per channel and pixel each),
-    # then q.K and A.V cost k^2 per channel and pixel each. The shift-loop fast path does the
-    # same work as slices and small GEMMs, which the dispatch counter would miss.
+    # The definition (the released SlideAttention): K and V of the k*k taps come from a depthwise
+    # conv with k*k output channels per channel and a k x k kernel (k^4 MACs per channel and
+    # pixel each), then q.K and A.V cost k^2 per channel and pixel each. The shift-loop fast
+    # path does the same work as slices and small GEMMs, which the dispatch counter would miss.
     b, heads, dim, h, w = q.shape
     taps = weight.shape[-1] * weight.shape[-2]
     return 2 * b * heads * dim * h * w * taps * (taps + 1)

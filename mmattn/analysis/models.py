@@ -5,7 +5,7 @@ import importlib
 import mmattn.models.backbones as mmattn_backbones
 from mmattn.registry import MODELS
 
-# The variant each family headlines in its det/seg tables (specs/<family>.md), ~25-30 M params
+# The variant each family headlines in its papers' det/seg tables, ~25-30 M params
 # like the baselines users compare against.
 HEADLINE_ARCH = {
     'BiFormer': 'small', 'NAT': 'tiny', 'DiNAT': 'tiny', 'DualViT': 'small',

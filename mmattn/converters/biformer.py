@@ -12,7 +12,8 @@ from mmengine.logging import print_log
 from .common import (CheckpointKeyError, add_output_norms, check_against_model,
                      register_converter, rename_official_keys)
 
-# official block-relative name -> mmattn name (spec biformer.md §3.1 / §3.3)
+# official block-relative name (models/biformer.py; the det/seg wrappers add extra_norms) ->
+# mmattn name
 _BLOCK_RENAMES = (
     ('pos_embed.', 'pos_conv.'),
     ('attn.qkv.qkv.', 'attn.qkv.'),  # BRA fused [q | k | v]

@@ -1,11 +1,11 @@
 """Official Dual-ViT checkpoints (YehLi/ImageNetModel) -> mmattn ``DualViT``.
 
-mmattn keeps the official names (spec dualvit.md §3) except the model-level semantic-init
-modules, which move under ``semantic_init.`` (``q`` -> ``semantic_init.query``). Classification
-files lose the 22 (for S) classification-only tensors: ``head.*``, ``aux_head.*``,
-``post_network.*`` and the last stage-4 block's ``mlp.fc_proxy.*`` (the downstream last block
-drops the semantic tokens before its FFN, §2.3). Det/seg "Pretrained/dualvit_*.pth" files are
-flat classification dicts too; converted files pass through unchanged. Every key is checked
+mmattn keeps the official names except the model-level semantic-init modules, which move under
+``semantic_init.`` (``q`` -> ``semantic_init.query``). Classification files lose the 22 (for S)
+classification-only tensors: ``head.*``, ``aux_head.*``, ``post_network.*`` and the last
+stage-4 block's ``mlp.fc_proxy.*`` (the last block of the official det/seg backbone drops the
+semantic tokens before its FFN). Det/seg "Pretrained/dualvit_*.pth" files are flat
+classification dicts too; converted files pass through unchanged. Every key is checked
 against a meta-device model of the inferred architecture. Tensors are never modified.
 """
 import re
@@ -15,7 +15,8 @@ from mmengine.logging import print_log
 
 from .common import CheckpointKeyError, check_against_model, register_converter
 
-HEAD_DIM = 32  # every stage of every variant (spec §1.1); heads are not visible in the weights
+HEAD_DIM = 32  # C / heads in every stage of every official variant; heads leave no trace in the
+# weights
 
 _SEMANTIC_INIT = re.compile(r'^(?:q|(?:q_embed|kv|proxy_ln|se)\.\d*\.?(?:weight|bias))$')
 _CLASSIFIER = re.compile(r'^(?:head|aux_head|post_network)\.')

@@ -1,11 +1,11 @@
 """Official GroupMixFormer checkpoints (AILab-CVC/GroupMixFormer) -> mmattn ``GroupMixFormer``.
 
-The official files are ``{'model': state_dict}`` (spec groupmixformer.md §3.1), which mmengine's
-loader would not unwrap (trap 20). Keys are renamed to mmattn's names (table below), tensors are
-never modified, the ImageNet classifier ``norm4.*`` (a BatchNorm) and ``head.*`` is dropped,
-and the result is checked key by key and shape by shape against a meta-device model of the
-inferred architecture. Files already in mmattn's names (converted, or a detector's backbone)
-pass through the same check.
+The official files are ``{'model': state_dict}`` (written by the official
+``extract_clean_ckpt.py``), which mmengine's loader would not unwrap. Keys are renamed to mmattn's
+names (table below), tensors are never modified, the ImageNet classifier ``norm4.*`` (a BatchNorm)
+and ``head.*`` is dropped, and the result is checked key by key and shape by shape against a
+meta-device model of the inferred architecture. Files already in mmattn's names (converted, or a
+detector's backbone) pass through the same check.
 """
 import re
 

@@ -1,12 +1,12 @@
 """Official NAT / DiNAT checkpoints (SHI-Labs/Neighborhood-Attention-Transformer) -> mmattn.
 
-mmattn's ``NAT`` / ``DiNAT`` keep the official parameter names (spec nat.md §3), so this is a
+mmattn's ``NAT`` / ``DiNAT`` keep the official parameter names, so this is a
 checked identity mapping: the ImageNet classifier (``norm.*``, ``head.*``) is dropped, the
 det/seg output norms ``norm0..3`` are added as ones/zeros for classification files (as the
 official det/seg backbones start them), and every key is validated against the official key
 table and then against a meta-device model of the inferred architecture. Tensors are never
-modified. Dilations change no parameter (the rpb table is dilation-independent, §1.8), so one
-converter serves both families.
+modified. Dilations change no parameter (the rpb table's shape does not depend on the
+dilation), so one converter serves both families.
 """
 import re
 

@@ -1,7 +1,7 @@
 """Released Slide-Swin checkpoints (LeapLabTHU/Slide-Transformer ``SlideSwinTransformer``) ->
 mmattn's ``SlideSwin``.
 
-Renames (specs/slide.md §3): ``layers.`` -> ``stages.``, ``patch_embed.proj`` ->
+Renames: ``layers.`` -> ``stages.``, ``patch_embed.proj`` ->
 ``patch_embed.projection``, ``mlp.fc1/fc2`` -> ``ffn.layers.0.0/1``, window-stage ``attn.*`` ->
 ``attn.w_msa.*``; slide-attention tensors keep their names and values (head-major qkv, 6-D
 bias tables, the one-hot ``dep_conv.weight`` and both conv biases). The PatchMerging tensors
@@ -140,5 +140,6 @@ def convert_slide_swin(state_dict, add_out_norms=True):
                 expected = one_hot_shift_kernel(value.shape[0] // value.shape[-1]**2,
                                                 value.shape[-1])
                 if not torch.equal(value.float(), expected):
-                    raise ValueError(f'{key} is not the one-hot shift kernel (spec §1.3)')
+                    raise ValueError(f'{key} is not the one-hot shift kernel (1 at tap i of '
+                                     'output channel c*k*k + i, 0 elsewhere)')
     return converted

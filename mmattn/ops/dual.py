@@ -1,20 +1,26 @@
 """Dual-ViT's attention pieces: semantic-token init, dual-path attention, merge attention.
 
-Numerics are the official ones (specs/dualvit.md §1.5-§1.8). Every attention in Dual-ViT is
+Numerics are the official ones (YehLi/ImageNetModel: ``classification/dualvit.py``, and the
+det/seg backbones ``object_detection/dualvit.py`` and
+``semantic_segmentation/mmseg/models/backbones/dualvit.py``, which compute the same stage
+features). Every attention in Dual-ViT is
 plain multi-head softmax attention, scale ``head_dim ** -0.5``, no bias, heads as contiguous
 channel chunks of a ``(B, T, C)`` projection; the pieces differ in where queries, keys and
 values come from:
 
-* semantic init (§1.5): learned 8x8 query grid, bicubic-resized to the pooled grid, attends to
-  the 7x7-average-pooled stem tokens (single head, scale ``C ** -0.5``), SK-style 2-way gate;
-* dual-path attention (§1.6): semantic self-attention, semantic <- pixel cross attention,
-  semantic MLP, then pixel <- (updated) semantic cross attention; pixels never self-attend;
-* merge attention (§1.8): ordinary MHSA over ``[pixels ; semantics]``.
+* semantic init (stage 1 only): learned 8x8 query grid, bicubic-resized to the pooled grid,
+  attends to the 7x7-average-pooled stem tokens (single head, scale ``C ** -0.5``), SK-style
+  2-way gate;
+* dual-path attention (official ``DualAttention``, stages 1-2): semantic self-attention,
+  semantic <- pixel cross attention, semantic MLP, then pixel <- (updated) semantic cross
+  attention; pixels never self-attend;
+* merge attention (official ``Attention``, stages 3-4): ordinary MHSA over
+  ``[pixels ; semantics]``.
 
 Fast path: :func:`multi_head_attention` (``F.scaled_dot_product_attention``; fused, never builds
 the (Tq, Tk) matrix on kernels that support it). Each piece has a ``*_reference`` written
-straight from the spec: explicit per-head channel slices, explicit ``softmax(q k^T) v``,
-``F.layer_norm`` with the spec's eps, explicit 7x7 block means.
+straight from the definition: explicit per-head channel slices, explicit ``softmax(q k^T) v``,
+LayerNorms written out with the official eps, explicit 7x7 block means.
 """
 from typing import Tuple
 
@@ -28,7 +34,9 @@ from mmattn.registry import register_model
 QUERY_GRID = 8  # the learned semantic queries form an 8x8 grid (64 x C1 parameter)
 POOL = 7  # semantic tokens summarise 7x7 blocks of the stride-4 map
 LAYER_SCALE_INIT = 1e-6
-EPS_BARE = 1e-5  # bare nn.LayerNorm inside the attention pieces (spec §1.10)
+# The official pieces build bare nn.LayerNorm (eps 1e-5: q_embed, proxy_ln, q_proxy_ln, p_ln,
+# qkv_proxy); only the block and stage norms use the model's eps 1e-6.
+EPS_BARE = 1e-5
 
 
 def _check_attention_inputs(q: Tensor, k: Tensor, v: Tensor, num_heads: int) -> None:
@@ -104,7 +112,8 @@ def pooled_grid(height: int, width: int, ceil_mode: bool = False) -> Tuple[int, 
 
 @register_model
 class SemanticTokenInit(nn.Module):
-    """Stage-1 semantic tokens from the stem output (spec §1.5).
+    """Stage-1 semantic tokens from the stem output (the official model-level ``q``,
+    ``q_embed``, ``pool``, ``kv``, ``proxy_ln``, ``se``).
 
     ``query`` is the official model-level ``q`` (an 8x8 grid, row-major); ``q_embed``, ``kv``,
     ``proxy_ln`` and ``se`` keep their official names. Every LayerNorm here has eps 1e-5.
@@ -157,7 +166,7 @@ class SemanticTokenInit(nn.Module):
 
 @register_model
 class DualPathAttention(nn.Module):
-    """The DualBlock's attention (official ``DualAttention``, spec §1.6, official names).
+    """The DualBlock's attention (official ``DualAttention``, official names).
 
     ``forward(xn, z)`` takes the block's ``norm1(x)`` and the semantic tokens and returns the
     pixel branch output (before the block's ``gamma1``/DropPath) and the updated semantic
@@ -209,7 +218,7 @@ class DualPathAttention(nn.Module):
 
 @register_model
 class MergeAttention(nn.Module):
-    """The MergeBlock's MHSA over ``[pixels ; semantics]`` (official ``Attention``, §1.8).
+    """The MergeBlock's MHSA over ``[pixels ; semantics]`` (official ``Attention``).
 
     Args:
         embed_dims (int): channels C.
@@ -237,7 +246,7 @@ def _linear(module: nn.Linear, x: Tensor) -> Tensor:
 
 
 def _ln(module: nn.LayerNorm, x: Tensor, eps: float = EPS_BARE) -> Tensor:
-    """LayerNorm with the spec's eps (not the module's), written out."""
+    """LayerNorm with the official eps ``eps`` (not read from the module), written out."""
     mean = x.mean(-1, keepdim=True)
     var = ((x - mean)**2).mean(-1, keepdim=True)
     return (x - mean) / torch.sqrt(var + eps) * module.weight + module.bias
@@ -251,7 +260,10 @@ def _split(x: Tensor, parts: int) -> list:
 
 def semantic_init_reference(module: SemanticTokenInit, x: Tensor, hw: Tuple[int, int],
                             return_weights: bool = False):
-    """:class:`SemanticTokenInit` from the definition (spec §1.5 steps 1-6).
+    """:class:`SemanticTokenInit` from the definition: 7x7 average pool of the stem tokens ->
+    k, v (single head); the 8x8 query grid resized bicubically to the pooled grid ->
+    ``q_embed``; attention with scale ``C1 ** -0.5``; an SK-style softmax gate over
+    (attention output, pooled tokens) from ``se``; ``proxy_ln``.
 
     Returns:
         Tensor | tuple: semantic tokens (B, M, C1), M = floor(H1/7) * floor(W1/7) (ceil in ceil mode); with
@@ -285,7 +297,10 @@ def semantic_init_reference(module: SemanticTokenInit, x: Tensor, hw: Tuple[int,
 
 def dual_path_attention_reference(module: DualPathAttention, xn: Tensor, z: Tensor,
                                   return_weights: bool = False):
-    """:class:`DualPathAttention` from the definition (spec §1.6 steps 2-5), eval mode.
+    """:class:`DualPathAttention` from the definition, eval mode: semantic self-attention
+    (``qkv_proxy``, no output projection), semantic <- pixel cross attention (``q_proxy_ln``,
+    ``q_proxy``, ``kv_proxy``), semantic MLP (``p_ln``, ``mlp_proxy``), each with its layer
+    scale, then pixel <- updated-semantic attention (``q``, ``proxy_ln``, ``kv``, ``proj``).
 
     Returns:
         tuple: (pixel output (B, N, C), updated semantics (B, M, C)); with ``return_weights``
@@ -314,7 +329,7 @@ def dual_path_attention_reference(module: DualPathAttention, xn: Tensor, z: Tens
 
 
 def merge_attention_reference(module: MergeAttention, t: Tensor, return_weights: bool = False):
-    """:class:`MergeAttention` from the definition (spec §1.8): MHSA over all tokens.
+    """:class:`MergeAttention` from the definition: MHSA over all tokens.
 
     Returns:
         Tensor | tuple: (B, T, C); with ``return_weights`` also the weights (B, heads, T, T),

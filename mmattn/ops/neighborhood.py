@@ -1,6 +1,7 @@
 """Neighborhood attention 2-D with dilation and relative positional bias (NAT / DiNAT).
 
-Semantics are NATTEN's (specs/nat.md section 2): every query attends to exactly ``K*K`` keys of
+Semantics are NATTEN's (SHI-Labs/NATTEN, ``NeighborhoodAttention2D`` of 0.14-0.17 and its CPU
+index functions): every query attends to exactly ``K*K`` keys of
 its own dilation group; near a border the window is shifted inward (clamped), never zero padded;
 the bias index is the true relative offset ``(key - query) / dilation + K - 1``, rows first.
 

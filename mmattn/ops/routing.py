@@ -171,7 +171,8 @@ class GlobalAttentionLePE(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------
-# References, straight from the definition (spec biformer.md §2.1, §2.3). Slow; for tests.
+# References, straight from the definition (the BRA of the official ops/bra_legacy.py and the
+# official stage-4 AttentionLePE). Slow; for tests.
 # ------------------------------------------------------------------------------------------
 
 
@@ -252,7 +253,9 @@ def bra_reference(x, qkv_weight, qkv_bias, lepe_weight, lepe_bias, proj_weight, 
 
 def global_attention_lepe_reference(x, qkv_weight, lepe_weight, lepe_bias, proj_weight, proj_bias,
                                     num_heads=8):
-    """Stage-4 attention from the definition (spec §2.3)."""
+    """Stage-4 attention from the definition (official ``AttentionLePE``): MHSA (8 heads in
+    every official model) with a bias-free qkv and scale ``(C / heads) ** -0.5``, plus the
+    depthwise LePE (5x5) of the attention *input*, not of v, then ``proj``."""
     n, height, width, c = x.shape
     d = c // num_heads
     tokens = x.reshape(n, height * width, c)

@@ -1,6 +1,7 @@
 """Slide attention (Slide-Transformer, Pan et al., CVPR 2023), with its re-parameterisation.
 
-Semantics are the released ``SlideAttention`` (specs/slide.md §1): every query attends to the
+Semantics are the released ``SlideAttention`` (LeapLabTHU/Slide-Transformer,
+``slide_transformer/models/slide_swin.py``): every query attends to the
 ``k*k`` taps of its neighbourhood; the keys and values of tap ``i`` come from one depthwise
 convolution of k (and v) with a fixed one-hot "shift" kernel plus a learnable "deformed
 shifting" kernel, both shared by K, V and every head; borders are zero padded and *not*
@@ -17,7 +18,8 @@ zero-padded map, ``K_i[c] = sum_s W[c, i, s] * k_s[c] + b[c, i]``, so with ``P_s
 
 one shift at a time: every shift is a strided view of the padded map, and the channel/tap
 contractions are small matrix products (taps x head_dim) instead of depthwise convolutions. The
-key-side bias enters as ``rpb[h, i] * sum_c q[c]`` (§1.5). Only q, the padded k and v, the
+key-side bias enters as ``rpb[h, i] * sum_c q[c]`` (the official code adds it to the expanded
+keys, so the logit bias depends on the query). Only q, the padded k and v, the
 kernels and the (heads x k*k x H x W) attention weights are kept for backward, which runs the
 same shift loop.
 """
@@ -65,7 +67,9 @@ def slide_attention(q: Tensor,
                     rpb: Optional[Tensor] = None,
                     scale: Optional[float] = None,
                     dropout_p: float = 0.) -> Tensor:
-    """Slide attention over the k x k neighbourhood of every pixel (spec §1.2-§1.7).
+    """Slide attention over the k x k neighbourhood of every pixel: scaled q, keys and values of
+    the k*k taps from the (summed) depthwise shift convolutions of k and v, the key-side bias,
+    softmax over the taps, zero padding without masking at the borders.
 
     Args:
         q (Tensor): queries (B, heads, head_dim, H, W), not yet scaled.
@@ -165,7 +169,7 @@ class _SlideAttentionFn(torch.autograd.Function):
             prod = qs * _shift_view(kp, s, ks, h, w)  # q_c * (shift s of k)_c, contiguous
             logits.baddbmm_(wk[s].t().expand(n, -1, -1), prod.view(n, d, hw))
             del prod
-        if rpb is not None:  # the key-side bias (§1.4) seen from the logits: rpb * sum_c q_c
+        if rpb is not None:  # a bias of the keys, seen from the logits: rpb * sum_c q_c
             logits.addcmul_(rpb.repeat(b, 1).view(n, taps, 1), qf.sum(1, keepdim=True))
         attn = torch.softmax(logits, dim=1)
         del logits
@@ -263,7 +267,7 @@ def slide_attention_reference(q: Tensor,
                               return_weights: bool = False):
     """Slow, obviously right :func:`slide_attention` (same arguments), for tests.
 
-    Written from spec §1.3-§1.6 with explicit shifts: tap ``i`` of channel ``c`` is
+    Written from the definition with explicit shifts: tap ``i`` of channel ``c`` is
     ``sum_{u,v} weight[c*k*k + i, 0, u, v] * x[y + u - p, x + v - p] + bias[c*k*k + i]`` with
     zeros outside the map; the rpb is added to the expanded keys; softmax over the taps.
 
@@ -310,8 +314,8 @@ class SlideAttention(nn.Module):
     """Multi-head slide attention: the released ``SlideAttention`` on channels-last maps.
 
     (B, H, W, C) -> (B, H, W, C) for any H, W. Parameter names are the official ones: ``qkv``
-    (output channels laid out (head, q/k/v, head_dim), spec §1.1, unlike Swin's), ``proj``,
-    ``dep_conv`` (the one-hot shift kernel, a frozen Parameter, with a *trainable* bias),
+    (output channels laid out (head, q/k/v, head_dim), unlike Swin's (q/k/v, head, head_dim)),
+    ``proj``, ``dep_conv`` (the one-hot shift kernel, a frozen Parameter, with a *trainable* bias),
     ``dep_conv1`` (the learnable deformed shifting, PyTorch's default Conv2d init) and
     ``relative_position_bias_table`` (1, heads, 1, k*k, 1, 1).
 
@@ -394,7 +398,9 @@ class SlideAttention(nn.Module):
 
     @torch.no_grad()
     def reparameterize(self) -> None:
-        """Merge ``dep_conv1`` into ``dep_conv`` (spec §5), in float64, and drop it."""
+        """Merge ``dep_conv1`` into ``dep_conv`` (weights and biases added: the convolutions are
+        linear in their kernels and share padding, stride and groups), in float64, and drop
+        it."""
         if self.deploy:
             return
         conv, extra = self.dep_conv, self.dep_conv1
@@ -421,7 +427,8 @@ class SlideAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         b, h, w, c = x.shape
-        # head-major qkv: channel j is head j // (3d), then q / k / v, then the channel (§1.1)
+        # head-major qkv (the official layout): channel j is head j // (3d), then q / k / v,
+        # then the channel
         qkv = self.qkv(x).permute(0, 3, 1, 2).reshape(b, self.num_heads, 3, self.head_dim, h, w)
         q, k, v = qkv.unbind(2)
         weight, bias = self.merged_kernel()
