@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO_ROOT, load_tool
+from helpers import REPO_ROOT, load_tool
 
 import mmattn  # noqa: F401
 from mmattn.converters.common import CheckpointKeyError

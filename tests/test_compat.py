@@ -48,6 +48,7 @@ def _runner(work_dir, max_epochs, **kwargs):
         default_scope='mmengine', experiment_name=f'toy{max_epochs}', **kwargs)
 
 
+@pytest.mark.slow
 def test_mmengine_checkpoint_save_and_resume(tmp_path):
     _runner(tmp_path, max_epochs=1).train()
     ckpt = tmp_path / 'epoch_1.pth'

@@ -8,7 +8,7 @@ import os.path as osp
 import shutil
 
 import pytest
-from conftest import REPO_ROOT, load_tool
+from helpers import REPO_ROOT, load_tool
 
 train_tool, test_tool = load_tool('train'), load_tool('test')
 DET = osp.join(REPO_ROOT, 'configs/demo/biformer_retinanet_synthetic.py')
@@ -111,6 +111,7 @@ def test_all_boxes_degenerate(data, tmp_path, capsys):
               f'id {coco["annotations"][0]["id"]}')
 
 
+@pytest.mark.slow
 def test_missing_ade_segmentation_maps(data, tmp_path, capsys):
     maps = sorted(os.listdir(data / 'ade20k/annotations/training'))
     os.remove(data / 'ade20k/annotations/training' / maps[0])

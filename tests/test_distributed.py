@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import (REPO_ROOT, free_port, read_scalars, run_tool,
+from helpers import (REPO_ROOT, free_port, read_scalars, run_tool,
                       write_deterministic_seg_config)
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason='CPU (gloo) paths')
@@ -45,6 +45,7 @@ def _sync_bn_worker(rank, world, port, out):
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_cpu_sync_bn_equals_batch_norm_on_the_whole_batch(tmp_path):
     """2 processes x 3 samples == one BatchNorm2d over 6: outputs, input/affine grads, stats."""
     out = str(tmp_path / 'rank0.pt')
@@ -75,6 +76,7 @@ def test_cpu_sync_bn_without_process_group_is_batch_norm():
     torch.testing.assert_close(sync.running_var, plain.running_var)
 
 
+@pytest.mark.slow
 def test_two_processes_train_like_one_with_the_whole_batch(synthetic_data, tmp_path):
     """dist_train.sh 2 x 1 image == train.py 1 x 2 images: loss, lr, SyncBN stats, weights."""
     from mmengine.config import Config

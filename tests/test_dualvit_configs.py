@@ -1,7 +1,7 @@
-"""Every configs/{det,seg}/dualvit*.py loads, carries the spec settings it claims, and runs.
+"""Every configs/{det,seg}/dualvit*.py loads, carries the official settings it claims, and runs.
 
 The full-size Dual-ViT-S/B backbone of each config is built on the meta device (widths and
-parameter count, spec dualvit.md §1.2); the detector / segmentor is built with a tiny arch
+parameter count of the official downstream backbone); the detector / segmentor is built with a tiny arch
 override and runs one loss step (backward included) and one prediction on demo inputs.
 """
 import copy
@@ -10,13 +10,13 @@ import os.path as osp
 import pytest
 import torch
 
-from conftest import (build_model, config_header, config_paths, det_loss_step_and_predict,
+from helpers import (build_model, config_header, config_paths, det_loss_step_and_predict,
                       load_config, seg_loss_step, seg_predict, tiny_model_cfg)
 
 TINY = dict(stem_hidden=8, embed_dims=[16, 32, 48, 64], num_heads=[1, 1, 2, 2],
             depths=[1, 1, 1, 2], mlp_ratios=[2, 2, 2, 2])
 WIDTHS = {'small': [64, 128, 320, 448], 'base': [64, 128, 320, 512]}
-BACKBONE_PARAMS = {'small': 21.741, 'base': 38.448}  # §1.2, downstream backbone
+BACKBONE_PARAMS = {'small': 21.741, 'base': 38.448}  # official downstream backbone (no classification head)
 
 
 def _configs(folder):
@@ -56,7 +56,7 @@ def _tiny(model_cfg, arch):
 def test_det_config(path):
     cfg, arch = _load_and_check(path, 'mmdet')
     backbone, opt = cfg.model.backbone, cfg.optim_wrapper.optimizer
-    # §4.2: 1x schedule, AdamW (1e-4 RetinaNet, 2e-4 Mask R-CNN), wd 1e-4, drop path 0.15,
+    # official COCO configs: 1x schedule, AdamW (1e-4 RetinaNet, 2e-4 Mask R-CNN), wd 1e-4, drop path 0.15,
     # frozen stem BN affine with updating statistics, find_unused_parameters
     retina = 'retinanet' in path
     assert (opt.type, opt.lr, opt.weight_decay) == ('AdamW', 1e-4 if retina else 2e-4, 1e-4)
@@ -81,7 +81,7 @@ def test_seg_config(path):
     cfg, arch = _load_and_check(path, 'mmseg')
     assert cfg.model.get('pretrained') is None and cfg.sync_bn == 'torch'
     backbone, opt = cfg.model.backbone, cfg.optim_wrapper.optimizer
-    if 'upernet' in path:  # §4.3
+    if 'upernet' in path:  # official ADE20K UPerNet config
         assert (opt.type, opt.lr, opt.weight_decay) == ('AdamW', 6e-5, 0.01)
         assert cfg.optim_wrapper.paramwise_cfg.custom_keys == dict(norm=dict(decay_mult=0.))
         assert backbone.drop_path_rate == (0.3 if arch == 'base' else 0.15)
@@ -90,7 +90,7 @@ def test_seg_config(path):
         aux = cfg.model.auxiliary_head
         assert (aux.in_channels, aux.in_index, aux.channels) == (320, 2, 256)
         assert aux.loss_decode.loss_weight == 0.4 and cfg.model.decode_head.channels == 512
-        assert backbone.test_tile_size == 768  # §2.8 official test-time tiling
+        assert backbone.test_tile_size == 768  # official test-time tiling on 768x768 crops
     else:
         assert backbone.test_tile_size is None
 

@@ -7,9 +7,10 @@ updating). The saved detector checkpoint then initialises a DualViT through init
 import math
 import os.path as osp
 
+import pytest
 import torch
 
-from conftest import REPO_ROOT, coco_runner_options, load_tool, val_metrics
+from helpers import REPO_ROOT, coco_runner_options, load_tool, val_metrics
 
 train_tool = load_tool('train')
 
@@ -17,6 +18,7 @@ TINY = dict(stem_hidden=8, embed_dims=[16, 32, 48, 64], num_heads=[1, 1, 2, 2],
             depths=[1, 1, 2, 2], mlp_ratios=[4, 4, 4, 3])
 
 
+@pytest.mark.slow
 def test_dualvit_maskrcnn_train_val(synthetic_data, tmp_path):
     from mmattn.models import DualViT
     backbone = dict(type='DualViT', arch=TINY, out_indices=(0, 1, 2, 3),

@@ -5,7 +5,7 @@ written is named in one line."""
 import os.path as osp
 
 import pytest
-from conftest import REPO_ROOT, config_paths, load_tool
+from helpers import REPO_ROOT, config_paths, load_tool
 
 train_tool, test_tool = load_tool('train'), load_tool('test')
 SEG = osp.join(REPO_ROOT, 'configs/demo/biformer_upernet_synthetic.py')

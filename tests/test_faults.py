@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO_ROOT, load_tool
+from helpers import REPO_ROOT, load_tool
 
 sys.path.insert(0, osp.join(REPO_ROOT, 'tests', 'models'))
 from test_biformer import official_state_dict  # noqa: E402
@@ -83,6 +83,7 @@ def test_official_backbone_checkpoint_says_convert(seg_models, tmp_path):
         assert f'python tools/convert_ckpt.py biformer {path} OUT.pth' in message
 
 
+@pytest.mark.slow
 def test_test_tool_refuses_a_wrong_checkpoint(seg_models, synthetic_data, tmp_path):
     """tools/test.py exits with the message instead of evaluating a half-random model."""
     _, wider, _ = seg_models
@@ -101,6 +102,7 @@ class _RunsCode:
         return (os.system, (f'touch {self.marker}', ))
 
 
+@pytest.mark.slow
 def test_pickle_carrying_code_is_refused_by_the_tools(tmp_path, seg_models):
     """A checkpoint whose pickle would run a command: refused by the checkpoint check of
     train/test, by convert_ckpt.py and by init_cfg=Pretrained; the command never runs."""

@@ -1,6 +1,6 @@
 """Every configs/{det,seg}/groupmixformer*.py loads, states its origin, builds, steps, predicts.
 
-No official detection / segmentation settings exist (specs/groupmixformer.md §4.1), so each
+No official detection / segmentation settings exist (the official repository released classification only), so each
 header must say these are mmattn's settings. Each config builds once at full size (GroupMixFormer-S,
 no checkpoint read: the Pretrained init runs only when training starts), then with a tiny arch
 for one loss + backward and one prediction on demo inputs whose sides are not multiples of 32.
@@ -10,7 +10,7 @@ import os.path as osp
 
 import pytest
 
-from conftest import (build_model, config_header, config_paths, det_loss_step_and_predict,
+from helpers import (build_model, config_header, config_paths, det_loss_step_and_predict,
                       load_config, seg_loss_step, seg_predict, tiny_model_cfg)
 
 TINY_ARCH = dict(embed_dims=[20, 40, 60, 80], depths=[1, 1, 1, 1], mlp_ratios=[2, 2, 2, 2])
@@ -48,16 +48,16 @@ def _tiny(model_cfg):
 @pytest.mark.parametrize('path', _configs('det'))
 def test_det_config_builds_steps_and_predicts(path):
     cfg = _load(path, 'mmdet')
-    assert cfg.model.data_preprocessor.pad_size_divisor == 32  # §4.5
+    assert cfg.model.data_preprocessor.pad_size_divisor == 32  # the official model needs sides divisible by 32
     full = build_model(copy.deepcopy(cfg.model), 'mmdet')
     assert full.backbone.embed_dims == S_WIDTHS and list(cfg.model.neck.in_channels) == S_WIDTHS
     del full
     opt = cfg.optim_wrapper.optimizer
-    if 'maskrcnn' in path:  # §4.5 CoaT recipe
+    if 'maskrcnn' in path:  # CoaT's Mask R-CNN recipe
         assert (opt.lr, opt.weight_decay, cfg.train_cfg.max_epochs) == (1e-4, 0.05, 12)
         assert cfg.param_scheduler[1].milestones == [8, 11]
         assert 'RandomChoice' in [t.type for t in cfg.train_dataloader.dataset.pipeline]
-    else:  # §4.5 PVT RetinaNet 1x
+    else:  # PVT RetinaNet 1x protocol
         assert (opt.lr, opt.weight_decay, cfg.train_cfg.max_epochs) == (1e-4, 1e-4, 12)
     model = build_model(_tiny(cfg.model), 'mmdet')
     model.init_weights()
@@ -79,10 +79,10 @@ def test_seg_config_builds_steps_and_predicts(path):
     assert full.backbone.embed_dims == S_WIDTHS
     del full
     opt = cfg.optim_wrapper.optimizer
-    if 'upernet' in path:  # §4.5 Swin protocol
+    if 'upernet' in path:  # Swin UPerNet protocol
         assert (opt.lr, opt.weight_decay, cfg.train_cfg.max_iters) == (6e-5, 0.01, 160000)
         assert cfg.model.auxiliary_head.in_index == 2
-    else:  # §4.5 PVT Semantic FPN protocol
+    else:  # PVT Semantic FPN protocol
         assert (opt.lr, opt.weight_decay, cfg.train_cfg.max_iters) == (1e-4, 1e-4, 40000)
     assert cfg.train_dataloader.batch_size == 2
     model_cfg = _tiny(cfg.model)

@@ -2,22 +2,24 @@
 
 tools/train.py runs in process on the synthetic COCO data of conftest.py; the demo BiFormer
 RetinaNet config provides data, head and schedule, and a config written to tmp_path swaps in a
-tiny GroupMixFormer. The data preprocessor pads to 32 (spec §4.5), so the backbone sees the
+tiny GroupMixFormer. The data preprocessor pads to 32 (the official model needs sides divisible by 32), so the backbone sees the
 sizes the official model accepts; the saved detector checkpoint must initialise a fresh
 backbone through ``init_cfg`` (prefix ``backbone.``).
 """
 import math
 import os.path as osp
 
+import pytest
 import torch
 
-from conftest import REPO_ROOT, coco_runner_options, load_tool
+from helpers import REPO_ROOT, coco_runner_options, load_tool
 
 train_tool = load_tool('train')
 
 DEMO_ARCH = dict(embed_dims=[20, 40, 80, 160], depths=[1, 1, 1, 1], mlp_ratios=[2, 2, 2, 2])
 
 
+@pytest.mark.slow
 def test_groupmixformer_retinanet_train_val(synthetic_data, tmp_path, monkeypatch):
     from mmattn.models import GroupMixFormer
     sizes = []

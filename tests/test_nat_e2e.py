@@ -1,6 +1,6 @@
 """NAT / DiNAT through the stock OpenMMLab stack.
 
-* Every configs/{det,seg}/{nat,dinat}_*.py loads, carries the spec settings it claims, builds at
+* Every configs/{det,seg}/{nat,dinat}_*.py loads, carries the official settings it claims, builds at
   full size and runs one loss step + one prediction (no checkpoint: init_cfg dropped).
 * Mask R-CNN (NAT) and UPerNet (DiNAT) train 2 iterations through the real Runner
   (tools/train.py, in process) on the synthetic data of conftest.py and validate with
@@ -14,7 +14,7 @@ import os.path as osp
 import pytest
 import torch
 
-from conftest import (REPO_ROOT, ade_runner_options, build_model, coco_runner_options,
+from helpers import (REPO_ROOT, ade_runner_options, build_model, coco_runner_options,
                       config_header, config_paths, det_loss_step, load_config, load_tool,
                       seg_loss_step, val_metrics)
 
@@ -43,7 +43,7 @@ def _check_backbone(cfg, path, task):
     backbone = cfg.model.backbone
     assert backbone.arch == 'tiny' and tuple(backbone.out_indices) == (0, 1, 2, 3)
     if name.startswith('dinat_'):
-        # spec §1.8: per-task schedules, ImageNet DiNAT-T weights
+        # DiNAT: per-task dilation schedules, ImageNet DiNAT-T weights
         assert backbone.type == 'DiNAT'
         assert backbone.dilations == ('coco' if task == 'det' else 'ade20k')
         assert backbone.init_cfg.checkpoint == 'checkpoints/dinat_tiny_in1k_224.pth'
@@ -53,7 +53,7 @@ def _check_backbone(cfg, path, task):
     header = config_header(path)
     in_paper = 'maskrcnn' in name or 'upernet' in name
     assert ('NOT a paper setting' in header) != in_paper
-    if in_paper:  # spec §4.1 / §4.2 paper settings
+    if in_paper:  # the official COCO Mask R-CNN / ADE20K UPerNet settings
         custom_keys = cfg.optim_wrapper.paramwise_cfg.custom_keys
         assert set(custom_keys) == {'rpb', 'norm'}
         assert all(v == dict(decay_mult=0.) for v in custom_keys.values())
@@ -82,9 +82,9 @@ def test_det_config_builds_and_steps(path):
     model = build_model(model_cfg, 'mmdet')
     assert model.backbone.embed_dims == TINY_WIDTHS
     assert list(cfg.model.neck.in_channels) == TINY_WIDTHS
-    if 'maskrcnn' in path:  # spec §4.1: Mask R-CNN NAT-T / DiNAT-T 48M
+    if 'maskrcnn' in path:  # paper: Mask R-CNN NAT-T / DiNAT-T 48M params
         assert round(sum(p.numel() for p in model.parameters()) / 1e6) == 48
-    # 96x128: DiNAT 'coco' pads every level (§2.6), NAT pads levels 2-3
+    # 96x128: DiNAT 'coco' pads every level smaller than 7*dilation, NAT pads levels 2-3
     det_loss_step(model, 'maskrcnn' in path, image_shapes=[(3, 96, 128)])
     assert model.backbone.levels[3].blocks[4].attn.rpb.grad is not None
 
@@ -100,7 +100,7 @@ def test_seg_config_builds_and_steps(path):
     model_cfg.data_preprocessor.size = (96, 112)  # the test input, instead of 512x512
     model = revert_sync_batchnorm(build_model(model_cfg, 'mmseg'))
     assert model.backbone.embed_dims == TINY_WIDTHS
-    if 'upernet' in path:  # spec §4.2: UPerNet NAT-T / DiNAT-T 58M
+    if 'upernet' in path:  # paper: UPerNet NAT-T / DiNAT-T 58M params
         assert round(sum(p.numel() for p in model.parameters()) / 1e6) == 58
     seg_loss_step(model, 96, 112)
     assert model.backbone.levels[0].blocks[1].attn.rpb.grad is not None
@@ -132,6 +132,7 @@ def _write_config(tmp_path, demo, backbone):
     return str(path)
 
 
+@pytest.mark.slow
 def test_nat_maskrcnn_train_val(synthetic_data, tmp_path, padding_log):
     from mmattn.models import NAT
     backbone = dict(type='NAT', arch=DEMO_ARCH, out_indices=(0, 1, 2, 3), init_cfg=None)
@@ -155,6 +156,7 @@ def test_nat_maskrcnn_train_val(synthetic_data, tmp_path, padding_log):
     assert all(torch.equal(v, trained[k]) for k, v in fresh.state_dict().items())
 
 
+@pytest.mark.slow
 def test_dinat_upernet_train_val(synthetic_data, tmp_path, padding_log):
     from mmattn.models import DiNAT
     # 128x128 crops -> level maps 32/16/8/4; d=8 at level 0 needs 56: the padding path

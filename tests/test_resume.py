@@ -20,7 +20,7 @@ import time
 
 import pytest
 import torch
-from conftest import REPO_ROOT, config_paths, last_checkpoint, load_tool, run_tool
+from helpers import REPO_ROOT, config_paths, last_checkpoint, load_tool, run_tool
 
 train_tool = load_tool('train')
 

@@ -1,4 +1,4 @@
-"""Every configs/{det,seg}/slide*.py loads, carries its spec settings, builds at full size (init_cfg
+"""Every configs/{det,seg}/slide*.py loads, carries its paper settings, builds at full size (init_cfg
 dropped: no checkpoint here), matches the paper's parameter count where the paper gives one, and
 runs one loss step + backward through the stock mmdet / mmseg model."""
 import copy
@@ -6,10 +6,10 @@ import os.path as osp
 
 import pytest
 
-from conftest import (build_model, config_header, config_paths, det_loss_step, load_config,
+from helpers import (build_model, config_header, config_paths, det_loss_step, load_config,
                       seg_loss_step)
 
-# paper params in millions (specs/slide.md §4.3 / §4.4)
+# paper params in millions (the paper's COCO and ADE20K result figures)
 PAPER_PARAMS = {'slide_maskrcnn.py': 42, 'slide-swin_maskrcnn.py': 48, 'slide_upernet.py': 60,
                 'slide_fpn.py': 26}
 BACKBONES = {'slide_maskrcnn.py': 'SlidePVT', 'slide_retinanet.py': 'SlidePVT',
@@ -31,7 +31,7 @@ def _load(path, scope):
     backbone = cfg.model.backbone
     assert backbone.type == BACKBONES[name]
     assert backbone.init_cfg.type == 'Pretrained'
-    if backbone.type == 'SlideSwin':  # §2.4: the paper's window-7 stages 3-4 downstream
+    if backbone.type == 'SlideSwin':  # the paper's FLOPs imply Swin's window 7 in stages 3-4
         assert backbone.attn_mode == 'window' and backbone.window_size == 7
         assert cfg.optim_wrapper.paramwise_cfg.custom_keys['relative_position_bias_table'] == \
             dict(decay_mult=0.)

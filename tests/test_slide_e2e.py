@@ -4,15 +4,17 @@ saved checkpoint and a reload of the deploy checkpoint with the config it writes
 import math
 import os.path as osp
 
+import pytest
 import torch
 from mmengine.config import Config
 
-from conftest import REPO_ROOT, ade_runner_options, load_tool
+from helpers import REPO_ROOT, ade_runner_options, load_tool
 
 train_tool = load_tool('train')
 reparameterize_tool = load_tool('reparameterize')
 
 
+@pytest.mark.slow
 def test_slide_pvt_fpn_train_val_reparameterize(synthetic_data, tmp_path):
     from mmattn.models import SlidePVT
     config = tmp_path / 'slide_fpn_demo.py'

@@ -11,7 +11,7 @@ import pytest
 from mmengine.config import Config
 from PIL import Image
 
-from conftest import REPO_ROOT, load_tool
+from helpers import REPO_ROOT, load_tool
 
 from mmattn.utils import data_check
 
@@ -121,6 +121,7 @@ def test_data_check_paths_and_message(tmp_path, monkeypatch):
     assert data_check.find_missing_data(seg, ('train', 'val', 'test')) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config', [
     'configs/demo/biformer_maskrcnn_synthetic.py', 'configs/seg/biformer_upernet.py'
 ])
@@ -212,6 +213,7 @@ def test_train_cpu_distributed_fixups():
     assert [h['type'] for h in cfg.custom_hooks] == ['MeanLogVarsHook', 'ExactResumeHook']
 
 
+@pytest.mark.slow
 def test_dist_train_sh_on_cpu(synthetic_data, tmp_path):
     """tools/dist_train.sh: 2 torchrun processes on CPU (gloo), 1 epoch + CocoMetric."""
     import socket

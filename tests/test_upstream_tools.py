@@ -6,7 +6,7 @@ import os.path as osp
 import sys
 
 import pytest
-from conftest import REPO_ROOT, run_tool
+from helpers import REPO_ROOT, run_tool
 
 
 def _upstream_tool(package, name):
@@ -17,6 +17,7 @@ def _upstream_tool(package, name):
     return path
 
 
+@pytest.mark.slow
 def test_mmdet_upstream_train_and_test(synthetic_data, tmp_path):
     coco = osp.join(synthetic_data, 'coco')
     config = osp.join(REPO_ROOT, 'configs/demo/biformer_retinanet_synthetic.py')
@@ -33,6 +34,7 @@ def test_mmdet_upstream_train_and_test(synthetic_data, tmp_path):
     assert 'coco/bbox_mAP' in log and 'Missing key' not in log and 'unexpected key' not in log
 
 
+@pytest.mark.slow
 def test_mmseg_upstream_train(synthetic_data, tmp_path):
     ade = osp.join(synthetic_data, 'ade20k')
     config = osp.join(REPO_ROOT, 'configs/demo/biformer_fpn_synthetic.py')

@@ -1,7 +1,8 @@
-"""Dual-ViT attention pieces: SDPA fast paths == references written from spec dualvit.md §1.5-1.8.
+"""Dual-ViT attention pieces: SDPA fast paths == references written from the official
+model's definition (semantic-token init, DualBlock, semantic tokens between stages, MergeBlock).
 
 Everything in float64 with randomised layer scales (U(0.5, 1.5) instead of the official 1e-6,
-which would hide almost any bug, spec §7.2) and LayerNorm affines away from 1/0, so a wrong eps,
+which would hide almost any bug) and LayerNorm affines away from 1/0, so a wrong eps,
 token order, head split or missing projection shows.
 """
 import pytest
@@ -79,7 +80,8 @@ def test_attention_pieces_property(b, tq, tk, heads, head_dim, seed):
 
 
 def test_head_split_is_contiguous_chunks():
-    # head h must read channels [h*d, (h+1)*d) of q, k and v (spec §1.6 / §6.13)
+    # head h must read channels [h*d, (h+1)*d) of q, k and v (the official
+    # layout: the first C channels are K (or Q), heads are contiguous chunks)
     q, k, v = rand(1, 4, 6, seed=1), rand(1, 5, 6, seed=2), rand(1, 5, 6, seed=3)
     out = multi_head_attention(q, k, v, 2)
     torch.testing.assert_close(out[..., 3:], multi_head_attention(q[..., 3:], k[..., 3:],
@@ -103,9 +105,10 @@ def test_semantic_init_details():
     c = 8
     module = randomise(SemanticTokenInit(c), seed=6)
     # 8x8 -> 8x8 bicubic is the identity: the 224-px classification quirk (no resize at M=64)
-    # gives the same tokens as the downstream code's unconditional resize (spec §6.9)
+    # gives the same tokens as the downstream code's unconditional resize
     assert torch.equal(module.resized_query((8, 8)), module.query)
-    # remainder rows/columns (H1 mod 7, W1 mod 7) are dropped from the pooled summary (§1.5)
+    # remainder rows/columns (H1 mod 7, W1 mod 7) are dropped from the pooled summary
+    # (official AvgPool 7/7)
     hw = (17, 23)
     x = rand(1, hw[0] * hw[1], c, seed=7, grad=False)
     x2 = x.clone().view(1, *hw, c)
@@ -131,7 +134,7 @@ def test_dual_path_attention_matches_reference():
 
 
 def test_dual_path_attention_pixels_see_updated_semantics():
-    # pixels attend to z after all three semantic updates (spec §6.1): changing the semantic
+    # pixels attend to z after all three semantic updates (official order): changing the semantic
     # MLP changes the pixel output
     c = 8
     module = randomise(DualPathAttention(c, 2), seed=12)

@@ -1,4 +1,4 @@
-"""Neighborhood attention op: fast path == definition (specs/nat.md section 2)."""
+"""Neighborhood attention op: fast path == definition (NATTEN's 2-D neighborhood attention with dilation and rpb)."""
 import pytest
 import torch
 

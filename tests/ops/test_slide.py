@@ -1,4 +1,5 @@
-"""Slide attention op: fast path == definition (specs/slide.md §1), re-parameterisation (§5)."""
+"""Slide attention op: fast path == definition (the released SlideAttention of
+LeapLabTHU/Slide-Transformer, slide_swin.py), re-parameterisation into one depthwise conv."""
 import pytest
 import torch
 from hypothesis import given, settings
@@ -23,7 +24,7 @@ def _inputs(b, heads, d, h, w, ks=3, seed=0, grad=True):
 
 
 def test_one_hot_taps_are_row_major_shifts_with_zero_borders():
-    # §1.3: with the fixed kernel alone, tap i reads the neighbour at (i//k - 1, i%k - 1)
+    # with the fixed one-hot kernel alone, tap i reads the neighbour at (i//k - 1, i%k - 1)
     x = torch.arange(1., 21., dtype=F64).view(1, 1, 1, 4, 5)
     q = torch.zeros_like(x)
     ones = torch.ones(1, 1, 1, 4, 5, dtype=F64)
@@ -142,7 +143,7 @@ def test_reference_weights_and_rpb_on_keys():
     out, attn = slide_attention_reference(q, k, v, weight, bias, rpb, return_weights=True)
     assert attn.shape == (1, 2, 9, 4, 4)
     torch.testing.assert_close(attn.sum(2), torch.ones(1, 2, 4, 4, dtype=F64))
-    # §1.5 / §6.2: a key-side bias is T[h,i] * sum_c q_c on the logits, not T[h,i]
+    # the released rpb is added to the keys: a key-side bias is T[h,i] * sum_c q_c on the logits, not T[h,i]
     plain = slide_attention_reference(q, k, v, weight, bias, None, return_weights=True)[1]
     logit_bias = torch.log(attn) - torch.log(plain)
     logit_bias = logit_bias - logit_bias[:, :, :1]  # softmax is shift invariant per query
@@ -154,14 +155,14 @@ def test_reference_weights_and_rpb_on_keys():
 def _module(dim=12, heads=3, seed=0, **kwargs):
     torch.manual_seed(seed)
     m = SlideAttention(dim, heads, **kwargs).double()
-    with torch.no_grad():  # non-trivial learnable path and biases (§6.4)
+    with torch.no_grad():  # non-trivial learnable path and biases (dep_conv.bias is trainable)
         m.dep_conv.bias.normal_()
         m.relative_position_bias_table.normal_()
     return m
 
 
 def _official_two_path(m, x):
-    """The released forward order: two conv outputs summed, rpb added to the keys (§1)."""
+    """The released forward order: two conv outputs summed, rpb added to the keys."""
     b, h, w, c = x.shape
     heads, d = m.num_heads, m.head_dim
     qkv = m.qkv(x).permute(0, 3, 1, 2).reshape(b * heads, 3 * d, h, w)

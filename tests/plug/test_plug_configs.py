@@ -6,7 +6,7 @@ here, so the tests drop it (the loading itself is tested in test_attention_swap.
 import pytest
 import torch
 
-from conftest import build_model, config_paths, load_config
+from helpers import build_model, config_paths, load_config
 from mmattn.plug import AttentionBlock2d, AttentionSwap
 
 CONFIGS = config_paths('', 'plug')

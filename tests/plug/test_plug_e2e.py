@@ -11,7 +11,7 @@ import os.path as osp
 import pytest
 import torch
 
-from conftest import REPO_ROOT, ade_runner_options, coco_runner_options, load_config, load_tool
+from helpers import REPO_ROOT, ade_runner_options, coco_runner_options, load_config, load_tool
 from mmattn.plug import AttentionSwap, NeighborhoodAttention2d
 
 train_tool = load_tool('train')

@@ -2,7 +2,7 @@
 import json
 
 import pytest
-from conftest import load_tool
+from helpers import load_tool
 from PIL import Image
 
 analyze = load_tool('analysis/analyze_logs')

@@ -4,7 +4,7 @@ import os.path as osp
 
 import pytest
 import torch
-from conftest import load_tool
+from helpers import load_tool
 from PIL import Image
 
 from mmattn.analysis.models import default_backbones, family_classes

@@ -4,7 +4,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import REPO_ROOT, load_tool
+from helpers import REPO_ROOT, load_tool
 
 from mmattn.analysis.flops import measure, measure_backbone
 from mmattn.analysis.models import build_backbone, family_classes
@@ -47,25 +47,27 @@ def test_na_count_is_the_definition_not_the_tiles(dilation):
     assert list(fast.op_macs) == ['mmattn.ops.neighborhood:neighborhood_attention_2d']
 
 
-# Numbers from the specs, counted on the official code or recomputed there (MACs, G):
-# (backbone, kwargs, input side, params, MACs, with_head). with_head: the spec counts the
+# Reference numbers counted on the official code of each family (or recomputed from its layer
+# shapes) and the papers' figures, MACs in G:
+# (backbone, kwargs, input side, params, MACs, with_head). with_head: the reference counts the
 # classification model = trunk + final norm (our norm3, out_indices=(3,)) + 1000-way linear head.
 PAPER = [
-    # biformer.md §1.6: cls model, torch FlopCounter/2 (n_win 7, no padding, as in ImageNet)
+    # official classification model, torch FlopCounter/2 (n_win 7, no padding, as in ImageNet)
     ('BiFormer:tiny', dict(n_win=7, auto_pad=False), 224, 13.143e6, 2.22e9, True),
     ('BiFormer:small', dict(n_win=7, auto_pad=False), 224, 25.536e6, 4.46e9, True),
-    # nat.md §1.11: recomputed (convs + linears + QK + AV)
+    # recomputed from the official layer shapes (convs + linears + QK + AV)
     ('NAT:tiny', {}, 224, 27.90e6, 4.30e9, True),
     ('DiNAT:tiny', {}, 224, 27.90e6, 4.30e9, True),
-    # groupmixformer.md §1.6: backbone only (no norm4/head), fvcore at 224
+    # official model, backbone only (no norm4/head), fvcore at 224
     ('GroupMixFormer:tiny', {}, 224, 10.708e6, 3.72e9, False),
     ('GroupMixFormer:small', {}, 224, 22.100e6, 5.16e9, False),
-    # dualvit.md §1.2 / §5: the downstream backbone has no classification stages, so its
-    # numbers are the spec's backbone-only count (FlopCounter/2, "all") at 512x512
+    # the downstream backbone has no classification stages, so its numbers are the official
+    # downstream backbone's own count (FlopCounter/2, "all") at 512x512
     ('DualViT:small', {}, 512, 21.741e6, 39.3e9, False),
-    # slide.md §1 table / §2.4: window-7 stages 3-4, merged conv (the paper's configuration)
+    # fvcore on the released code with window-7 stages 3-4 and the merged conv (the
+    # configuration the paper's 4.6G matches)
     ('SlideSwin:tiny', {}, 224, 28.31e6, 4.567e9, True),
-    # slide.md §4.1: paper Slide-PVT-S 22.7M / 4.0G
+    # paper: Slide-PVT-S 22.7M / 4.0G
     ('SlidePVT:small', {}, 224, 22.7e6, 4.0e9, True),
 ]
 

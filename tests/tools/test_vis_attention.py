@@ -1,7 +1,7 @@
 """vis_attention.py: every family's panels render to non-trivial PNGs (random weights)."""
 import pytest
 import torch
-from conftest import load_tool
+from helpers import load_tool
 from PIL import Image
 
 from mmattn.analysis.models import family_classes

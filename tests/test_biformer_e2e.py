@@ -10,7 +10,7 @@ import os.path as osp
 import pytest
 import torch
 
-from conftest import REPO_ROOT, ade_runner_options, coco_runner_options, load_tool, val_metrics
+from helpers import REPO_ROOT, ade_runner_options, coco_runner_options, load_tool, val_metrics
 
 train_tool = load_tool('train')
 test_tool = load_tool('test')
@@ -35,6 +35,7 @@ def _train(config, work_dir, options, *extra):
     ])
 
 
+@pytest.mark.slow
 def test_retinanet_train_val_resume(synthetic_data, tmp_path):
     config = 'configs/demo/biformer_retinanet_synthetic.py'
     options = _det_options(synthetic_data, 'model.test_cfg.score_thr')
@@ -61,6 +62,7 @@ def test_retinanet_train_val_resume(synthetic_data, tmp_path):
     assert all(k in val_metrics(resumed) for k in DET_KEYS)
 
 
+@pytest.mark.slow
 def test_maskrcnn_train_val_test(synthetic_data, tmp_path):
     config = 'configs/demo/biformer_maskrcnn_synthetic.py'
     options = _det_options(synthetic_data, 'model.test_cfg.rcnn.score_thr')
@@ -78,6 +80,7 @@ def test_maskrcnn_train_val_test(synthetic_data, tmp_path):
     assert osp.isfile(tmp_path / 'preds.pkl')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config', [
     'configs/demo/biformer_upernet_synthetic.py', 'configs/demo/biformer_fpn_synthetic.py'
 ])

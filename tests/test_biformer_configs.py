@@ -10,7 +10,7 @@ import copy
 import pytest
 import torch
 
-from conftest import (build_model, config_paths, det_loss_step_and_predict, load_config,
+from helpers import (build_model, config_paths, det_loss_step_and_predict, load_config,
                       seg_loss_step, seg_predict, tiny_model_cfg)
 
 TINY_ARCH = dict(embed_dims=[32, 64, 128, 256], depths=[1, 1, 1, 1], head_dim=16, mlp_ratio=3)
