@@ -286,10 +286,12 @@ class SlideSwin(DenseBackbone):
         maps = [pretrain_img_size // 2**(i + 2) for i in range(self.num_stages)]
         if attn_mode == 'global':  # one window = the whole stage map at that size, no shift
             windows = maps
-        # The official Swin block's rule at construction (SwinTransformerBlock of the released
-        # slide_swin.py): a window larger than its stage map becomes the map, which also sizes
-        # the bias table, and the stage does not shift. A window no larger than the map keeps
-        # mmdet's behaviour (shifted on odd blocks; clamped per forward on smaller maps).
+        # The Swin v1 block's rule at construction (kept by the released slide_swin.py): a
+        # window not smaller than its stage map becomes the map, which also sizes the bias
+        # table, and the stage does not shift. Applied here to windows strictly larger than
+        # the map: a window equal to it (7 in stage 4 at 224) gives the same output at that
+        # size (the per-forward clamp drops the shift) and keeps mmdet's shifted windows on
+        # larger detection inputs, as before.
         self.window_sizes = [min(w, m) for w, m in zip(windows, maps)]
         self.window_shifts = [attn_mode == 'window' and w <= m for w, m in zip(windows, maps)]
 
