@@ -56,4 +56,23 @@ def install_checkpoint_allowlist():
     torch.serialization.add_safe_globals(mmengine_checkpoint_safe_globals())
 
 
+
+def keep_optimizer_step_eager():
+    """Let mmengine's ``compile`` config option train: run the optimizer step outside the graph.
+
+    mmengine 0.10.7 compiles the whole ``model.train_step``, which ends in
+    ``OptimWrapper.step``; on torch 2.13 dynamo fails inside AdamW's step of an mmengine optim
+    wrapper (``InternalTorchDynamoError: 'UserDefinedDictVariable' object has no attribute
+    'items'`` while reading ``param_groups``). The backward already splits the graph there, so
+    running the step eagerly costs nothing and leaves the model's forward and backward compiled;
+    outside ``torch.compile`` the wrapper does nothing.
+    """
+    from mmengine.optim import AmpOptimWrapper, OptimWrapper
+    for cls in (OptimWrapper, AmpOptimWrapper):
+        if 'step' in vars(cls) and not getattr(cls.step, '_mmattn_eager', False):
+            cls.step = torch.compiler.disable(cls.step, recursive=True)
+            cls.step._mmattn_eager = True
+
+
 install_checkpoint_allowlist()
+keep_optimizer_step_eager()

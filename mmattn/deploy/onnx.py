@@ -27,12 +27,13 @@ def generic_size(n: int) -> int:
     return 32 * a + 1
 
 
-def _flatten(outputs):
+def flatten_outputs(outputs) -> list:
+    """A tensor or nested tuples/lists of tensors as one flat list, in order."""
     if isinstance(outputs, torch.Tensor):
         return [outputs]
     flat = []
     for item in outputs:
-        flat += _flatten(item)
+        flat += flatten_outputs(item)
     return flat
 
 
@@ -71,7 +72,7 @@ class TensorMode(nn.Module):
             outputs = self.model.rpn_head(self.model.extract_feat(inputs))
         else:
             outputs = self.model._forward(inputs)
-        return tuple(_flatten(outputs))
+        return tuple(flatten_outputs(outputs))
 
 
 def _upsample_forward(self, x):
@@ -85,22 +86,58 @@ def _upsample_forward(self, x):
     return resize(x, size, None, self.mode, self.align_corners)
 
 
+def _bin_average_matrix(size, bins: int, like: torch.Tensor) -> torch.Tensor:
+    """(bins, size) matrix whose row i averages the input positions of adaptive pooling bin i:
+    [floor(i * size / bins), ceil((i + 1) * size / bins)), PyTorch's adaptive pooling bins."""
+    index = torch.arange(bins, device=like.device)
+    start = torch.div(index * size, bins, rounding_mode='floor')
+    end = torch.div((index + 1) * size + bins - 1, bins, rounding_mode='floor')
+    position = torch.arange(size, device=like.device)[None]
+    inside = (position >= start[:, None]) & (position < end[:, None])
+    return inside.to(like.dtype) / (end - start)[:, None].to(like.dtype)
+
+
+def _adaptive_avg_pool2d_forward(self, x):
+    """``nn.AdaptiveAvgPool2d`` as two averaging matmuls whose bins follow a symbolic map size.
+
+    torch.onnx lowers adaptive pooling of a map whose size is symbolic to index arithmetic
+    that onnxruntime rejects at other sizes (a Gather out of range: mmseg's PPM in UPerNet, whose
+    pool scales are 1, 2, 3, 6); this form is the same average for every size.
+    """
+    out_h, out_w = (self.output_size, ) * 2 if isinstance(self.output_size, int) else \
+        self.output_size
+    if out_h is None or out_w is None:
+        return self._mmattn_forward(x)
+    rows = _bin_average_matrix(x.shape[-2], out_h, x)
+    cols = _bin_average_matrix(x.shape[-1], out_w, x)
+    return rows @ x @ cols.transpose(0, 1)
+
+
 @contextlib.contextmanager
-def _traceable_third_party():
-    """Patch, for the duration of an export, the third-party code that turns a symbolic size
-    into a Python int (mmseg's Upsample of Semantic FPN's scale heads)."""
-    try:
-        from mmseg.models.utils import Upsample
-    except ImportError:
-        yield
-        return
-    Upsample._mmattn_forward = Upsample.forward
-    Upsample.forward = _upsample_forward
+def _patched(cls, forward):
+    cls._mmattn_forward = cls.forward
+    cls.forward = forward
     try:
         yield
     finally:
-        Upsample.forward = Upsample._mmattn_forward
-        del Upsample._mmattn_forward
+        cls.forward = cls._mmattn_forward
+        del cls._mmattn_forward
+
+
+@contextlib.contextmanager
+def _traceable_third_party():
+    """Patch, for the duration of an export, the code that turns a symbolic size into a Python
+    int or into indices onnxruntime rejects: mmseg's Upsample (Semantic FPN's scale heads) and
+    ``nn.AdaptiveAvgPool2d`` (UPerNet's pyramid pooling)."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_patched(nn.AdaptiveAvgPool2d, _adaptive_avg_pool2d_forward))
+        try:
+            from mmseg.models.utils import Upsample
+        except ImportError:
+            Upsample = None
+        if Upsample is not None:
+            stack.enter_context(_patched(Upsample, _upsample_forward))
+        yield
 
 
 def export_onnx(module: nn.Module, example: torch.Tensor, path: str, dynamic: bool = True,
@@ -195,7 +232,7 @@ def export_and_check(module: nn.Module, path: str, shapes, dynamic: bool = True,
     for shape, session in runs:
         x = make(shape)
         with torch.no_grad():
-            reference = _flatten(module(x))
+            reference = flatten_outputs(module(x))
         outputs = run_onnxruntime(session, x)
         names = output_names or [f'output{i}' for i in range(len(reference))]
         if len(outputs) != len(reference):

@@ -1,5 +1,6 @@
-"""ONNX export (torch.onnx, dynamic H and W) of every backbone class and of one detector and one
-segmentor, checked against PyTorch in onnxruntime at several sizes, one odd."""
+"""ONNX export (torch.onnx) of every backbone class and of the detectors and segmentors, checked
+against PyTorch in onnxruntime at several sizes, one odd: fixed-shape exports in ``make test``,
+dynamic H and W (one graph, every size) in ``make test-deploy``."""
 import os.path as osp
 import re
 
@@ -8,6 +9,7 @@ import torch
 
 from conftest import REPO_ROOT, load_tool
 from mmattn.deploy import TINY_BACKBONES, build_tiny_backbone, export_and_check, generic_size
+from mmattn.deploy.onnx import _adaptive_avg_pool2d_forward
 from mmattn.ops.neighborhood import (_neighborhood_attention_2d_gather,
                                      neighborhood_attention_2d_reference)
 
@@ -24,6 +26,17 @@ def test_generic_size_takes_the_padding_branches():
         assert maps[2] % 7 and maps[3] % 7  # every 7-window of stages 3/4 pads
 
 
+@pytest.mark.parametrize('size', [(1, 1), (5, 7), (13, 17), (25, 33), (6, 6)])
+@pytest.mark.parametrize('bins', [1, 2, 3, 6, (2, 5)])
+def test_exported_adaptive_pooling_equals_pytorch(size, bins):
+    """The matmul form of ``nn.AdaptiveAvgPool2d`` used while exporting (UPerNet's pyramid
+    pooling) takes PyTorch's bins at every map size, larger or smaller than the bin count."""
+    pool = torch.nn.AdaptiveAvgPool2d(bins)
+    x = torch.randn(2, 3, *size, dtype=torch.float64)
+    torch.testing.assert_close(_adaptive_avg_pool2d_forward(pool, x), pool(x), rtol=1e-12,
+                               atol=1e-12)
+
+
 @pytest.mark.parametrize('h,w,ks,d', [(9, 13, 3, 1), (17, 23, 5, 2), (21, 15, 3, 3)])
 def test_traced_neighborhood_attention_equals_reference(h, w, ks, d):
     """The gather form NA takes under torch.export / torch.compile, against the definition."""
@@ -33,6 +46,21 @@ def test_traced_neighborhood_attention_equals_reference(h, w, ks, d):
     out = _neighborhood_attention_2d_gather(q, k, v, ks, d, rpb, 0.5, 0.)
     ref = neighborhood_attention_2d_reference(q, k, v, ks, d, rpb, scale=0.5)
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize('name', sorted(TINY_BACKBONES))
+def test_backbone_exports_at_two_sizes(name, tmp_path):
+    """Fixed-shape exports (one graph per size, several times faster to export than a dynamic
+    one on 2 cores): every output in onnxruntime equals PyTorch at both sizes."""
+    torch.manual_seed(0)
+    model = build_tiny_backbone(name)
+    ranges, checks, _ = export_and_check(model, str(tmp_path / f'{name}.onnx'), SHAPES,
+                                         dynamic=False)
+    assert ranges == {}
+    assert sorted({c.shape for c in checks}) == sorted(SHAPES)
+    assert len(checks) == 2 * len(model.out_indices)
+    worst = max(checks, key=lambda c: c.rel_diff)
+    assert worst.rel_diff <= RTOL, worst
 
 
 @pytest.mark.deploy
@@ -62,10 +90,24 @@ def _run_export_tool(capsys, config, *args):
     return out, diffs
 
 
+@pytest.mark.parametrize('config,outputs', [
+    ('configs/demo/biformer_retinanet_synthetic.py', 10),  # cls + bbox maps of 5 levels
+    ('configs/demo/biformer_upernet_synthetic.py', 1),  # UPerNet logits
+])
+def test_full_model_exports_at_a_fixed_odd_size(capsys, tmp_path, config, outputs):
+    out, diffs = _run_export_tool(capsys, config, '--shape', '97', '131', '--out',
+                                  str(tmp_path / 'model.onnx'))
+    assert 'fixed input shape: 97x131' in out
+    assert {(h, w) for h, w, _ in diffs} == {(97, 131)} and len(diffs) == outputs
+    assert max(diffs.values()) <= RTOL, diffs
+
+
 @pytest.mark.deploy
 @pytest.mark.parametrize('config,outputs', [
     ('configs/demo/biformer_retinanet_synthetic.py', 10),  # cls + bbox maps of 5 levels
+    ('configs/demo/biformer_maskrcnn_synthetic.py', 10),  # RPN cls + bbox maps of 5 levels
     ('configs/demo/biformer_fpn_synthetic.py', 1),  # Semantic FPN logits
+    ('configs/demo/biformer_upernet_synthetic.py', 1),  # UPerNet logits (PPM pooling)
 ])
 def test_full_model_exports_end_to_end(capsys, tmp_path, config, outputs):
     out, diffs = _run_export_tool(capsys, config, '--shape', '96', '128', '--check-shape', '97',

@@ -14,7 +14,9 @@ resolution (default 224x224, 512x512, 800x1216), batch 1, float32:
   GFLOP/s (2 x MACs / time) against the fp32 GEMM rate of the same device, measured in the same
   run.
 
-``--ops routing,neighborhood`` runs the op cases of ``tools/analysis/op_bench/<family>.py``
+``--compile`` times every backbone's forward at 512x512 in eager PyTorch, under ``torch.compile``
+(inductor) and as an exported ONNX graph in onnxruntime (``--readme`` then rewrites the README's
+deploy latency table). ``--ops routing,neighborhood`` runs the op cases of ``tools/analysis/op_bench/<family>.py``
 instead (each op's first impl is mmattn's fast path; the others are reported as ratios to it,
 their forward outputs checked against it). Outputs: a markdown table, a JSON file and (for
 backbones) a latency-vs-resolution PNG per device in ``--out-dir``; ``--readme README.md``
@@ -24,6 +26,7 @@ rewrites the README's "## Speed and memory" section from this run and ``--includ
     python tools/analysis/benchmark.py --backbones NAT:tiny,Swin-T --resolutions 512x512
     python tools/analysis/benchmark.py --ops routing,neighborhood --quick --no-memory
     python tools/analysis/benchmark.py --plug --backbones R-50,Swin-T
+    python tools/analysis/benchmark.py --compile --readme README.md
     python tools/analysis/benchmark.py --device cuda
 """
 import argparse
@@ -270,6 +273,48 @@ def bench_ops(family, args) -> list:
 
 
 # ------------------------------------------------------------------------------------------
+# Deploy: eager vs torch.compile vs onnxruntime
+# ------------------------------------------------------------------------------------------
+def bench_deploy(spec, resolution, args) -> dict:
+    """Forward latency (eval, no grad) of one backbone in eager PyTorch, compiled by
+    ``torch.compile`` (inductor, static shape) and exported to ONNX (fixed shape, opset 18) in
+    onnxruntime with as many intra-op threads as torch uses; the first compiled call's time and
+    each output's max relative difference to eager are kept."""
+    from mmattn.deploy import (export_onnx, flatten_outputs, max_diffs, onnxruntime_session,
+                               run_onnxruntime)
+    row = dict(backbone=short_name(spec), resolution='x'.join(map(str, resolution)))
+    torch.manual_seed(0)
+    model = build_backbone(spec).eval()
+    x = torch.randn(1, getattr(model, 'in_channels', 3), *resolution,
+                    generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        reference = flatten_outputs(model(x))
+        row['eager'] = time_fn(lambda: model(x), 'cpu', args.warmup, args.repeat)
+
+        torch._dynamo.reset()
+        compiled = torch.compile(model, backend='inductor', dynamic=False)
+        start = time.perf_counter()
+        outputs = flatten_outputs(compiled(x))
+        row['compile_s'] = time.perf_counter() - start
+        row['compiled'] = time_fn(lambda: compiled(x), 'cpu', args.warmup, args.repeat)
+        row['compiled_rel_diff'] = max(max_diffs(r, o.numpy())[1]
+                                       for r, o in zip(reference, outputs))
+        del compiled
+        torch._dynamo.reset()
+
+        path = osp.join(args.out_dir, f'{row["backbone"]}_{row["resolution"]}.onnx')
+        start = time.perf_counter()
+        export_onnx(model, x, path, dynamic=False)
+        row['export_s'] = time.perf_counter() - start
+    session = onnxruntime_session(path, threads=torch.get_num_threads())
+    outputs = run_onnxruntime(session, x)
+    row['onnxruntime'] = time_fn(lambda: run_onnxruntime(session, x), 'cpu', args.warmup,
+                                 args.repeat)
+    row['onnx_rel_diff'] = max(max_diffs(r, o)[1] for r, o in zip(reference, outputs))
+    return row
+
+
+# ------------------------------------------------------------------------------------------
 # Output
 # ------------------------------------------------------------------------------------------
 def _ms(stats) -> str:
@@ -283,6 +328,11 @@ def _mib(row, key) -> str:
     return f'{row[key] / 2**20:.0f}' if key in row else '-'
 
 
+def _failed_row(row, columns=9) -> str:
+    return f'| {row["backbone"]} | {row["resolution"]} | failed: {row["error"]} |' + \
+        ' |' * (columns - 3)
+
+
 def format_model_table(rows, run) -> str:
     gemm = run.get('gemm_text', f'measured in the same run: {run["gemm_gflops"]:.0f} GFLOP/s')
     timing = run.get('timing_text', f'median of {run["repeat"]} after {run["warmup"]} warm-up')
@@ -293,8 +343,7 @@ def format_model_table(rows, run) -> str:
              'peak MiB fwd+bwd | fwd GFLOP/s (% of GEMM) |', '|' + '---|' * 9]
     for r in rows:
         if 'error' in r:
-            lines.append(f'| {r["backbone"]} | {r["resolution"]} | failed: {r["error"]} |' +
-                         ' |' * 6)
+            lines.append(_failed_row(r))
             continue
         lines.append(
             f'| {r["backbone"]} | {r["resolution"]} | {r["params"] / 1e6:.1f} | '
@@ -317,6 +366,28 @@ def format_ops_table(rows, run) -> str:
         lines.append(f'| {r["op"]} | {r["size"]} | {r["impl"]} | {_ms(r.get("fwd"))} | '
                      f'{_ms(r.get("fwd+bwd"))} | {_mib(r, "mem fwd")} | '
                      f'{_mib(r, "mem fwd+bwd")} | {ratios} | {diff} |')
+    return '\n'.join(lines) + '\n'
+
+
+def format_deploy_table(rows, run) -> str:
+    lines = [f'Device: {run["device_description"]}. Batch 1, float32, eval forward; times: '
+             f'median of {run["repeat"]} after {run["warmup"]} warm-up (± half the min..max '
+             'spread). compiled: `torch.compile` (inductor, static shape; first call = compile '
+             'time with the cache of this run). onnxruntime: CPUExecutionProvider of a fixed-shape '
+             'export (opset 18), intra-op threads = torch threads. Ratios: time / eager time.',
+             '', '| backbone | input | eager ms | compiled ms | compiled / eager | first compiled '
+             'call s | onnxruntime ms | onnxruntime / eager | max rel diff vs eager (compiled, '
+             'onnxruntime) |', '|' + '---|' * 9]
+    for r in rows:
+        if 'error' in r:
+            lines.append(_failed_row(r))
+            continue
+        eager = r['eager']['median']
+        lines.append(
+            f'| {r["backbone"]} | {r["resolution"]} | {_ms(r["eager"])} | {_ms(r["compiled"])} | '
+            f'{r["compiled"]["median"] / eager:.2f}x | {r["compile_s"]:.0f} | '
+            f'{_ms(r["onnxruntime"])} | {r["onnxruntime"]["median"] / eager:.2f}x | '
+            f'{r["compiled_rel_diff"]:.1e}, {r["onnx_rel_diff"]:.1e} |')
     return '\n'.join(lines) + '\n'
 
 
@@ -434,6 +505,10 @@ def parse_args(argv=None):
                         help='the plug-in blocks: every stock host (R-50, Swin-T, PVTv2-B2, '
                         'MiT-B0) without and with each op (HOST+OP specs), at 512x512 and '
                         '800x1216 unless --resolutions is given; --backbones narrows the hosts')
+    parser.add_argument('--compile', action='store_true',
+                        help='deployment latency instead: eager vs torch.compile (inductor) vs '
+                        'onnxruntime of every backbone, forward at 512x512 unless --resolutions '
+                        'is given (CPU only)')
     parser.add_argument('--quick', action='store_true', help='tiny op sizes (smoke test)')
     parser.add_argument('--device', default='cpu', help='cpu or cuda[:N]')
     parser.add_argument('--warmup', type=int, default=1)
@@ -457,8 +532,12 @@ def parse_args(argv=None):
         parser.error('--device cuda: no CUDA device is available to this torch')
     if args.repeat < 1 or args.warmup < 0:
         parser.error('--repeat must be >= 1 and --warmup >= 0')
+    if args.compile and not args.device.startswith('cpu'):
+        parser.error('--compile measures the CPU deployment paths (inductor C++, onnxruntime '
+                     'CPU); drop --device')
     if args.resolutions is None:
-        args.resolutions = PLUG_RESOLUTIONS if args.plug else DEFAULT_RESOLUTIONS
+        args.resolutions = ('512x512' if args.compile else
+                            PLUG_RESOLUTIONS if args.plug else DEFAULT_RESOLUTIONS)
     if args.plug:
         hosts = args.backbones.split(',') if args.backbones else None
         args.backbones = ','.join(s for s in plug_specs()
@@ -490,12 +569,28 @@ def main(argv=None):
           flush=True)
     os.makedirs(args.out_dir, exist_ok=True)
     stem = osp.join(args.out_dir,
-                    args.name or f'{"ops" if args.ops else "plug" if args.plug else "backbones"}'
+                    args.name or f'{"ops" if args.ops else "plug" if args.plug else "deploy" if args.compile else "backbones"}'
                     f'_{device_kind}')
     if args.ops:
         run['families'] = op_bench.families() if args.ops == 'all' else args.ops.split(',')
         run['ops'] = [row for fam in run['families'] for row in bench_ops(fam, args)]
         table = format_ops_table(run['ops'], run)
+    elif args.compile:
+        specs = args.backbones.split(',') if args.backbones else default_backbones()
+        run['deploy'] = []
+        for spec in specs:
+            for res in (parse_resolution(r) for r in args.resolutions.split(',')):
+                try:
+                    row = bench_deploy(spec, res, args)
+                except Exception as exc:  # noqa: BLE001 - one failure must not end the run
+                    row = dict(backbone=short_name(spec), resolution='x'.join(map(str, res)),
+                               error=f'{type(exc).__name__}: {exc}'[:200])
+                run['deploy'].append(row)
+                print(f'[deploy] {row["backbone"]} {row["resolution"]}: ' + (
+                    row['error'] if 'error' in row else
+                    f'eager {_ms(row["eager"])} ms, compiled {_ms(row["compiled"])} ms, '
+                    f'onnxruntime {_ms(row["onnxruntime"])} ms'), file=sys.stderr, flush=True)
+        table = format_deploy_table(run['deploy'], run)
     else:
         specs = args.backbones.split(',') if args.backbones else default_backbones()
         resolutions = [parse_resolution(r) for r in args.resolutions.split(',')]
@@ -519,9 +614,26 @@ def main(argv=None):
         f.write(table)
     with open(stem + '.json', 'w') as f:
         json.dump(run, f, indent=1)
-    if args.readme:
+    if args.readme and args.compile:
+        update_readme_block(args.readme, 'deploy-latency',
+                            f'Generated by `python tools/analysis/benchmark.py --compile` (commit '
+                            f'{run["commit"]}).\n\n{table}')
+    elif args.readme:
         write_readme(args, [run])
     return run
+
+
+def update_readme_block(readme: str, name: str, text: str) -> None:
+    """Replace what lies between ``<!-- name -->`` and ``<!-- /name -->`` in ``readme``."""
+    with open(readme) as f:
+        content = f.read()
+    start, end = f'<!-- {name} -->', f'<!-- /{name} -->'
+    if start not in content or end not in content:
+        raise ValueError(f'{readme} has no "{start}" ... "{end}" block to replace')
+    head, rest = content.split(start, 1)
+    content = f'{head}{start}\n{text.strip()}\n{end}{rest.split(end, 1)[1]}'
+    with open(readme, 'w') as f:
+        f.write(content)
 
 
 def write_readme(args, runs):
