@@ -43,7 +43,52 @@ IMPOSSIBLE = {
     'SlidePVT': (dict(kernel_size=4), 'kernel_size'),
 }
 NAMES = sorted(BACKBONES)
-
+# every other argument error each family names, as (backbone, overrides of BACKBONES, message)
+BAD_ARGUMENTS = [
+    ('BiFormer', dict(arch='huge'), 'Unknown BiFormer arch'),
+    ('BiFormer', dict(arch=dict(embed_dims=[8, 16, 32, 64])), 'must be a dict with keys'),
+    ('BiFormer', dict(topks=(1, 4, 17, -2)), 'topk=17'),
+    ('BiFormer', dict(n_win=(4, 4)), 'n_win needs one value per stage'),
+    ('NAT', dict(arch='huge'), "Unknown NAT arch 'huge'"),
+    ('NAT', dict(arch='large'), "Unknown NAT arch 'large'"),  # a DiNAT-only arch
+    ('NAT', dict(arch=dict(embed_dims=16, depths=[1, 1, 1, 1])), 'must be a dict with keys'),
+    ('NAT', dict(arch=dict(NAT_TINY, window_size=7)), 'must be a dict with keys'),
+    ('NAT', dict(arch=dict(NAT_TINY, depths=[1, 1, 1])), r"arch\['depths'\] needs 4"),
+    ('NAT', dict(arch=dict(NAT_TINY, num_heads=[1, 3, 4, 8])),
+     'width 32 is not divisible by num_heads=3'),
+    ('NAT', dict(kernel_size=4), 'odd integer'),
+    ('DiNAT', dict(dilations='cityscapes'), "unknown dilation schedule 'cityscapes'"),
+    ('DiNAT', dict(dilations='coco'),
+     r"'coco' does not fit depths \[1, 1, 1, 1\]: level 0 has 1 blocks but the schedule gives 3"),
+    ('DiNAT', dict(arch=dict(NAT_TINY, depths=[3, 4, 4, 5]), dilations='ade20k'),
+     'level 2 has 4 blocks'),
+    ('DiNAT', dict(dilations=[[1], [1, 2], [1], [1]]),
+     r'dilations\[1\] has 2 values but level 1 has 1'),
+    ('DiNAT', dict(dilations=[[1], [1], [1]]), 'one list of per-block dilations per level'),
+    ('DiNAT', dict(dilations=[[1], [0], [1], [1]]), 'integers >= 1'),
+    ('DualViT', dict(arch='xl'), "Unknown DualViT arch 'xl'"),
+    ('DualViT', dict(arch={k: v for k, v in BACKBONES['DualViT'][1]['arch'].items()
+                           if k != 'stem_hidden'}), 'exactly the keys'),
+    ('DualViT', dict(frozen_stages=5), 'frozen_stages'),
+    ('GroupMixFormer', dict(arch='huge'), "Unknown GroupMixFormer arch 'huge'.*'small'"),
+    ('GroupMixFormer', dict(arch=dict(embed_dims=[10] * 4, depths=[1] * 4)), 'exactly the keys'),
+    ('GroupMixFormer', dict(arch=dict(BACKBONES['GroupMixFormer'][1]['arch'], depths=[1, 1, 1])),
+     r"arch\['depths'\] needs 4 values"),
+    ('GroupMixFormer', dict(arch=dict(BACKBONES['GroupMixFormer'][1]['arch'],
+                                      embed_dims=[20, 25, 60, 80])),
+     r"arch\['embed_dims'\]\[1\].*divisible by 10.*25"),
+    ('GroupMixFormer', dict(arch=dict(BACKBONES['GroupMixFormer'][1]['arch'],
+                                      depths=[1, 0, 1, 1])),
+     r"arch\['depths'\] must be integers >= 1"),
+    ('SlideSwin', dict(arch='huge'), 'Unknown SlideSwin arch'),
+    ('SlideSwin', dict(arch=dict(embed_dims=16)), 'custom SlideSwin arch'),
+    ('SlideSwin', dict(kernel_size=2), 'kernel_size'),
+    ('SlideSwin', dict(num_slide_stages=5), 'num_slide_stages'),
+    ('SlideSwin', dict(attn_mode='local'), 'attn_mode'),
+    ('SlideSwin', dict(attn_mode='global', pretrain_img_size=100), 'multiple'),
+    ('SlidePVT', dict(arch='xl'), 'Unknown SlidePVT arch'),
+    ('SlidePVT', dict(out_indices=(-5, )), 'out_indices'),
+]
 
 def build(name, **overrides):
     cls, kwargs = BACKBONES[name]
@@ -70,6 +115,13 @@ def test_bad_arguments_name_the_argument(name):
     kwargs, argument = IMPOSSIBLE[name]
     with pytest.raises(ValueError, match=argument):
         build(name, **kwargs)
+
+
+@pytest.mark.parametrize('name, overrides, message', BAD_ARGUMENTS,
+                         ids=[f'{case[0]}-{i}' for i, case in enumerate(BAD_ARGUMENTS)])
+def test_each_family_argument_error_names_the_problem(name, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        build(name, **overrides)
 
 
 @pytest.mark.parametrize('name', NAMES)
@@ -116,21 +168,26 @@ def test_bf16_autocast_on_cpu_is_close_to_fp32(name, models):
         assert error < BF16_RTOL, f'{name}: relative error {error:.4f}'
 
 
+@pytest.mark.parametrize('size, out_indices', [((64, 64), (0, 1, 2, 3)), ((48, 40), (0, 2))])
 @pytest.mark.parametrize('name', NAMES)
-def test_with_cp_same_outputs_and_gradients(name, monkeypatch):
+def test_with_cp_same_outputs_and_gradients(name, size, out_indices, monkeypatch):
+    """Train mode; also at a size that needs padding inside and with out_indices that end the
+    stage loop early."""
     import torch.utils.checkpoint as cp
     calls = []
     checkpoint = cp.checkpoint
     monkeypatch.setattr(cp, 'checkpoint', lambda *a, **k: calls.append(1) or checkpoint(*a, **k))
-    plain, checkpointed = build(name), build(name, with_cp=True)
+    plain = build(name, out_indices=out_indices)
+    checkpointed = build(name, out_indices=out_indices, with_cp=True)
     checkpointed.load_state_dict(plain.state_dict())
-    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(2))
     results = []
     for model in (plain, checkpointed):
         model.train()
         inp = x.clone().requires_grad_()
         calls.clear()
         outs = model(inp)
+        assert len(outs) == len(out_indices)
         assert bool(calls) == (model is checkpointed)  # with_cp really checkpoints
         sum((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum() for out in outs).backward()
         results.append((outs, inp.grad, {k: p.grad for k, p in model.named_parameters()}))
@@ -139,6 +196,7 @@ def test_with_cp_same_outputs_and_gradients(name, monkeypatch):
         torch.testing.assert_close(a, b)
     torch.testing.assert_close(gin_a, gin_b)
     assert grads_a.keys() == grads_b.keys()
+    assert any(g is not None for g in grads_a.values())
     for key in grads_a:
         if grads_a[key] is None:
             assert grads_b[key] is None, key

@@ -11,7 +11,7 @@ import pytest
 from mmengine.config import Config
 from PIL import Image
 
-from helpers import REPO_ROOT, load_tool
+from helpers import REPO_ROOT, free_port, load_tool
 
 from mmattn.utils import data_check
 
@@ -216,13 +216,10 @@ def test_train_cpu_distributed_fixups():
 @pytest.mark.slow
 def test_dist_train_sh_on_cpu(synthetic_data, tmp_path):
     """tools/dist_train.sh: 2 torchrun processes on CPU (gloo), 1 epoch + CocoMetric."""
-    import socket
     import torch
     if torch.cuda.is_available():
         pytest.skip('CPU-only path')
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     coco = osp.join(synthetic_data, 'coco')
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHON=sys.executable, PORT=str(port))
     proc = subprocess.run(

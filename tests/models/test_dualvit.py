@@ -1,10 +1,11 @@
 """Dual-ViT backbone and its official-checkpoint converter.
 
 The official code is not available here: official-layout state dicts are built from the key
-table of spec dualvit.md §3 with random weights (layer scales ~1, LayerNorm affines away from
-1/0, non-trivial BN statistics: §7.2), and the official *classification* trunk (§1, with the
-last block's MergeFFN and norm4 on the pixel tokens) is re-derived below, functionally, on those
-official keys. The converted weights in mmattn's downstream backbone must reproduce it (§7.3).
+table of the official model (YehLi/ImageNetModel, Dual-ViT) with random weights (layer scales ~1
+instead of 1e-6, LayerNorm affines away from 1/0, non-trivial BN statistics, so that mistakes
+show), and the official *classification* trunk (with the last block's MergeFFN and norm4 on the
+pixel tokens) is re-derived below, functionally, on those official keys. The converted weights
+in mmattn's downstream backbone must reproduce its stage outputs.
 """
 import pytest
 import torch
@@ -19,7 +20,7 @@ DT = torch.float64
 
 
 def official_state_dict(arch, classifier=True, seed=0, device=None, num_classes=10):
-    """Official key names and shapes (spec §3), random values."""
+    """Official key names and shapes, random values."""
     g = torch.Generator().manual_seed(seed)
 
     def rnd(*shape, scale=0.2):
@@ -103,7 +104,7 @@ def _lin(sd, p, x):
 
 
 def _mhsa(q, kv, heads, kv_parts=2):
-    """Spec §1.6 head split: (B, T, k*C) -> (k, B, h, T, d); explicit softmax attention."""
+    """The official head split: (B, T, k*C) -> (k, B, h, T, d); explicit softmax attention."""
     b, tq, c = q.shape
     d = c // heads
     q = q.reshape(b, tq, heads, d).permute(0, 2, 1, 3)
@@ -134,7 +135,7 @@ def official_trunk(sd, x, arch):
         y = F.conv2d(y, sd[f'patch_embed{s}.proj.weight'], sd[f'patch_embed{s}.proj.bias'], 2, 1)
         b, c, h, w = y.shape
         x = _ln(sd, f'patch_embed{s}.norm', y.flatten(2).transpose(1, 2), 1e-5)
-        if s == 1:  # §1.5
+        if s == 1:  # semantic-token init from the pooled stage-1 pixels
             x_down = F.avg_pool2d(x.transpose(1, 2).reshape(b, c, h, w), 7, 7)
             gh, gw = x_down.shape[2:]
             x_down = x_down.flatten(2).transpose(1, 2)
@@ -152,7 +153,7 @@ def official_trunk(sd, x, arch):
         heads = arch['num_heads'][s - 1]
         for j in range(arch['depths'][s - 1]):
             p = f'block{s}.{j}'
-            if s <= 2:  # DualBlock, §1.6 steps 1-7
+            if s <= 2:  # DualBlock
                 a = f'{p}.attn'
                 xn = _ln(sd, f'{p}.norm1', x, 1e-6)
                 qkv = _lin(sd, f'{a}.qkv_proxy.1', _ln(sd, f'{a}.qkv_proxy.0', z, 1e-5))
@@ -166,7 +167,7 @@ def official_trunk(sd, x, arch):
                 x = x + sd[f'{p}.gamma1'] * out
                 x = x + sd[f'{p}.gamma2'] * _ffn(sd, f'{p}.mlp', _ln(sd, f'{p}.norm2', x, 1e-6),
                                                  (h, w))
-            else:  # MergeBlock, §1.8, classification (every block keeps its MergeFFN)
+            else:  # MergeBlock, classification (every block keeps its MergeFFN)
                 t = torch.cat([x, z], 1)
                 tn = _ln(sd, f'{p}.norm1', t, 1e-6)
                 att = _mhsa(_lin(sd, f'{p}.attn.q', tn), _lin(sd, f'{p}.attn.kv', tn), heads)
@@ -191,7 +192,7 @@ def official_trunk(sd, x, arch):
 def test_official_key_table_and_classification_only_keys():
     arch = DualViT.arch_zoo['s']
     sd = official_state_dict(arch, device='meta')
-    assert len(sd) == 562  # spec §3 (verified on the official code)
+    assert len(sd) == 562  # the official classification model (verified on its code)
     converted = convert_checkpoint('dualvit', sd)
     assert len(converted) == 540
     dropped = {k for k in sd if k not in converted and k not in
@@ -201,7 +202,7 @@ def test_official_key_table_and_classification_only_keys():
     assert len(dropped) == 22
     assert {k for k in dropped if k.startswith('block')} == {
         f'block4.2.mlp.fc_proxy.{i}.{w}' for i in (0, 2) for w in ('weight', 'bias')}
-    # the downstream backbone's own keys need no dropping (§3: 540 keys)
+    # the downstream backbone's own keys need no dropping (540 keys)
     assert len(convert_checkpoint('dualvit', official_state_dict(arch, False, device='meta'))) \
         == 540
 
@@ -210,7 +211,7 @@ def test_official_key_table_and_classification_only_keys():
 def test_param_counts(arch, params):
     with torch.device('meta'):
         model = DualViT(arch)
-    # spec §1.2: downstream backbone (no head, no last fc_proxy), verified on the official code
+    # official downstream backbone (no head, no last fc_proxy), verified on the official code
     assert round(sum(p.numel() for p in model.parameters()) / 1e6, 3) == params
 
 
@@ -258,7 +259,7 @@ def test_small_shapes_and_semantic_token_count(hw, shapes, grid):
     model.semantic_init.register_forward_hook(lambda m, a, out: seen.append(out.shape[1]))
     with torch.no_grad():
         outs = model(torch.randn(1, 3, *hw))
-    # spec §7 table (verified on the official code); M = floor(H1/7) * floor(W1/7)
+    # shapes verified on the official code; M = floor(H1/7) * floor(W1/7)
     assert [tuple(o.shape[1:]) for o in outs] == shapes
     assert seen == [grid[0] * grid[1]]
     assert all(o.is_contiguous() for o in outs)
@@ -272,26 +273,6 @@ def test_odd_and_minimum_sizes(hw):
     h, w = hw
     for out, stride, c in zip(outs, (8, 32), (32, 64)):
         assert out.shape == (2, c, -(-h // stride), -(-w // stride))
-
-
-def test_bad_inputs():
-    with pytest.raises(ValueError, match="Unknown DualViT arch 'xl'"):
-        DualViT('xl')
-    with pytest.raises(ValueError, match='exactly the keys'):
-        DualViT({k: v for k, v in TINY.items() if k != 'stem_hidden'})
-    with pytest.raises(ValueError, match='not divisible by num_heads'):
-        DualViT(dict(TINY, num_heads=[3, 2, 3, 4]))
-    with pytest.raises(ValueError, match='out_indices must name stages in 0..3'):
-        DualViT(TINY, out_indices=(0, 4))
-    with pytest.raises(ValueError, match='frozen_stages'):
-        DualViT(TINY, frozen_stages=5)
-    model = DualViT(TINY)
-    with pytest.raises(ValueError, match=r'expects an \(N, 3, H, W\) tensor'):
-        model(torch.randn(3, 64, 64))
-    with pytest.raises(ValueError, match=r'expects an \(N, 3, H, W\) tensor'):
-        model(torch.randn(1, 4, 64, 64))
-    with pytest.raises(ValueError, match='needs H, W >= 25'):
-        model(torch.randn(1, 3, 24, 64))
 
 
 def test_frozen_stages_norm_eval_and_stem_bn():
@@ -313,7 +294,7 @@ def test_frozen_stages_norm_eval_and_stem_bn():
     assert not DualViT(TINY, norm_eval=True).train().patch_embed1.conv[4].training
 
 
-def test_with_cp_and_drop_path():
+def test_drop_path_schedule():
     torch.manual_seed(0)
     model = DualViT(TINY, drop_path_rate=0.3)
     first = model.block1[0]  # rate 0: no DropPath at all
@@ -324,15 +305,6 @@ def test_with_cp_and_drop_path():
     assert model.block2[0].drop_path.drop_prob == pytest.approx(0.3 / 6)
     assert model.block4[1].drop_path.drop_prob == pytest.approx(0.3)
     assert model.block4[1].is_last and not model.block4[0].is_last
-    plain = DualViT(TINY).train()
-    cp = DualViT(TINY, with_cp=True).train()
-    cp.load_state_dict(plain.state_dict())
-    x = torch.randn(1, 3, 40, 36)
-    grads = []
-    for m in (plain, cp):
-        sum(o.square().sum() for o in m(x)).backward()
-        grads.append(m.block3[0].attn.kv.weight.grad)
-    torch.testing.assert_close(grads[0], grads[1])
 
 
 def test_default_init():
@@ -346,9 +318,10 @@ def test_default_init():
 
 
 def test_test_time_tiling():
-    """spec §2.8 with 64-px tiles: 64x160 -> column tiles [0, 64), [64, 128), [96, 160) (the
-    last aligned to the image end); at stride 4 they land at columns [0, 16), [16, 32) and
-    [24, 40), the last overwriting the overlap. Training and small inputs use the whole image."""
+    """The official mmseg test-time tiling, here with 64-px tiles: 64x160 -> column tiles [0, 64),
+    [64, 128), [96, 160) (the last aligned to the image end); at stride 4 they land at columns
+    [0, 16), [16, 32) and [24, 40), the last overwriting the overlap. Training and small inputs use
+    the whole image."""
     torch.manual_seed(0)
     model = DualViT(TINY, out_indices=(0, 2), test_tile_size=64).eval()
     x = torch.randn(1, 3, 64, 160)

@@ -1,9 +1,10 @@
 """NAT / DiNAT backbones and their official-checkpoint converter.
 
 The official code is not available here: official-layout state dicts are built from the key
-table of spec nat.md §3 with random weights, and the official dense forward (NATTEN 0.14/0.15
-module semantics, §1 + §2.1 + §2.6) is re-derived below on those *official* keys with
-``neighborhood_attention_2d_reference``, independently of mmattn's module structure.
+table of the official SHI-Labs models with random weights, and the official dense forward (NATTEN
+0.14/0.15 module semantics: maps smaller than K*d zero padded after the LayerNorm) is re-derived
+below on those *official* keys with ``neighborhood_attention_2d_reference``, independently of
+mmattn's module structure.
 """
 import math
 
@@ -26,8 +27,9 @@ TINY_ARCH = dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8], mlp
 
 def official_state_dict(arch, classifier=True, out_norms=False, num_classes=10, seed=0,
                         dtype=torch.float64, device=None):
-    """Official key names and shapes (spec §3.1/§3.2); random values that make mistakes visible:
-    LayerNorm weights 1 +- 0.2 with non-zero biases, non-zero rpb tables, gammas around 1."""
+    """Official key names and shapes (classification / det-seg backbone); random values that make
+    mistakes visible: LayerNorm weights 1 +- 0.2 with non-zero biases, non-zero rpb tables,
+    gammas around 1."""
     g = torch.Generator().manual_seed(seed)
 
     def rnd(*shape, scale=0.2):
@@ -76,7 +78,7 @@ def official_state_dict(arch, classifier=True, out_norms=False, num_classes=10, 
 
 def official_na_module(sd, p, t, kernel_size, dilation):
     """NATTEN 0.14/0.15 NeighborhoodAttention2D on official keys: zero-pad the (normalised)
-    input at bottom/right to K*d, qkv, NA with rpb, merge heads, crop, proj (spec §2.1/§2.6)."""
+    input at bottom/right to K*d, qkv, NA with rpb, merge heads, crop, proj."""
     b, h, w, c = t.shape
     need = kernel_size * dilation
     t = F.pad(t, (0, 0, 0, max(need - w, 0), 0, max(need - h, 0)))
@@ -84,7 +86,7 @@ def official_na_module(sd, p, t, kernel_size, dilation):
     rpb = sd[f'{p}.rpb']
     heads = rpb.shape[0]
     qkv = F.linear(t, sd[f'{p}.qkv.weight'], sd[f'{p}.qkv.bias'])
-    # [q | k | v] blocks of C channels, heads contiguous inside each block (§2.1 step 2)
+    # [q | k | v] blocks of C channels, heads contiguous inside each block
     q, k, v = qkv.reshape(b, hp, wp, 3, heads, c // heads).unbind(3)  # (B, H, W, heads, D)
     out = neighborhood_attention_2d_reference(q, k, v, kernel_size, dilation, rpb=rpb)
     out = out.reshape(b, hp, wp, c)[:, :h, :w]  # head-major merge, crop
@@ -92,7 +94,7 @@ def official_na_module(sd, p, t, kernel_size, dilation):
 
 
 def official_dense_forward(sd, x, kernel_size, dilations):
-    """Official det/seg NAT backbone forward (eval) from the spec, on official keys."""
+    """Official det/seg NAT backbone forward (eval), on official keys."""
 
     def ln(t, p):
         c = t.shape[-1]
@@ -214,7 +216,8 @@ def test_no_padding_when_the_map_is_large_enough():
 
 
 def test_variants_parameter_counts_and_layer_scale():
-    # spec §1.11 (with a 1000-class head and the classifier norm, without norm0..3)
+    # recomputed from the official layer shapes (with a 1000-class head and the classifier norm,
+    # without norm0..3)
     expected = [(NAT, 'mini', {}, 19.98), (NAT, 'tiny', {}, 27.90), (NAT, 'small', {}, 50.74),
                 (DiNAT, 'small', {}, 50.72), (NAT, 'base', {}, 89.77),
                 (DiNAT, 'base', {}, 89.77), (DiNAT, 'large', {}, 200.94),
@@ -227,7 +230,7 @@ def test_variants_parameter_counts_and_layer_scale():
             + 2 * 8 * e + 8 * e * 1000 + 1000
         assert round(classifier / 1e6, 2) == millions, (cls.__name__, arch)
         has_gamma = hasattr(model.levels[0].blocks[0], 'gamma1')
-        # §1.7/§1.8: layer scale for NAT-S, NAT-B, DiNAT-B only
+        # official variants: layer scale for NAT-S, NAT-B, DiNAT-B only
         assert has_gamma == ((cls, arch) in {(NAT, 'small'), (NAT, 'base'), (DiNAT, 'base')})
         if has_gamma:
             assert model.levels[2].blocks[5].gamma2.shape == (4 * e, )
@@ -236,7 +239,7 @@ def test_variants_parameter_counts_and_layer_scale():
     assert model.embed_dims == [64, 128, 256, 512]
     blk = model.levels[3].blocks[4]
     assert blk.attn.rpb.shape == (16, 13, 13) and blk.mlp.fc1.out_features == 3 * 512
-    assert len(list(model.buffers())) == 0  # §3.1: no buffers
+    assert len(list(model.buffers())) == 0  # the official model has no buffers
 
 
 def test_named_dilation_schedules():
@@ -262,38 +265,6 @@ def test_named_dilation_schedules():
     assert all(b.attn.dilation == 1 for lv in NAT(TINY_ARCH).levels for b in lv.blocks)
 
 
-def test_bad_arguments():
-    with pytest.raises(ValueError, match="Unknown NAT arch 'huge'"):
-        NAT('huge')
-    with pytest.raises(ValueError, match="Unknown NAT arch 'large'"):
-        NAT('large')  # DiNAT only
-    with pytest.raises(ValueError, match='must be a dict with keys'):
-        NAT(dict(embed_dims=16, depths=[1, 1, 1, 1]))
-    with pytest.raises(ValueError, match='must be a dict with keys'):
-        NAT(dict(TINY_ARCH, window_size=7))
-    with pytest.raises(ValueError, match=r"arch\['depths'\] needs 4"):
-        NAT(dict(TINY_ARCH, depths=[1, 1, 1]))
-    with pytest.raises(ValueError, match='width 32 is not divisible by num_heads=3'):
-        NAT(dict(TINY_ARCH, num_heads=[1, 3, 4, 8]))
-    with pytest.raises(ValueError, match='odd integer'):
-        NAT(TINY_ARCH, kernel_size=4)
-    with pytest.raises(ValueError, match="unknown dilation schedule 'cityscapes'"):
-        DiNAT(TINY_ARCH, dilations='cityscapes')
-    with pytest.raises(ValueError, match=r"'coco' does not fit depths \[1, 1, 1, 1\]: level 0 "
-                       r'has 1 blocks but the schedule gives 3'):
-        DiNAT(TINY_ARCH, dilations='coco')
-    with pytest.raises(ValueError, match='level 2 has 4 blocks'):
-        DiNAT(dict(TINY_ARCH, depths=[3, 4, 4, 5]), dilations='ade20k')
-    with pytest.raises(ValueError, match=r'dilations\[1\] has 2 values but level 1 has 1'):
-        DiNAT(TINY_ARCH, dilations=[[1], [1, 2], [1], [1]])
-    with pytest.raises(ValueError, match='one list of per-block dilations per level'):
-        DiNAT(TINY_ARCH, dilations=[[1], [1], [1]])
-    with pytest.raises(ValueError, match='integers >= 1'):
-        DiNAT(TINY_ARCH, dilations=[[1], [0], [1], [1]])
-    with pytest.raises(ValueError, match=r'\(N, 3, H, W\)'):
-        NAT(TINY_ARCH)(torch.randn(1, 1, 32, 32))
-
-
 def test_frozen_stages_and_norm_eval():
     model = NAT(arch=TINY_ARCH, frozen_stages=2, norm_eval=True)
     model.train()
@@ -312,22 +283,6 @@ def test_frozen_stages_and_norm_eval():
     sum(o.sum() for o in outs).backward()
     assert model.patch_embed.proj[0].weight.grad is None
     assert model.levels[2].blocks[0].attn.rpb.grad is not None
-
-
-def test_with_cp_same_outputs_and_grads():
-    torch.manual_seed(0)
-    model = NAT(arch=PLAIN_ARCH, dilations=[[1, 2], [1, 2], [1, 1], [1, 1]]).double()
-    cp_model = NAT(arch=PLAIN_ARCH, dilations=[[1, 2], [1, 2], [1, 1], [1, 1]],
-                   with_cp=True).double()
-    cp_model.load_state_dict(model.state_dict())
-    x = torch.randn(1, 3, 48, 40, dtype=torch.float64)
-    outs, cp_outs = model(x), cp_model(x)
-    sum((o * o).sum() for o in outs).backward()
-    sum((o * o).sum() for o in cp_outs).backward()
-    for o, c in zip(outs, cp_outs):
-        torch.testing.assert_close(o, c)
-    for (name, p), (_, q) in zip(model.named_parameters(), cp_model.named_parameters()):
-        torch.testing.assert_close(p.grad, q.grad, msg=name)
 
 
 def test_drop_path_rate_is_linear_over_blocks():
@@ -440,7 +395,8 @@ def test_converter_lists_unknown_and_missing_keys():
         convert_checkpoint('nat', incomplete)
     no_rpb = {k: v for k, v in sd.items() if k != 'levels.1.blocks.0.attn.rpb'}
     with pytest.raises(CheckpointKeyError, match=r'missing \(1\): levels.1.blocks.0.attn.rpb'):
-        convert_checkpoint('dinat', no_rpb)  # §3.2 pitfall: a missing rpb must not pass silently
+        convert_checkpoint('dinat', no_rpb)  # NATTEN >= 0.17 builds no rpb unless asked: a
+        # missing rpb must not pass silently
 
 
 def test_init_cfg_pretrained_from_official_files(tmp_path):

@@ -1,8 +1,9 @@
-"""Slide-Swin / Slide-PVT backbones and the slide_swin converter (specs/slide.md §2-§3, §5-§8).
+"""Slide-Swin / Slide-PVT backbones and the slide_swin converter (the released
+slide_swin.py of LeapLabTHU/Slide-Transformer).
 
-The converter round trip builds a random state dict in the *official* layout (§3 key names,
+The converter round trip builds a random state dict in the *official* layout (its key names,
 head-major qkv, 6-D slide tables, one-hot dep_conv, official PatchMerging order), runs it
-through an official-layout reference forward written here from the spec (reference slide
+through an official-layout reference forward written here from the released code (reference slide
 attention, global MHSA with Swin's bias index, [x0, x1, x2, x3] merging) and compares it with
 the converted mmattn backbone.
 """
@@ -21,7 +22,7 @@ IMG = 64  # global mode: stage-3/4 windows 4 and 2
 
 
 def official_state_dict(arch=TINY, img=IMG, seed=0):
-    """Random tensors with the released SlideSwinTransformer's keys and shapes (§3)."""
+    """Random tensors with the released SlideSwinTransformer's keys and shapes."""
     g = torch.Generator().manual_seed(seed)
 
     def rand(*shape):
@@ -60,7 +61,7 @@ def official_state_dict(arch=TINY, img=IMG, seed=0):
 
 
 def swin_index(side):
-    """Swin's formula (§2.3): (drow + W-1) * (2W-1) + (dcol + W-1), query minus key."""
+    """Swin's formula: (drow + W-1) * (2W-1) + (dcol + W-1), query minus key."""
     coords = torch.stack(torch.meshgrid(torch.arange(side), torch.arange(side),
                                         indexing='ij')).flatten(1).T
     rel = coords[:, None] - coords[None]
@@ -98,7 +99,7 @@ def _official_global(x, sd, p, heads):
 
 
 def official_features(sd, x, arch=TINY):
-    """Pre-merge stage features of the released model, from the spec (eval mode)."""
+    """Pre-merge stage features of the released model (eval mode)."""
     x = F.conv2d(x, sd['patch_embed.proj.weight'], sd['patch_embed.proj.bias'], stride=4)
     x = _ln(x.permute(0, 2, 3, 1), sd, 'patch_embed.norm')
     feats = []
@@ -110,7 +111,7 @@ def official_features(sd, x, arch=TINY):
             y = F.gelu(_lin(_ln(x, sd, p + 'norm2'), sd, p + 'mlp.fc1'))
             x = x + _lin(y, sd, p + 'mlp.fc2')
         feats.append(x)
-        if i < 3:  # §2.1: x0 (even, even), x1 (odd row, even col), x2 (even, odd), x3
+        if i < 3:  # PatchMerging: x0 (even, even), x1 (odd row, even col), x2 (even, odd), x3
             x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2],
                            x[:, 1::2, 1::2]], -1)
             x = _lin(_ln(x, sd, f'layers.{i}.downsample.norm'), sd,
@@ -139,7 +140,7 @@ def test_converter_round_trip_equals_official_forward():
                        sd['layers.2.blocks.1.attn.relative_position_bias_table'])
     assert 'head.weight' not in converted and 'norm.weight' not in converted
     model = _converted_model(sd)
-    for i, side in ((2, 4), (3, 2)):  # mmdet's WindowMSA index == Swin's formula (§2.3)
+    for i, side in ((2, 4), (3, 2)):  # mmdet's WindowMSA index == Swin's formula
         own = model.state_dict()[f'stages.{i}.blocks.0.attn.w_msa.relative_position_index']
         assert torch.equal(own, swin_index(side))
     x = torch.randn(2, 3, IMG, IMG, dtype=F64)
@@ -219,7 +220,7 @@ def test_output_shapes_any_size(size, mode):
         assert out.shape == (1, 16 * 2**i, -(-h // s), -(-w // s)) and out.is_contiguous()
 
 
-def test_out_indices_frozen_stages_with_cp_drop_path():
+def test_out_indices_frozen_stages_drop_path():
     model = SlideSwin(TINY, out_indices=(1, 3), frozen_stages=2, drop_path_rate=0.3)
     model.train()
     assert [o.shape[1] for o in model(torch.randn(1, 3, 64, 64))] == [32, 128]
@@ -230,18 +231,13 @@ def test_out_indices_frozen_stages_with_cp_drop_path():
     assert isinstance(model.stages[0].blocks[0].attn.drop_path, torch.nn.Identity)  # rate 0
     assert model.stages[3].blocks[0].ffn.dropout_layer.drop_prob == pytest.approx(0.3)
 
+    # the one-hot shift kernel is frozen, its bias and the learnable kernel train
     torch.manual_seed(0)
     plain = SlideSwin(TINY, out_indices=(0, 2)).eval()
-    ckpt = SlideSwin(TINY, out_indices=(0, 2), with_cp=True).eval()
-    ckpt.load_state_dict(plain.state_dict())
-    x = torch.randn(1, 3, 40, 40)
-    grads = []
-    for m in (plain, ckpt):
-        sum(o.sum() for o in m(x)).backward()
-        grads.append(m.stages[0].blocks[0].attn.dep_conv1.weight.grad)
-    torch.testing.assert_close(grads[0], grads[1])
-    assert plain.stages[0].blocks[0].attn.dep_conv.weight.grad is None  # frozen (§1.3)
-    assert plain.stages[0].blocks[0].attn.dep_conv.bias.grad is not None  # trainable (§6.4)
+    sum(o.sum() for o in plain(torch.randn(1, 3, 40, 40))).backward()
+    assert plain.stages[0].blocks[0].attn.dep_conv1.weight.grad.abs().sum() > 0
+    assert plain.stages[0].blocks[0].attn.dep_conv.weight.grad is None  # frozen one-hot kernel
+    assert plain.stages[0].blocks[0].attn.dep_conv.bias.grad is not None  # trainable, as released
 
 
 def test_one_hot_survives_init_weights():
@@ -259,7 +255,8 @@ def test_one_hot_survives_init_weights():
 @pytest.mark.parametrize('arch, params, global_params', [
     ('tiny', 28.349, 28.31), ('small', 49.747, 49.63), ('base', 87.949, 87.79)])
 def test_parameter_counts_match_the_release(arch, params, global_params):
-    """§2.5 counts include the classifier (norm + head), which the backbone drops."""
+    """The counts on the released code include the classifier (norm + head), which the backbone
+    drops."""
     def count(mode):
         with torch.device('meta'):
             m = SlideSwin(arch, attn_mode=mode, out_indices=(3, ))
@@ -278,7 +275,7 @@ def test_slide_pvt_replaces_sra_in_stages_1_2():
     for arch, depths, delta in (('tiny', [2, 2, 2, 2], 1.0), ('small', [3, 4, 6, 3], 1.8)):
         slide, host = SlidePVT(arch), PyramidVisionTransformer(num_layers=depths)
         n = [sum(p.numel() for p in m.parameters()) / 1e6 for m in (host, slide)]
-        assert n[0] - n[1] == pytest.approx(delta, abs=0.06)  # spec §8 (paper deltas)
+        assert n[0] - n[1] == pytest.approx(delta, abs=0.06)  # paper's PVT -> Slide-PVT deltas
         kinds = [[type(b.attn) for b in layer[1][1:]] for layer in slide.layers]
         assert all(k is not SpatialReductionAttention for k in kinds[0] + kinds[1])
         assert all(k is SpatialReductionAttention for k in kinds[2] + kinds[3])
@@ -290,32 +287,13 @@ def test_slide_pvt_replaces_sra_in_stages_1_2():
     model.train()
     assert not any(p.requires_grad for p in model.layers[0].parameters())
     x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
+    with torch.no_grad():  # the same DropPath draws for both (stage 2 trains, rate > 0)
+        torch.manual_seed(0)
         before = model(x)
         model.switch_to_deploy()
+        torch.manual_seed(0)
         after = model(x)
     torch.testing.assert_close(before[1], after[1], rtol=0, atol=1e-5)
-
-
-@pytest.mark.parametrize('cls, kwargs, x, match', [
-    (SlideSwin, dict(arch='huge'), None, 'Unknown SlideSwin arch'),
-    (SlideSwin, dict(arch=dict(embed_dims=16)), None, 'custom SlideSwin arch'),
-    (SlideSwin, dict(arch=TINY, out_indices=(4, )), None, 'out_indices'),
-    (SlideSwin, dict(arch=TINY, kernel_size=2), None, 'kernel_size'),
-    (SlideSwin, dict(arch=TINY, num_slide_stages=5), None, 'num_slide_stages'),
-    (SlideSwin, dict(arch=TINY, attn_mode='local'), None, 'attn_mode'),
-    (SlideSwin, dict(arch=TINY, attn_mode='global', pretrain_img_size=100), None, 'multiple'),
-    (SlideSwin, dict(arch=TINY), (1, 3, 31, 64), 'H, W >= 32'),
-    (SlideSwin, dict(arch=TINY), (1, 4, 64, 64), r'\(N, 3, H, W\)'),
-    (SlideSwin, dict(arch=TINY), (3, 64, 64), r'\(N, 3, H, W\)'),
-    (SlidePVT, dict(arch='xl'), None, 'Unknown SlidePVT arch'),
-    (SlidePVT, dict(arch='tiny', out_indices=(-5, )), None, 'out_indices'),
-    (SlidePVT, dict(arch='tiny'), (1, 3, 16, 64), 'H, W >= 32'),
-])
-def test_bad_input(cls, kwargs, x, match):
-    with pytest.raises(ValueError, match=match):
-        model = cls(**kwargs)
-        model(torch.randn(*x))
 
 
 def _window_msa_reference(msa, x, window_size, shift):
