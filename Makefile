@@ -26,7 +26,7 @@ BENCH_ARGS ?=
 help:
 	@echo "make install   create $(VENV) (unless a virtualenv is active) and install mmattn with its pinned stack"
 	@echo "make test      run the test suite (pytest)"
-	@echo "make test-deploy the ONNX export tests of every backbone and of RetinaNet / Semantic FPN (slow)"
+	@echo "make test-deploy dynamic-shape ONNX exports (every backbone, RetinaNet, Mask R-CNN, Semantic FPN, UPerNet) and inductor compiles (slow)"
 	@echo "make test-fast the test suite without the tests marked slow (Runner, subprocesses)"
 	@echo "make demo      synthetic data -> train BiFormer Mask R-CNN on CPU -> CocoMetric, prediction PNGs, loss curve"
 	@echo "make demo-seg  the same for BiFormer UPerNet (IoUMetric)"
