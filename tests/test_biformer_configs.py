@@ -27,7 +27,8 @@ SEG_CONFIGS = _configs('seg') + [c for c in _configs('demo') if 'upernet' in c o
 
 def test_config_inventory():
     assert set(DET_CONFIGS + SEG_CONFIGS) == set(_configs('det', 'seg', 'demo'))
-    assert len(_configs('det')) == 4 and len(_configs('seg')) == 4 and len(_configs('demo')) == 4
+    # demo: RetinaNet, Mask R-CNN, UPerNet, Semantic FPN, and Semantic FPN with torch.compile
+    assert len(_configs('det')) == 4 and len(_configs('seg')) == 4 and len(_configs('demo')) == 5
 
 
 def _load(path):
