@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from conftest import REPO_ROOT, ade_runner_options
+from helpers import REPO_ROOT, ade_runner_options
 from mmattn.deploy import TINY_BACKBONES, build_tiny_backbone
 
 # Three sizes of one bucket (all > 64, none a multiple of another): the first compile marks H and

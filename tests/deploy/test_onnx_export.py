@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from conftest import REPO_ROOT, load_tool
+from helpers import REPO_ROOT, load_tool
 from mmattn.deploy import TINY_BACKBONES, build_tiny_backbone, export_and_check, generic_size
 from mmattn.deploy.onnx import _adaptive_avg_pool2d_forward
 from mmattn.ops.neighborhood import (_neighborhood_attention_2d_gather,
