@@ -3,8 +3,7 @@
 import pytest
 import torch
 
-# REPO_ROOT and ade_runner_options are not used here: tests/deploy still imports them from conftest
-from helpers import REPO_ROOT, ade_runner_options, load_tool  # noqa: F401
+from helpers import load_tool
 
 
 @pytest.fixture(scope='session')
