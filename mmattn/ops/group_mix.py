@@ -1,22 +1,24 @@
-"""Group-mix attention (GroupMixFormer, Ge et al. 2023), spec groupmixformer.md §2.
+"""Group-mix attention (GroupMixFormer, Ge et al. 2023, arXiv 2311.15157).
 
 q, k and v are split on channels into five segments: the token itself (s0), 3x3 / 5x5 / 7x7
 separable-conv aggregates of it (s1-s3), and a non-attention branch (s4). The aggregators are
 shared by q, k and v, which sit on the batch axis of one (3B, C, H, W) stack, so in training
-every BatchNorm pools its statistics over q, k and v together (§2.2). Segments s0-s3 feed 8
+every BatchNorm pools its statistics over q, k and v together. Segments s0-s3 feed 8
 heads of CoaT's factorized attention ``q . (softmax_N(k)^T v)``: linear in tokens, no N x N map.
-A convolutional relative position term ``q * dwconv(v)`` is added unscaled (§2.6/§2.7) and the
+A convolutional relative position term ``q * dwconv(v)`` is added unscaled and the
 non-attention branch is appended after the heads, before the output projection.
 
 Fast path (:class:`GroupMixAttention`): everything stays token-major, which is channels-last for
 the convs (CPU depthwise convs, forward and backward, are several times faster channels-last
-than NCHW). One projection writes each aggregator segment as its own dense (3B, H, W, seg)
-block (:class:`_SegmentedQKV`), so no permuted copy of q/k/v is made and no slice of a shared
-stack is taken (slice backwards zero-fill the whole stack). Each segment (two heads) then runs
+than NCHW). The qkv projection is one GEMM whose output one copy deals out into a dense
+(3B, H, W, seg) block per aggregator segment (:class:`_SegmentedQKV`, with its own backward), so
+no slice of a shared stack is taken (slice backwards zero-fill the whole stack) and the weight
+is used as stored. Each segment (two heads) then runs
 to its share of the output: the CRPE as one depthwise conv with kernels zero-padded to 7x7, and
 the factorized product as one GEMM of q with the block-diagonal ``scale * softmax_N(k)^T v``.
 :func:`group_mix_attention_reference` follows the definition token-major, one segment and one
-head at a time.
+head at a time; :class:`GroupMixAttentionStraightforward` (after it) is the definition written
+plainly with the official structure, the anchor of the op benchmark.
 """
 from typing import Mapping, Optional, Tuple
 
@@ -28,13 +30,16 @@ from torch.autograd.function import once_differentiable
 
 from mmattn.registry import register_model
 
-NUM_HEADS = 8  # fixed: the CRPE head groups below must add up to it (§2.6, trap 11)
+NUM_HEADS = 8  # fixed: the CRPE head groups below must add up to it
 NUM_SEGMENTS = 5
-AGG_KERNELS = (None, 3, 5, 7)  # segments s0..s3; None: identity (still BN + Hardswish, trap 5)
+HEADS_PER_SEGMENT = 2  # seg = C/5 = 2 heads of C/10 channels: every head inside one segment
+AGG_KERNELS = (None, 3, 5, 7)  # segments s0..s3; None: identity (still BN + Hardswish)
 # (kernel, heads) of the relative-position convs: heads 0-1 k3, 2-4 k5, 5-7 k7 -- NOT the
-# aggregator grouping (heads 0-1 identity, 2-3 3x3, 4-5 5x5, 6-7 7x7), trap 9
+# aggregator grouping (heads 0-1 identity, 2-3 3x3, 4-5 5x5, 6-7 7x7)
 CRPE_WINDOWS = ((3, 2), (5, 3), (7, 3))
-LOCAL_NORM_EPS = 1e-5  # the non-attention branch's LayerNorm keeps torch's default eps (§2.3)
+CRPE_KERNEL = max(k for k, _ in CRPE_WINDOWS)  # the fast path runs every CRPE head at 7x7
+LOCAL_NORM_EPS = 1e-5  # the non-attention branch's LayerNorm keeps torch's default eps
+BN_EPS = 1e-5  # the aggregators' BatchNorm (torch's default), in the reference
 
 
 def check_embed_dims(embed_dims: int) -> None:
@@ -46,7 +51,8 @@ def check_embed_dims(embed_dims: int) -> None:
 
 
 def default_scale(embed_dims: int) -> float:
-    # (C // 8)^-0.5 with the block's full width C, not the real head width C/10 (trap 2)
+    # (C // 8)^-0.5 with the block's full width C, not the real head width C/10, as the
+    # official code
     return (embed_dims // NUM_HEADS)**-0.5
 
 
@@ -109,48 +115,42 @@ def factorized_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
 
 
 class _SegmentedQKV(torch.autograd.Function):
-    """The qkv projection, written straight into the layout the aggregators read.
+    """The qkv projection, written into the layout the aggregators read.
 
-    ``weight`` / ``bias`` rows are the qkv rows reordered segment-major:
-    ``[s0: q, k, v | s1: q, k, v | s2 | s3 | s4: q, k, v]`` (``seg`` rows each). Returns four
+    ``weight`` / ``bias`` are the qkv Linear's, rows ``[q | k | v]``, each ``[s0 | .. | s4]``
+    (``seg`` rows per segment). Forward is one GEMM (one wide GEMM runs near the machine's GEMM
+    rate; twelve ``seg``-wide ones do not), then one copy that deals its columns out into four
     dense (3, B*N, seg) blocks, i.e. channels-last (3B, seg, H, W) stacks with q rows, then k,
-    then v, for s0..s3, and the (B*N, 3*seg) ``[q_s4 | k_s4 | v_s4]`` input of the local branch.
-    Plain autograd would need either a permuted copy of the whole projection or a 12-batch GEMM
-    on an expanded x whose backward materialises and sums 12 copies of grad x; here backward
-    gathers the five gradients into one (B*N, 15*seg) matrix and does the two GEMMs of a Linear.
+    then v, for s0..s3, and the (B*N, 3*seg) ``[q_s4 | k_s4 | v_s4]`` input of the local
+    branch. Backward gathers the five gradients into one (B*N, 3*C) matrix and does the two
+    GEMMs of a Linear, so the weight is never reordered or copied.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor], seg: int):
-        bn, c = x.shape
+        bn = x.shape[0]
         ctx.save_for_backward(x, weight)
         ctx.seg, ctx.has_bias = seg, bias is not None
-        x3 = x.expand(3, bn, c)  # stride-0 batch: the GEMMs read x in place
-        outs = []
-        for i in range(4):
-            w = weight[3 * i * seg:3 * (i + 1) * seg].view(3, seg, c).transpose(1, 2)
-            if bias is None:
-                outs.append(torch.bmm(x3, w))
-            else:
-                b = bias[3 * i * seg:3 * (i + 1) * seg].view(3, 1, seg)
-                outs.append(torch.baddbmm(b, x3, w))
-        local = F.linear(x, weight[12 * seg:], None if bias is None else bias[12 * seg:])
-        return (*outs, local)
+        full = F.linear(x, weight, bias).view(bn, 3, NUM_SEGMENTS, seg)
+        outs = [x.new_empty(3, bn, seg).copy_(full[:, :, i].transpose(0, 1))
+                for i in range(NUM_SEGMENTS - 1)]
+        return (*outs, full[:, :, -1].reshape(bn, 3 * seg))
 
     @staticmethod
     @once_differentiable
     def backward(ctx, *grads):
         x, weight = ctx.saved_tensors
-        seg = ctx.seg
-        g = x.new_empty(x.shape[0], weight.shape[0])  # (B*N, 15*seg), rows as the weight's
+        bn, seg = x.shape[0], ctx.seg
+        g = x.new_empty(bn, weight.shape[0])  # (B*N, 3*C), columns as the weight's rows
+        g_seg = g.view(bn, 3, NUM_SEGMENTS, seg)
         for i, grad in enumerate(grads):
-            cols = g[:, 3 * i * seg:3 * (i + 1) * seg]
+            cols = g_seg[:, :, i]
             if grad is None:
                 cols.zero_()
-            elif i < 4:
-                cols.view(-1, 3, seg).copy_(grad.permute(1, 0, 2))
+            elif i < NUM_SEGMENTS - 1:
+                cols.copy_(grad.transpose(0, 1))
             else:
-                cols.copy_(grad)
+                cols.copy_(grad.view(bn, 3, seg))
         grad_x = g @ weight if ctx.needs_input_grad[0] else None
         grad_w = g.t() @ x if ctx.needs_input_grad[1] else None
         grad_b = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
@@ -192,7 +192,7 @@ class GroupMixAttention(nn.Module):
         self.aggregators = nn.ModuleList(
             SegmentAggregator(self.seg, k, norm_cfg) for k in AGG_KERNELS)
         self.local_branch = LocalBranch(self.seg)
-        head_dims = embed_dims // 10
+        head_dims = self.seg // HEADS_PER_SEGMENT
         self.crpe = nn.ModuleList(
             nn.Conv2d(heads * head_dims, heads * head_dims, k, padding=k // 2,
                       groups=heads * head_dims) for k, heads in CRPE_WINDOWS)
@@ -205,34 +205,32 @@ class GroupMixAttention(nn.Module):
         if c != self.in_channels or n != h * w:
             raise ValueError(f'expected tokens (B, {h}*{w}, {self.in_channels}), got '
                              f'{tuple(x.shape)}')
-        seg, dims = self.seg, self.embed_dims
-        weight = self.qkv.weight.view(3, NUM_SEGMENTS, seg, c).transpose(0, 1).reshape(3 * dims, c)
-        bias = self.qkv.bias
-        if bias is not None:
-            bias = bias.view(3, NUM_SEGMENTS, seg).transpose(0, 1).reshape(3 * dims)
-        *stacks, local = _SegmentedQKV.apply(x.reshape(b * n, c), weight, bias, seg)
+        seg = self.seg
+        *stacks, local = _SegmentedQKV.apply(x.reshape(b * n, c), self.qkv.weight,
+                                             self.qkv.bias, seg)
 
         # CRPE kernels zero-padded to 7x7 (the padded taps add exact zeros), so that each
         # segment's two heads take one conv although heads 4 and 5 have different kernels
-        crpe_w = torch.cat([F.pad(conv.weight, [(7 - conv.kernel_size[0]) // 2] * 4)
+        crpe_w = torch.cat([F.pad(conv.weight, [(CRPE_KERNEL - conv.kernel_size[0]) // 2] * 4)
                             for conv in self.crpe])
         crpe_b = torch.cat([conv.bias for conv in self.crpe])
-        ch = seg // 2
-        block_mask = torch.block_diag(*x.new_ones(2, ch, ch)) * self.scale
+        ch = seg // HEADS_PER_SEGMENT
+        block_mask = torch.block_diag(*x.new_ones(HEADS_PER_SEGMENT, ch, ch)) * self.scale
 
         outs = []
         for i, (agg, stack) in enumerate(zip(self.aggregators, stacks)):
-            # (3B, seg, H, W) channels-last; one BN call over q, k and v (§2.2, trap 3)
+            # (3B, seg, H, W) channels-last; one BN call over q, k and v together
             agg_out = agg(stack.view(3 * b, h, w, seg).permute(0, 3, 1, 2))
             q, k, v = agg_out.permute(0, 2, 3, 1).reshape(3, b, n, seg).unbind(0)
             rel = F.conv2d(v.view(b, h, w, seg).permute(0, 3, 1, 2),
                            crpe_w[i * seg:(i + 1) * seg], crpe_b[i * seg:(i + 1) * seg],
-                           padding=3, groups=seg).permute(0, 2, 3, 1).reshape(b, n, seg)
+                           padding=CRPE_KERNEL // 2, groups=seg)
+            rel = rel.permute(0, 2, 3, 1).reshape(b, n, seg)
             # softmax over tokens on contiguous rows; K~^T V of both heads as one (seg, seg)
             # GEMM, masked to its two diagonal blocks (the cross-head products become exact
             # zeros), so q @ context is one GEMM per segment with the output token-major
             context = (k.transpose(1, 2).softmax(-1) @ v) * block_mask
-            # scale only on the factorized term (trap 2): it sits in block_mask
+            # scale only on the factorized term, not on the CRPE term: it sits in block_mask
             outs.append(torch.baddbmm(q * rel, q, context))
 
         outs.append(self.local_branch(local.view(b, h, w, 3 * seg).permute(0, 3, 1, 2)))
@@ -249,7 +247,7 @@ def _batch_norm(x: Tensor, state: Mapping[str, Tensor], prefix: str, training: b
         var = x.var(dim=(0, 2, 3), unbiased=False)
     else:
         mean, var = state[f'{prefix}.running_mean'], state[f'{prefix}.running_var']
-    x = (x - mean[:, None, None]) / torch.sqrt(var[:, None, None] + 1e-5)
+    x = (x - mean[:, None, None]) / torch.sqrt(var[:, None, None] + BN_EPS)
     return x * state[f'{prefix}.weight'][:, None, None] + state[f'{prefix}.bias'][:, None, None]
 
 
@@ -269,7 +267,7 @@ def group_mix_attention_reference(x: Tensor,
                                   training: bool = False,
                                   scale: Optional[float] = None,
                                   return_weights: bool = False):
-    """Group-mix attention straight from spec §2, token-major, one segment / head at a time.
+    """Group-mix attention from its definition, token-major, one segment / head at a time.
 
     Args:
         x (Tensor): tokens (B, N, C_in), N = H*W row-major; C_in is ``embed_dims`` unless the
@@ -292,7 +290,8 @@ def group_mix_attention_reference(x: Tensor,
     b, n = x.shape[:2]
     c = state['qkv.weight'].shape[0] // 3  # embed_dims (the input may be wider or narrower)
     h, w = hw
-    seg, ch = c // NUM_SEGMENTS, c // 10
+    seg = c // NUM_SEGMENTS
+    ch = seg // HEADS_PER_SEGMENT
     scale = default_scale(c) if scale is None else scale
     qkv = F.linear(x, state['qkv.weight'], state.get('qkv.bias'))
     q, k, v = qkv[..., :c], qkv[..., c:2 * c], qkv[..., 2 * c:]
@@ -328,7 +327,8 @@ def group_mix_attention_reference(x: Tensor,
         if return_weights:
             weights.append(scale * qj @ k_soft.transpose(1, 2))
 
-    # s4: [q_s4 | k_s4 | v_s4] on channels -> separable conv -> LN (eps 1e-5) -> Hardswish
+    # s4: [q_s4 | k_s4 | v_s4] on channels -> separable conv -> LN (torch's default eps 1e-5)
+    # -> Hardswish
     local = torch.cat([t[..., 4 * seg:] for t in (q, k, v)], -1)
     local = _separable(local.transpose(1, 2).reshape(b, 3 * seg, h, w), state,
                        'local_branch.conv').flatten(2).transpose(1, 2)
@@ -338,3 +338,66 @@ def group_mix_attention_reference(x: Tensor,
     if return_weights:
         return out, torch.stack(weights, 1)
     return out
+
+
+class GroupMixAttentionStraightforward(GroupMixAttention):
+    """The definition written plainly, as the benchmark's anchor (not the fast path).
+
+    The structure of the official model, re-written from the definition: separate q / k / v
+    linears, the q/k/v images stacked on the batch axis (channel-major NCHW), one aggregator
+    per segment applied to that stack, CoaT's factorized attention by ``einsum`` over the 8
+    heads (softmax of k over the tokens, ``k~^T v``, then ``q`` times it), three CRPE convs on
+    their head groups, the non-attention branch, then the output projection. Same arguments
+    and the same numbers as :class:`GroupMixAttention` (a subclass for its arguments and
+    layers, with its own forward); :meth:`from_module` copies a
+    :class:`GroupMixAttention`'s weights (its ``qkv`` split into ``q``, ``k``, ``v``; every
+    other parameter and buffer keeps its name).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)  # GroupMixAttention's arguments and layers
+        qkv = self.qkv
+        del self.qkv  # replaced by three projections
+        self.head_dims = self.seg // HEADS_PER_SEGMENT
+        self.q, self.k, self.v = (nn.Linear(self.in_channels, self.embed_dims,
+                                            bias=qkv.bias is not None) for _ in range(3))
+
+    @classmethod
+    def from_module(cls, module: GroupMixAttention) -> 'GroupMixAttentionStraightforward':
+        """A copy of ``module`` (weights, buffers, train/eval mode, dtype, device)."""
+        new = cls(module.embed_dims, module.qkv.bias is not None, module.scale,
+                  module.proj_drop.p, dict(type='BN'), module.in_channels)
+        state = dict(module.state_dict())
+        for name in ('weight', 'bias'):
+            if f'qkv.{name}' in state:
+                for key, part in zip('qkv', state.pop(f'qkv.{name}').chunk(3)):
+                    state[f'{key}.{name}'] = part
+        ref = module.qkv.weight
+        new.to(ref.device, ref.dtype).load_state_dict(state)
+        return new.train(module.training)
+
+    def forward(self, x: Tensor, hw: Tuple[int, int]) -> Tensor:
+        b, n, _ = x.shape
+        h, w = hw
+        c, seg, ch = self.embed_dims, self.seg, self.head_dims
+        q, k, v = self.q(x), self.k(x), self.v(x)  # (B, N, C) each
+        # q, k, v as images on the batch axis: (3B, C, H, W), q rows first
+        stack = torch.cat([q, k, v]).transpose(1, 2).reshape(3 * b, c, h, w)
+        segments = stack.split(seg, 1)
+        agg = torch.cat([a(s) for a, s in zip(self.aggregators, segments)], 1)
+        q, k, v = agg.reshape(3, b, NUM_HEADS, ch, n).transpose(-1, -2)  # (B, heads, N, Ch)
+
+        k = k.softmax(dim=2)  # over the tokens
+        context = torch.einsum('bhnk,bhnv->bhkv', k, v)
+        factorized = torch.einsum('bhnk,bhkv->bhnv', q, context)
+
+        v_img = v.transpose(-1, -2).reshape(b, NUM_HEADS * ch, h, w)
+        groups = v_img.split([heads * ch for _, heads in CRPE_WINDOWS], 1)
+        rel = torch.cat([conv(g) for conv, g in zip(self.crpe, groups)], 1)
+        rel = rel.reshape(b, NUM_HEADS, ch, n).transpose(-1, -2)
+
+        y = self.scale * factorized + q * rel
+        y = y.transpose(1, 2).reshape(b, n, NUM_HEADS * ch)
+        # s4 of q, k and v side by side on channels: (B, 3 * seg, H, W)
+        local = segments[-1].reshape(3, b, seg, h, w).transpose(0, 1).reshape(b, 3 * seg, h, w)
+        return self.proj_drop(self.proj(torch.cat([y, self.local_branch(local)], -1)))

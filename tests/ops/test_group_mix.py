@@ -1,10 +1,11 @@
-"""Group-mix attention op: fast path == definition (specs/groupmixformer.md section 2)."""
+"""Group-mix attention op: fast path == the definition (reference) == the benchmark anchor."""
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmattn.ops.group_mix import (GroupMixAttention, default_scale, factorized_attention,
+from mmattn.ops.group_mix import (GroupMixAttention, GroupMixAttentionStraightforward,
+                                  default_scale, factorized_attention,
                                   group_mix_attention_reference)
 
 F64 = torch.float64
@@ -133,7 +134,7 @@ def test_attention_weights_reproduce_the_factorized_term():
 
 
 def test_scale_and_head_grouping_constants():
-    # spec §1.6 table: (C // 8) ** -0.5, not head_dim ** -0.5
+    # (C // 8) ** -0.5 with the block's width C (the official value), not head_dim ** -0.5
     for c, scale in ((40, 0.4472), (80, 0.3162), (320, 0.1581), (480, 0.1291)):
         assert round(default_scale(c), 4) == scale
         assert round(GroupMixAttention(c).scale, 4) == scale
@@ -191,8 +192,8 @@ def test_fast_equals_reference_gradients_without_qkv_bias(x_grad):
 
 
 def test_segmented_qkv_matches_linear_gradcheck():
-    """The segment-major projection is the qkv Linear with its rows reordered, values and
-    gradients (including unused outputs, whose gradient arrives as None)."""
+    """The segmented projection is the qkv Linear with its columns dealt out per segment,
+    values and gradients (including unused outputs, whose gradient arrives as None)."""
     from mmattn.ops.group_mix import _SegmentedQKV
     seg, c, bn = 2, 10, 7
     g = torch.Generator().manual_seed(0)
@@ -200,11 +201,33 @@ def test_segmented_qkv_matches_linear_gradcheck():
     weight = torch.randn(15 * seg, c, generator=g, dtype=F64, requires_grad=True)
     bias = torch.randn(15 * seg, generator=g, dtype=F64, requires_grad=True)
     outs = _SegmentedQKV.apply(x, weight, bias, seg)
-    full = torch.nn.functional.linear(x, weight, bias)
+    full = torch.nn.functional.linear(x, weight, bias).view(bn, 3, 5, seg)  # [q | k | v]
     for i in range(4):
-        torch.testing.assert_close(
-            outs[i], full[:, 3 * i * seg:3 * (i + 1) * seg].view(bn, 3, seg).transpose(0, 1),
-            rtol=0, atol=1e-13)
-    torch.testing.assert_close(outs[4], full[:, 12 * seg:], rtol=0, atol=1e-13)
+        torch.testing.assert_close(outs[i], full[:, :, i].transpose(0, 1), rtol=0, atol=1e-13)
+    torch.testing.assert_close(outs[4], full[:, :, 4].reshape(bn, 3 * seg), rtol=0, atol=1e-13)
     assert torch.autograd.gradcheck(
         lambda *a: _SegmentedQKV.apply(*a, seg)[1:4:2], (x, weight, bias))
+
+
+@pytest.mark.parametrize('b, h, w, c', [(2, 5, 7, 20), (1, 1, 9, 10), (1, 6, 4, 40)])
+@pytest.mark.parametrize('training', [False, True])
+@pytest.mark.parametrize('qkv_bias', [True, False])
+def test_straightforward_anchor_equals_fast_path(b, h, w, c, training, qkv_bias):
+    """The benchmark's anchor loads the op's weights (qkv split into q, k, v) and computes the
+    same function in float64, forward and backward, BN in train mode included, and updates
+    the same running statistics: the op benchmark compares like with like."""
+    m = _module(c, seed=h + w + c, qkv_bias=qkv_bias)
+    anchor = GroupMixAttentionStraightforward.from_module(m)
+    assert anchor.q.weight.dtype == F64 and (anchor.q.bias is None) == (not qkv_bias)
+    torch.testing.assert_close(torch.cat([anchor.q.weight, anchor.k.weight, anchor.v.weight]),
+                               m.qkv.weight, rtol=0, atol=0)
+    m.train(training)
+    anchor.train(training)
+    x = _tokens(b, h, w, c, seed=c)
+    out, want = m(x, (h, w)), anchor(x, (h, w))
+    torch.testing.assert_close(out, want, rtol=0, atol=1e-12)
+    grad = torch.randn_like(out)
+    torch.testing.assert_close(torch.autograd.grad(out, x, grad)[0],
+                               torch.autograd.grad(want, x, grad)[0], rtol=0, atol=1e-11)
+    for (name, buf), other in zip(m.named_buffers(), anchor.buffers()):
+        torch.testing.assert_close(buf, other, rtol=0, atol=1e-12, msg=name)

@@ -1,32 +1,46 @@
-"""Group-mix attention: mmattn's channel-major fast path vs the spec reference vs softmax SDPA.
+"""Group-mix attention: mmattn's fast path vs the definition written plainly (the anchor).
 
-- mmattn: :class:`mmattn.ops.group_mix.GroupMixAttention` (eval mode: BN running statistics).
-- reference: :func:`group_mix_attention_reference` on the same module's tensors (token-major, one
-  segment and one head at a time, spec §2); same output.
+- mmattn: :class:`mmattn.ops.group_mix.GroupMixAttention`.
+- straightforward: :class:`GroupMixAttentionStraightforward` with the same weights
+  (``from_module``): separate q / k / v linears, the q/k/v images stacked NCHW on the batch
+  axis, one aggregator per segment, the factorized attention by einsum over the 8 heads, three
+  CRPE convs, the non-attention branch. The same numbers (tests/ops/test_group_mix.py checks it
+  in float64), so the ratio compares like with like. It plays the part ``official gather`` plays
+  for BRA.
+- reference: :func:`group_mix_attention_reference` (token-major, one segment and one head at a
+  time): same output, the slowest.
 - softmax SDPA: a *different*, quadratic op over the same tokens, to show what the factorized
   attention avoids: the same qkv and output projections around ``F.scaled_dot_product_attention``
   with the same 8 heads of C/10 channels over all H*W tokens (no aggregators; v's last fifth
-  passes through). Its max abs diff is not a correctness check.
-  Left out of the detection stage-0/1 maps (60800 / 15200 tokens), where one fp32 call costs tens
-  of seconds on a CPU (the seg 64x64 -> 128x128 pair shows its 16x per 4x tokens instead).
+  passes through). Its max abs diff is not a correctness check. Only on the small maps.
 
-Sizes (spec §5): GroupMixFormer-S stage maps of an 800x1216 COCO image (stride 4/8/16) and of a
-512x512 ADE20K crop (stride 4), plus 256x256 to show the scaling.
+Modes: forward runs the modules in eval mode (BatchNorm with running statistics), as inference
+does; forward+backward in train mode (BatchNorm with the batch statistics of the stacked q/k/v
+images), as training does. Sizes: the GroupMixFormer-S maps of stages 0-3 at 224x224, of stages
+0-2 at 512x512 (an ADE20K crop) and at 800x1216 (a COCO image), batch 1 (channels 80, 160, 320,
+320 at strides 4, 8, 16, 32).
 """
 import torch
 import torch.nn.functional as F
 
-from mmattn.ops.group_mix import NUM_HEADS, GroupMixAttention, group_mix_attention_reference
+from mmattn.ops.group_mix import (NUM_HEADS, GroupMixAttention, GroupMixAttentionStraightforward,
+                                  group_mix_attention_reference)
 
-# (label, B, C, H, W, with SDPA)
+# (label, B, C, H, W, impls besides mmattn and the anchor)
 SIZES = [
-    ('det stage 0 1x80x200x304', 1, 80, 200, 304, False),
-    ('det stage 1 1x160x100x152', 1, 160, 100, 152, False),
-    ('det stage 2 1x320x50x76', 1, 320, 50, 76, True),
-    ('seg stage 0 1x80x128x128', 1, 80, 128, 128, True),
-    ('seg 256 stage 0 1x80x64x64', 1, 80, 64, 64, True),
+    ('224 stage 0 1x80x56x56', 1, 80, 56, 56, ()),
+    ('224 stage 1 1x160x28x28', 1, 160, 28, 28, ()),
+    ('224 stage 2 1x320x14x14', 1, 320, 14, 14, ('softmax SDPA (quadratic)', )),
+    ('224 stage 3 1x320x7x7', 1, 320, 7, 7, ()),
+    ('512 stage 0 1x80x128x128', 1, 80, 128, 128, ()),
+    ('512 stage 1 1x160x64x64', 1, 160, 64, 64, ()),
+    ('512 stage 2 1x320x32x32', 1, 320, 32, 32, ('softmax SDPA (quadratic)', )),
+    ('800x1216 stage 0 1x80x200x304', 1, 80, 200, 304, ('reference', )),
+    ('800x1216 stage 1 1x160x100x152', 1, 160, 100, 152, ()),
+    ('800x1216 stage 2 1x320x50x76', 1, 320, 50, 76, ()),
 ]
-QUICK_SIZES = [('quick 2x20x12x9', 2, 20, 12, 9, True)]
+QUICK_SIZES = [('quick 2x20x12x9', 2, 20, 12, 9, ('reference', 'softmax SDPA (quadratic)'))]
+ANCHOR = 'straightforward'
 
 
 def _sdpa(module, x, hw):
@@ -43,14 +57,21 @@ def _build(impl, size, device):
 
     def build():
         torch.manual_seed(0)
-        module = GroupMixAttention(c).to(device).eval()
+        module = GroupMixAttention(c).to(device)
         x = torch.randn(b, h * w, c, device=device, requires_grad=True)
-        if impl == 'mmattn':
-            return (lambda t: module(t, (h, w))), [x]
+        if impl == ANCHOR:
+            module = GroupMixAttentionStraightforward.from_module(module)
         if impl == 'reference':
             state = {**dict(module.named_parameters()), **dict(module.named_buffers())}
-            return (lambda t: group_mix_attention_reference(t, (h, w), state)), [x]
-        return (lambda t: _sdpa(module, t, (h, w))), [x]
+            return (lambda t: group_mix_attention_reference(
+                t, (h, w), state, training=torch.is_grad_enabled())), [x]
+        if impl == 'softmax SDPA (quadratic)':
+            return (lambda t: _sdpa(module, t, (h, w))), [x]
+
+        def run(t):  # eval for the forward (no grad), train for forward+backward
+            return module.train(torch.is_grad_enabled())(t, (h, w))
+
+        return run, [x]
 
     return build
 
@@ -58,8 +79,7 @@ def _build(impl, size, device):
 def cases(device='cpu', quick=False):
     out = []
     for size in QUICK_SIZES if quick else SIZES:
-        impls = ['mmattn', 'reference'] + (['softmax SDPA (quadratic)'] if size[5] else [])
-        for impl in impls:
+        for impl in ('mmattn', ANCHOR) + size[5]:
             out.append(dict(op='group-mix attention', impl=impl, size=size[0],
                             build=_build(impl, size, device)))
     return out
