@@ -284,7 +284,8 @@ def bench_deploy(spec, resolution, args) -> dict:
                                run_onnxruntime)
     row = dict(backbone=short_name(spec), resolution='x'.join(map(str, resolution)))
     torch.manual_seed(0)
-    model = build_backbone(spec).eval()
+    model = build_backbone(spec)
+    model.eval()  # not chained: mmdet's SwinTransformer.train() returns None
     x = torch.randn(1, getattr(model, 'in_channels', 3), *resolution,
                     generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
