@@ -220,7 +220,13 @@ class GroupMixAttention(nn.Module):
         outs = []
         for i, (agg, stack) in enumerate(zip(self.aggregators, stacks)):
             # (3B, seg, H, W) channels-last; one BN call over q, k and v together
-            agg_out = agg(stack.view(3 * b, h, w, seg).permute(0, 3, 1, 2))
+            stack = stack.view(3 * b, h, w, seg).permute(0, 3, 1, 2)
+            if torch.compiler.is_compiling():
+                # inductor (torch 2.13) cannot lower a convolution of this channels-last view of
+                # the custom qkv output when H, W are symbolic ("ValueRangeError: Invalid ranges
+                # [0:-1]"); a dense copy compiles. Eager is unchanged.
+                stack = stack.contiguous()
+            agg_out = agg(stack)
             q, k, v = agg_out.permute(0, 2, 3, 1).reshape(3, b, n, seg).unbind(0)
             rel = F.conv2d(v.view(b, h, w, seg).permute(0, 3, 1, 2),
                            crpe_w[i * seg:(i + 1) * seg], crpe_b[i * seg:(i + 1) * seg],

@@ -14,11 +14,13 @@ in another order and so draw other random numbers): every parameter and BatchNor
 filled from a generator seeded by its own name (:func:`fill_weights`), so the same names get the
 same values whatever the construction order.
 
-The comparison uses ``torch.testing.assert_close(rtol=1e-5, atol=1e-6)``, not ``torch.equal``:
-the reference was saved on one machine, and float32 results are not reproducible bit for bit
-across CPU vendors and instruction sets (oneDNN / MKL pick other kernels and summation orders).
-On the machine that saved the file the outputs are expected to be bit-identical;
-:func:`test_bit_identical_report` prints whether they are.
+The comparison uses ``torch.testing.assert_close(rtol=1e-5, atol=1e-6 * max |reference|)``, not
+``torch.equal``: the reference was saved on one machine, and float32 results are not
+reproducible bit for bit across CPU vendors and instruction sets (oneDNN / MKL pick other
+kernels and summation orders), nor across a speed change that sums in another order (the
+group-mix qkv projection as one GEMM since e671b77: 3 of 4420 GroupMixFormer values moved by
+1.5e-6 at a scale of 5). ``python tests/models/test_golden_outputs.py --report`` prints which
+backbones are bit-identical on the machine at hand.
 """
 import argparse
 import os.path as osp
@@ -27,6 +29,8 @@ import zlib
 
 import pytest
 import torch
+
+ATOL_OF_SCALE = 1e-6
 
 GOLDEN = osp.join(osp.dirname(osp.dirname(__file__)), 'data', 'golden_backbone_outputs.pt')
 INPUT_SHAPE = (1, 3, 97, 131)  # odd sizes: exercises every backbone's padding and cropping
@@ -122,21 +126,30 @@ def test_outputs_match_golden(golden, current, name):
     outs = current[name]
     assert len(outs) == len(expected)
     for i, (out, ref) in enumerate(zip(outs, expected)):
-        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6,
+        # a few float32 ulps of the output's largest value: summation-order rounding passes,
+        # any change of what is computed (e.g. another window, a missing norm) does not
+        atol = ATOL_OF_SCALE * ref.abs().max().item()
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=atol,
                                    msg=lambda m, i=i: f'{name} output {i}: {m}')
 
 
-def test_bit_identical_report(golden, current):
-    """Not an assertion (see the module docstring): prints which backbones are bit-identical."""
-    exact = {name: all(torch.equal(a, b) for a, b in zip(current[name], entry['outputs']))
-             for name, entry in golden['backbones'].items()}
-    print('bit-identical to the saved outputs:', exact)
+def bit_identical_report():
+    """{backbone: outputs bit-identical to the saved ones} on this machine."""
+    golden = torch.load(GOLDEN, weights_only=True)
+    return {name: all(torch.equal(a, b) for a, b in zip(compute(name, entry['kwargs'])[1],
+                                                        entry['outputs']))
+            for name, entry in golden['backbones'].items()}
 
 
 if __name__ == '__main__':
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--save', action='store_true', help=f'write {GOLDEN}')
+    parser.add_argument('--report', action='store_true',
+                        help='print which backbones are bit-identical to the saved outputs')
     args = parser.parse_args()
-    if not args.save:
+    if args.report:
+        print('bit-identical to the saved outputs:', bit_identical_report())
+    elif args.save:
+        save(GOLDEN)
+    else:
         sys.exit(pytest.main([__file__, '-q', '-s']))
-    save(GOLDEN)
