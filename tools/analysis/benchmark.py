@@ -34,6 +34,7 @@ import json
 import os
 import os.path as osp
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -330,8 +331,9 @@ def _mib(row, key) -> str:
 
 
 def _failed_row(row, columns=9) -> str:
-    return f'| {row["backbone"]} | {row["resolution"]} | failed: {row["error"]} |' + \
-        ' |' * (columns - 3)
+    """A table row for a failed measurement: the error's first line, without terminal colours."""
+    error = re.sub(r'\x1b\[[0-9;]*m', '', row['error']).strip().split('\n')[0]
+    return f'| {row["backbone"]} | {row["resolution"]} | failed: {error} |' + ' |' * (columns - 3)
 
 
 def format_model_table(rows, run) -> str:
