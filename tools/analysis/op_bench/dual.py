@@ -1,7 +1,7 @@
-"""Dual-ViT attention: mmattn's SDPA fast path vs the spec reference (explicit softmax(QK^T)V).
+"""Dual-ViT attention: mmattn's SDPA fast path vs the definition (explicit softmax(QK^T)V).
 
-Token counts are those of Dual-ViT-S on a 512x512 and a 1024x1024 input (spec dualvit.md §2.4,
-§5): the semantic-token count M = floor(H1/7) * floor(W1/7) follows the input (324 at 512^2,
+Token counts are those of Dual-ViT-S on a 512x512 and a 1024x1024 input: in the official det/seg
+backbone the semantic-token count M = floor(H1/7) * floor(W1/7) follows the input (324 at 512^2,
 1296 at 1024^2), so 4x the image area is 4x the pixels *and* 4x the semantic tokens: every
 cross-attention term grows ~16x, the merge-stage MHSA over N3 + M tokens ~16x too.
 

@@ -24,7 +24,8 @@ DENSE_LIMIT_BYTES = 4 * 2**30
 
 
 def _axis_windows(length, kernel_size, dilation):
-    """Per position: window start (original coordinates) and the K rpb indices (spec 2.3/2.4)."""
+    """Per position: window start (original coordinates) and the K rpb indices, with NATTEN's
+    dilation groups and rpb indexing."""
     i = torch.arange(length)
     g, p = i % dilation, i // dilation
     n = (length - g + dilation - 1) // dilation

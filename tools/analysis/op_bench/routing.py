@@ -1,6 +1,6 @@
 """Bi-level routing attention: mmattn's core vs the official legacy formulation.
 
-The anchor restates the official op's data movement (spec biformer.md §2.1 steps 7-9): K/V
+The anchor restates the official op's data movement (the official ops/bra_legacy.py): K/V
 expanded to (N, R, R, T, 2C), ``torch.gather`` of the top-k regions, a permute into heads, an
 explicit ``softmax(q k^T) v``. Both use the same region routing.
 """
