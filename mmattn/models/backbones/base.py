@@ -24,8 +24,17 @@ class DenseBackbone(BaseModule):
     :meth:`parse_out_indices`), ``frozen_stages``, ``norm_eval``, the output norms ``norm{i}``
     (via :meth:`add_out_norms`, applied with :meth:`out_norm`), and implement
     :meth:`stem_and_stages`.
+
+    Class attributes the tools read (one place per family):
+
+    - ``headline_arch`` (str): the ``arch_zoo`` key of the paper's headline variant (the one
+      benchmarks and analysis tools build by default).
+    - ``test_arch`` (dict): constructor keyword arguments of a tiny variant of the class, fast
+      enough to export or compile on a 2-core CPU in seconds.
     """
     family = None
+    headline_arch = None
+    test_arch = None
     num_stages = 4
     min_input_size = 32  # any H, W >= 32: at least one pixel per side at stride 32
     out_norms = True

@@ -151,6 +151,9 @@ class BiFormer(DenseBackbone):
             embed_dims=[96, 192, 384, 768], depths=[4, 4, 18, 4], head_dim=32, mlp_ratio=3)),
     }
     family = 'biformer'
+    headline_arch = 'small'
+    test_arch = dict(arch=dict(embed_dims=[16, 32, 32, 64], depths=[1, 1, 1, 1], head_dim=16,
+                               mlp_ratio=2), n_win=4)
 
     def __init__(self,
                  arch='small',

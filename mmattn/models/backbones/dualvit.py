@@ -246,6 +246,9 @@ class DualViT(DenseBackbone):
     }
     num_stages = NUM_STAGES
     family = 'dualvit'
+    headline_arch = 'small'
+    test_arch = dict(arch=dict(stem_hidden=8, embed_dims=[16, 32, 48, 64], num_heads=[2, 2, 3, 4],
+                               depths=[1, 1, 1, 1], mlp_ratios=[4, 4, 4, 3]))
     # H1 = ceil(H / 4) >= 7: the semantic tokens are means of the 7x7 blocks of the stride-4 map
     # (no padding: M = floor(H1 / 7) * floor(W1 / 7)), so one needs one whole block
     min_input_size = 4 * (POOL - 1) + 1  # 25

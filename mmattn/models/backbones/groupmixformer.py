@@ -156,6 +156,9 @@ class GroupMixFormer(DenseBackbone):
             embed_dims=[240, 320, 360, 480], depths=[8, 10, 30, 10], mlp_ratios=[4, 4, 2, 2])),
     }
     family = 'groupmixformer'
+    headline_arch = 'small'
+    test_arch = dict(arch=dict(embed_dims=[10, 20, 30, 40], depths=[1, 1, 1, 1],
+                               mlp_ratios=[2, 2, 4, 4]))
 
     def __init__(self,
                  arch='small',

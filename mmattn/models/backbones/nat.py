@@ -245,6 +245,9 @@ class NAT(DenseBackbone):
     }
     num_levels = NUM_LEVELS
     family = 'nat'  # converter / load_pretrained family
+    headline_arch = 'tiny'
+    test_arch = dict(arch=dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8],
+                               mlp_ratio=2.), kernel_size=3)
 
     def __init__(self,
                  arch='tiny',
@@ -338,6 +341,9 @@ class DiNAT(NAT):
             kernel_size=7, layer_scale=None)),
     }
     family = 'dinat'
+    headline_arch = 'tiny'
+    test_arch = dict(arch=dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8],
+                               mlp_ratio=2.), kernel_size=3, dilations=[[2], [2], [1], [1]])
 
     def __init__(self, arch='tiny', in_channels=3, kernel_size=None, dilations='imagenet',
                  **kwargs):

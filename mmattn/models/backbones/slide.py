@@ -247,6 +247,8 @@ class SlideSwin(DenseBackbone):
                                             num_heads=[4, 8, 16, 32])),
     }
     family = 'slide_swin'
+    headline_arch = 'tiny'
+    test_arch = dict(arch=dict(embed_dims=16, depths=[1, 1, 2, 1], num_heads=[1, 2, 2, 4]))
     attn_modes = ('window', 'global')
 
     def __init__(self, arch='tiny', in_channels=3, pretrain_img_size=224, attn_mode='window',
@@ -429,6 +431,8 @@ class SlidePVT(PyramidVisionTransformer):
         **dict.fromkeys(['l', 'large'], [3, 8, 27, 3]),
     }
     num_heads = [1, 2, 5, 8]  # PVT v1, head width 64
+    headline_arch = 'small'
+    test_arch = dict(arch='tiny')  # PVT v1 widths are fixed (64..512); the shallowest depths
     parse_out_indices = DenseBackbone.parse_out_indices
 
     def __init__(self, arch='small', in_channels=3, pretrain_img_size=224, kernel_size=3,
