@@ -13,7 +13,8 @@ them so. Two counters miss the attention on the pinned stack, which is why this 
 counted with torch's own formulas (plus the CPU SDPA kernel), gathers are counted as zero MACs
 but their output bytes are reported as memory traffic. Python-level attention ops whose fast path
 computes more than the definition (the NA tiles attend to a padded key block and mask the rest)
-get an analytic handle (:data:`OP_HANDLES`): the op still runs, its inner ops are not counted, the
+get an analytic handle (:data:`OP_HANDLES`, filled from the ``OP_MACS`` each op module of
+:mod:`mmattn.ops` declares beside its op): the op still runs, its inner ops are not counted, the
 handle's count of the *definition* is. Counting runs on the meta device by default (no memory,
 no compute: a 2048x512 count takes a second) and falls back to CPU for models that need real
 values (e.g. detectors' NMS).
@@ -131,23 +132,15 @@ def register_op_handle(target: str):
     return _register
 
 
-@register_op_handle('mmattn.ops.neighborhood:neighborhood_attention_2d')
-def neighborhood_attention_macs(out, q, k, v, kernel_size, *args, **kwargs):
-    # QK^T and AV each cost H*W*K^2*C per image, whatever the dilation (each query meets K^2
-    # keys).
-    b, h, w, heads, dim = q.shape
-    return 2 * b * h * w * heads * kernel_size**2 * dim
+def _register_op_macs() -> None:
+    """The MAC formulas every op module declares beside its op (``OP_MACS``)."""
+    from mmattn.ops import op_modules
+    for module in op_modules().values():
+        for fn_name, formula in module.OP_MACS.items():
+            register_op_handle(f'{module.__name__}:{fn_name}')(formula)
 
 
-@register_op_handle('mmattn.ops.slide:slide_attention')
-def slide_attention_macs(out, q, k, v, weight, *args, **kwargs):
-    # The definition (the released SlideAttention): K and V of the k*k taps come from a depthwise
-    # conv with k*k output channels per channel and a k x k kernel (k^4 MACs per channel and
-    # pixel each), then q.K and A.V cost k^2 per channel and pixel each. The shift-loop fast
-    # path does the same work as slices and small GEMMs, which the dispatch counter would miss.
-    b, heads, dim, h, w = q.shape
-    taps = weight.shape[-1] * weight.shape[-2]
-    return 2 * b * heads * dim * h * w * taps * (taps + 1)
+_register_op_macs()
 
 
 class _patched_ops:

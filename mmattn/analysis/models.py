@@ -5,13 +5,6 @@ import importlib
 import mmattn.models.backbones as mmattn_backbones
 from mmattn.registry import MODELS
 
-# The variant each family headlines in its papers' det/seg tables, ~25-30 M params
-# like the baselines users compare against.
-HEADLINE_ARCH = {
-    'BiFormer': 'small', 'NAT': 'tiny', 'DiNAT': 'tiny', 'DualViT': 'small',
-    'GroupMixFormer': 'small', 'SlideSwin': 'tiny', 'SlidePVT': 'small'
-}
-
 # Baselines users know, as mmdet builds them (Swin-T: mmdet's swin config; PVTv2-B2: its pvt
 # config). Not mmattn code: counted and timed for comparison only.
 BASELINES = {
@@ -61,18 +54,12 @@ def family_classes() -> dict:
     return {name: getattr(mmattn_backbones, name) for name in mmattn_backbones.__all__}
 
 
-def headline_arch(cls) -> str:
-    if cls.__name__ in HEADLINE_ARCH:
-        return HEADLINE_ARCH[cls.__name__]
-    zoo = getattr(cls, 'arch_zoo', {})
-    return next((k for k in ('small', 's', 'tiny', 't') if k in zoo), next(iter(zoo), None))
-
-
 def default_backbones() -> list:
-    """Every family's headline variant, then the baselines."""
+    """Every family's headline variant (each backbone class's ``headline_arch``), then the
+    baselines."""
     specs = []
     for name, cls in family_classes().items():
-        arch = headline_arch(cls)
+        arch = cls.headline_arch  # declared by the backbone class, beside its arch_zoo
         specs.append(f'{name}:{arch}' if arch else name)
     return specs + list(BASELINES)
 

@@ -18,7 +18,8 @@ to its share of the output: the CRPE as one depthwise conv with kernels zero-pad
 the factorized product as one GEMM of q with the block-diagonal ``scale * softmax_N(k)^T v``.
 :func:`group_mix_attention_reference` follows the definition token-major, one segment and one
 head at a time; :class:`GroupMixAttentionStraightforward` (after it) is the definition written
-plainly with the official structure, the anchor of the op benchmark.
+plainly with the official structure, the anchor of the op benchmark; then what the tools read
+(MACs, attention panels, benchmark cases).
 """
 from typing import Mapping, Optional, Tuple
 
@@ -28,6 +29,7 @@ from mmcv.cnn import build_norm_layer
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from mmattn.ops.common import AttentionPanel
 from mmattn.registry import register_model
 
 NUM_HEADS = 8  # fixed: the CRPE head groups below must add up to it
@@ -40,14 +42,17 @@ CRPE_WINDOWS = ((3, 2), (5, 3), (7, 3))
 CRPE_KERNEL = max(k for k, _ in CRPE_WINDOWS)  # the fast path runs every CRPE head at 7x7
 LOCAL_NORM_EPS = 1e-5  # the non-attention branch's LayerNorm keeps torch's default eps
 BN_EPS = 1e-5  # the aggregators' BatchNorm (torch's default), in the reference
+# embed_dims must split into 5 segments of 2 heads each: a multiple of 10
+CHANNEL_MULTIPLE = NUM_SEGMENTS * HEADS_PER_SEGMENT
 
 
 def check_embed_dims(embed_dims: int) -> None:
     """C must split into 5 segments and 4C/5 into 8 heads, i.e. be a positive multiple of 10."""
-    if isinstance(embed_dims, bool) or not isinstance(embed_dims, int) or embed_dims < 10 \
-            or embed_dims % 10:
-        raise ValueError('group-mix attention needs embed_dims divisible by 10 (5 segments, '
-                         f'4/5 of the channels over {NUM_HEADS} heads), got {embed_dims!r}')
+    if isinstance(embed_dims, bool) or not isinstance(embed_dims, int) \
+            or embed_dims < CHANNEL_MULTIPLE or embed_dims % CHANNEL_MULTIPLE:
+        raise ValueError(f'group-mix attention needs embed_dims divisible by {CHANNEL_MULTIPLE} '
+                         f'({NUM_SEGMENTS} segments, 4/5 of the channels over {NUM_HEADS} heads), '
+                         f'got {embed_dims!r}')
 
 
 def default_scale(embed_dims: int) -> float:
@@ -407,3 +412,97 @@ class GroupMixAttentionStraightforward(GroupMixAttention):
         # s4 of q, k and v side by side on channels: (B, 3 * seg, H, W)
         local = segments[-1].reshape(3, b, seg, h, w).transpose(0, 1).reshape(b, 3 * seg, h, w)
         return self.proj_drop(self.proj(torch.cat([y, self.local_branch(local)], -1)))
+
+
+# ------------------------------------------------------------------ what the tools read
+
+# The module's convs, GEMMs and batched matmuls are the definition's own (the factorized
+# attention is linear in tokens): the dispatch counter of mmattn.analysis counts them as they are.
+OP_MACS = {}
+
+
+def group_mix_panels(module, args, locate, captures):
+    """The token-mixing weights of the query in each group proxy (aggregator identity, 3x3,
+    5x5, 7x7), recomputed by :func:`group_mix_attention_reference` from the layer's state."""
+    x, hw = args
+    state = dict(module.named_parameters(), **dict(module.named_buffers()))
+    _, weights = group_mix_attention_reference(x, hw, state, return_weights=True)
+    qy, qx = locate(hw)
+    row = weights[0, :, qy * hw[1] + qx].view(-1, *hw)  # (heads, h, w)
+    per_group = row.shape[0] // len(AGG_KERNELS)
+    return [AttentionPanel(
+        f'proxy{i}', f'GMA group proxy {i} (aggregator '
+        f'{"identity" if k is None else f"{k}x{k}"}): token-mixing weights of the query',
+        row[i * per_group:(i + 1) * per_group].mean(0)) for i, k in enumerate(AGG_KERNELS)]
+
+
+ATTENTION_PANELS = {'GroupMixAttention': group_mix_panels}
+
+# mmattn vs the straightforward anchor (same weights, :meth:`~GroupMixAttentionStraightforward.
+# from_module`), and where listed the token-major reference and 'softmax SDPA (quadratic)': a
+# *different*, quadratic op over the same tokens, to show what the factorized attention avoids
+# (the same qkv and output projections around SDPA with the same 8 heads of C/10 channels over
+# all H*W tokens, no aggregators, v's last fifth passed through; its max abs diff is not a
+# correctness check). Forward runs eval mode (BatchNorm with running statistics), as inference
+# does; forward+backward train mode (BatchNorm with the stacked q/k/v images' statistics).
+# Sizes: GroupMixFormer-S maps (channels 80, 160, 320, 320 at strides 4, 8, 16, 32) of stages
+# 0-3 at 224x224, of stages 0-2 at 512x512 (an ADE20K crop) and 800x1216 (a COCO image).
+# (label, B, C, H, W, impls besides mmattn and the anchor)
+BENCH_SIZES = [
+    ('224 stage 0 1x80x56x56', 1, 80, 56, 56, ()),
+    ('224 stage 1 1x160x28x28', 1, 160, 28, 28, ()),
+    ('224 stage 2 1x320x14x14', 1, 320, 14, 14, ('softmax SDPA (quadratic)', )),
+    ('224 stage 3 1x320x7x7', 1, 320, 7, 7, ()),
+    ('512 stage 0 1x80x128x128', 1, 80, 128, 128, ()),
+    ('512 stage 1 1x160x64x64', 1, 160, 64, 64, ()),
+    ('512 stage 2 1x320x32x32', 1, 320, 32, 32, ('softmax SDPA (quadratic)', )),
+    ('800x1216 stage 0 1x80x200x304', 1, 80, 200, 304, ('reference', )),
+    ('800x1216 stage 1 1x160x100x152', 1, 160, 100, 152, ()),
+    ('800x1216 stage 2 1x320x50x76', 1, 320, 50, 76, ()),
+]
+BENCH_QUICK_SIZES = [('quick 2x20x12x9', 2, 20, 12, 9, ('reference', 'softmax SDPA (quadratic)'))]
+BENCH_ANCHOR = 'straightforward'
+
+
+def _softmax_sdpa(module, x):
+    b, n, c = x.shape
+    attn_dims = c - c // NUM_SEGMENTS  # 8 heads of C/10 channels; v's last fifth passes through
+    qkv = module.qkv(x).view(b, n, 3, c)
+    q, k, v = qkv[..., :attn_dims].reshape(b, n, 3, NUM_HEADS, -1).permute(2, 0, 3, 1, 4)
+    out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, attn_dims)
+    return module.proj(torch.cat([out, qkv[:, :, 2, attn_dims:]], -1))
+
+
+def _bench_build(impl, size, device):
+    _, b, c, h, w, _ = size
+
+    def build():
+        torch.manual_seed(0)
+        module = GroupMixAttention(c).to(device)
+        x = torch.randn(b, h * w, c, device=device, requires_grad=True)
+        if impl == BENCH_ANCHOR:
+            module = GroupMixAttentionStraightforward.from_module(module)
+        if impl == 'reference':
+            state = {**dict(module.named_parameters()), **dict(module.named_buffers())}
+            return (lambda t: group_mix_attention_reference(
+                t, (h, w), state, training=torch.is_grad_enabled())), [x]
+        if impl == 'softmax SDPA (quadratic)':
+            return (lambda t: _softmax_sdpa(module, t)), [x]
+
+        def run(t):  # eval for the forward (no grad), train for forward+backward
+            return module.train(torch.is_grad_enabled())(t, (h, w))
+
+        return run, [x]
+
+    return build
+
+
+def bench_cases(device='cpu', quick=False):
+    """Group-mix attention's fast path against the straightforward anchor (and the reference,
+    the quadratic softmax SDPA where listed); see :func:`~mmattn.ops.common.check_bench_case`."""
+    cases = []
+    for size in BENCH_QUICK_SIZES if quick else BENCH_SIZES:
+        for impl in ('mmattn', BENCH_ANCHOR) + size[5]:
+            cases.append(dict(op='group-mix attention', impl=impl, size=size[0],
+                              build=_bench_build(impl, size, device)))
+    return cases

@@ -11,6 +11,12 @@ of its queries' windows, and an additive bias (the rpb entry, ``-inf`` outside a
 keeps exactly each query's ``K*K`` neighbours. NA becomes batched small dense matmuls that copy K
 and V about ``((T+K-1)/T)**2`` times, not ``K*K`` times like an unfold / im2col implementation.
 The matmuls run in cache-sized chunks inside one autograd Function.
+
+Order of this file: the functional op :func:`neighborhood_attention_2d` (tiled fast path and
+the gather form traced by ``torch.export`` / ``torch.compile``), the module
+:class:`NeighborhoodAttention`, the reference :func:`neighborhood_attention_2d_reference` (the
+functional op's arguments), the unfold and dense forms the benchmark compares against, then
+what the tools read (MACs, attention panels, benchmark cases).
 """
 from functools import lru_cache
 from typing import NamedTuple, Optional
@@ -20,13 +26,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from mmattn.ops.common import AttentionPanel, check_heads, check_qkv
 from mmattn.registry import register_model
 
 # Queries per tile side. 6 measured best on CPU for K=7 (tiles 4..8, tools/analysis/benchmark.py
-# --ops neighborhood): larger tiles waste logits on the key block, smaller ones copy K and V more often.
+# --ops neighborhood): larger tiles waste logits on the key block, smaller ones copy K and V
+# more often.
 DEFAULT_TILE = 6
 # Logits per chunk of the attention loop (fp32: 512 KiB, stays in cache).
 CHUNK_ELEMENTS = 2**17
+LAYOUT = ('B', 'H', 'W', 'heads', 'head_dim')
 
 
 def _check_size(kernel_size: int, dilation: int, height: float, width: float) -> None:
@@ -41,17 +50,9 @@ def _check_size(kernel_size: int, dilation: int, height: float, width: float) ->
             f'neighborhood attention needs a feature map of at least kernel_size*dilation = '
             f'{kernel_size}*{dilation} = {need} on both axes, got {height}x{width} (HxW); '
             'pad the input before the op')
-
-
 def _check_inputs(q: Tensor, k: Tensor, v: Tensor, kernel_size: int, dilation: int,
                   rpb: Optional[Tensor]) -> None:
-    for name, t in (('q', q), ('k', k), ('v', v)):
-        if not isinstance(t, Tensor) or t.dim() != 5:
-            got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
-            raise ValueError(f'{name} must be a 5-D tensor (B, H, W, heads, head_dim), got {got}')
-    if not q.shape == k.shape == v.shape:
-        raise ValueError(f'q, k, v must have the same shape, got {tuple(q.shape)}, '
-                         f'{tuple(k.shape)}, {tuple(v.shape)}')
+    check_qkv(q, k, v, LAYOUT)
     if not (q.dtype == k.dtype == v.dtype and q.device == k.device == v.device):
         raise ValueError('q, k, v must share dtype and device')
     _check_size(kernel_size, dilation, q.shape[1], q.shape[2])
@@ -300,59 +301,6 @@ def neighborhood_attention_2d(q: Tensor,
     return out.view(b, height, width, heads, head_dim)
 
 
-def _window_1d(i: int, length: int, kernel_size: int, dilation: int) -> list:
-    """Neighbours of position ``i`` on one axis, straight from the definition (no formula)."""
-    group = [p for p in range(length) if p % dilation == i % dilation]
-    me = group.index(i)
-    # Of all runs of K consecutive group members, the one whose centre is nearest to i: centred
-    # inside the map, pushed inward at the borders.
-    best = min(range(len(group) - kernel_size + 1), key=lambda s: abs(s + kernel_size // 2 - me))
-    return group[best:best + kernel_size]
-
-
-def neighborhood_attention_2d_reference(q: Tensor,
-                                        k: Tensor,
-                                        v: Tensor,
-                                        kernel_size: int,
-                                        dilation: int = 1,
-                                        rpb: Optional[Tensor] = None,
-                                        scale: Optional[float] = None,
-                                        return_weights: bool = False) -> Tensor:
-    """Slow, obviously right :func:`neighborhood_attention_2d`, for tests (same arguments).
-
-    With ``return_weights`` it returns ``(out, weights)``, the weights a dense
-    (B, heads, H*W, H*W) matrix over row-major pixels, zero outside each query's window.
-
-    Dense (H*W) x (H*W) attention whose bias matrix is filled pixel by pixel from explicit
-    neighbour lists: ``rpb[(ki - i) / d + K - 1, (kj - j) / d + K - 1]`` for each of the K*K
-    neighbours (ki, kj) of (i, j), ``-inf`` everywhere else.
-    """
-    _check_inputs(q, k, v, kernel_size, dilation, rpb)
-    b, height, width, heads, head_dim = q.shape
-    scale = head_dim**-0.5 if scale is None else scale
-    ks = kernel_size
-    table = q.new_zeros(heads, 2 * ks - 1, 2 * ks - 1) if rpb is None else rpb.to(q.dtype)
-    row_nbrs = [_window_1d(i, height, ks, dilation) for i in range(height)]
-    col_nbrs = [_window_1d(j, width, ks, dilation) for j in range(width)]
-    query, key, off_r, off_c = [], [], [], []
-    for i in range(height):
-        for j in range(width):
-            for ki in row_nbrs[i]:
-                for kj in col_nbrs[j]:
-                    query.append(i * width + j)
-                    key.append(ki * width + kj)
-                    off_r.append((ki - i) // dilation + ks - 1)
-                    off_c.append((kj - j) // dilation + ks - 1)
-    n = height * width
-    bias = q.new_full((heads, n, n), float('-inf')).index_put(
-        (torch.arange(heads)[:, None], torch.tensor(query), torch.tensor(key)),
-        table[:, torch.tensor(off_r), torch.tensor(off_c)])
-    qf, kf, vf = (t.reshape(b, n, heads, head_dim).transpose(1, 2) for t in (q, k, v))
-    attn = torch.softmax(qf @ kf.transpose(-2, -1) * scale + bias, dim=-1)
-    out = (attn @ vf).transpose(1, 2).reshape(b, height, width, heads, head_dim)
-    return (out, attn) if return_weights else out
-
-
 @register_model
 class NeighborhoodAttention(nn.Module):
     """Multi-head 2-D (dilated) neighborhood attention: NATTEN's NeighborhoodAttention2D.
@@ -387,9 +335,7 @@ class NeighborhoodAttention(nn.Module):
                  proj_drop: float = 0.,
                  rel_pos_bias: bool = True):
         super().__init__()
-        if embed_dims % num_heads:
-            raise ValueError(f'embed_dims ({embed_dims}) must be divisible by num_heads '
-                             f'({num_heads})')
+        check_heads(embed_dims, num_heads)
         _check_size(kernel_size, dilation, float('inf'), float('inf'))
         self.embed_dims = embed_dims
         self.num_heads = num_heads
@@ -437,3 +383,179 @@ class NeighborhoodAttention(nn.Module):
         return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '
                 f'kernel_size={self.kernel_size}, dilation={self.dilation}, '
                 f'rel_pos_bias={self.rpb is not None}')
+
+
+# ------------------------------------------------------------------------------ reference
+
+
+def _window_1d(i: int, length: int, kernel_size: int, dilation: int) -> list:
+    """Neighbours of position ``i`` on one axis, straight from the definition (no formula)."""
+    group = [p for p in range(length) if p % dilation == i % dilation]
+    me = group.index(i)
+    # Of all runs of K consecutive group members, the one whose centre is nearest to i: centred
+    # inside the map, pushed inward at the borders.
+    best = min(range(len(group) - kernel_size + 1), key=lambda s: abs(s + kernel_size // 2 - me))
+    return group[best:best + kernel_size]
+
+
+def neighborhood_attention_2d_reference(q, k, v, kernel_size, dilation=1, rpb=None,
+                                        scale=None, return_weights=False):
+    """Slow, obviously right :func:`neighborhood_attention_2d`, for tests (same arguments).
+
+    With ``return_weights`` it returns ``(out, weights)``, the weights a dense
+    (B, heads, H*W, H*W) matrix over row-major pixels, zero outside each query's window.
+
+    Dense (H*W) x (H*W) attention whose bias matrix is filled pixel by pixel from explicit
+    neighbour lists: ``rpb[(ki - i) / d + K - 1, (kj - j) / d + K - 1]`` for each of the K*K
+    neighbours (ki, kj) of (i, j), ``-inf`` everywhere else.
+    """
+    _check_inputs(q, k, v, kernel_size, dilation, rpb)
+    b, height, width, heads, head_dim = q.shape
+    scale = head_dim**-0.5 if scale is None else scale
+    ks = kernel_size
+    table = q.new_zeros(heads, 2 * ks - 1, 2 * ks - 1) if rpb is None else rpb.to(q.dtype)
+    row_nbrs = [_window_1d(i, height, ks, dilation) for i in range(height)]
+    col_nbrs = [_window_1d(j, width, ks, dilation) for j in range(width)]
+    query, key, off_r, off_c = [], [], [], []
+    for i in range(height):
+        for j in range(width):
+            for ki in row_nbrs[i]:
+                for kj in col_nbrs[j]:
+                    query.append(i * width + j)
+                    key.append(ki * width + kj)
+                    off_r.append((ki - i) // dilation + ks - 1)
+                    off_c.append((kj - j) // dilation + ks - 1)
+    n = height * width
+    bias = q.new_full((heads, n, n), float('-inf')).index_put(
+        (torch.arange(heads)[:, None], torch.tensor(query), torch.tensor(key)),
+        table[:, torch.tensor(off_r), torch.tensor(off_c)])
+    qf, kf, vf = (t.reshape(b, n, heads, head_dim).transpose(1, 2) for t in (q, k, v))
+    attn = torch.softmax(qf @ kf.transpose(-2, -1) * scale + bias, dim=-1)
+    out = (attn @ vf).transpose(1, 2).reshape(b, height, width, heads, head_dim)
+    return (out, attn) if return_weights else out
+
+
+# --------------------------------------------------------- other formulations (benchmark anchors)
+
+
+def neighborhood_attention_2d_unfold(q, k, v, kernel_size, dilation=1, rpb=None, scale=None):
+    """:func:`neighborhood_attention_2d` (same arguments) the im2col way: ``F.unfold`` of K and
+    V over every window start, then each query's border-clamped window picked: K*K copies of K
+    and V, as the pre-NATTEN pure-PyTorch NAT code worked."""
+    b, h, w, heads, dim = q.shape
+    ks = kernel_size
+    scale = dim**-0.5 if scale is None else scale
+    rows, off_r = _windows_1d(h, ks, dilation, q.device)
+    cols, off_c = _windows_1d(w, ks, dilation, q.device)
+
+    def windows(x):  # -> (B, heads, D, K*K, H, W)
+        x = x.permute(0, 3, 4, 1, 2).reshape(b, heads * dim, h, w)
+        x = F.unfold(x, ks, dilation=dilation)
+        x = x.view(b, heads, dim, ks * ks, h - (ks - 1) * dilation, w - (ks - 1) * dilation)
+        return x.index_select(4, rows[:, 0]).index_select(5, cols[:, 0])  # window starts
+
+    logits = torch.einsum('bhdij,bhdkij->bhijk', q.permute(0, 3, 4, 1, 2) * scale, windows(k))
+    if rpb is not None:
+        logits = logits + rpb[:, off_r[:, None, :, None], off_c[None, :, None, :]].reshape(
+            heads, h, w, ks * ks)
+    out = torch.einsum('bhijk,bhdkij->bhijd', logits.softmax(-1), windows(v))
+    return out.permute(0, 2, 3, 1, 4)
+
+
+def neighborhood_attention_2d_dense(q, k, v, kernel_size, dilation=1, rpb=None, scale=None):
+    """:func:`neighborhood_attention_2d` (same arguments) as full attention through SDPA with an
+    additive (heads, H*W, H*W) bias: the rpb on each query's neighbours, ``-inf`` elsewhere."""
+    b, h, w, heads, dim = q.shape
+    ks = kernel_size
+    rows, off_r = _windows_1d(h, ks, dilation, torch.device('cpu'))
+    cols, off_c = _windows_1d(w, ks, dilation, torch.device('cpu'))
+    table = q.new_zeros(heads, 2 * ks - 1, 2 * ks - 1) if rpb is None else rpb
+    keys = (rows[:, None, :, None] * w + cols[None, :, None, :]).reshape(h * w, ks * ks)
+    values = table[:, off_r[:, None, :, None], off_c[None, :, None, :]].reshape(
+        heads, h * w, ks * ks)
+    bias = q.new_full((heads, h * w, h * w), float('-inf')).scatter(
+        2, keys.to(q.device).expand(heads, -1, -1), values)
+    qf, kf, vf = (t.reshape(b, h * w, heads, dim).transpose(1, 2) for t in (q, k, v))
+    out = F.scaled_dot_product_attention(qf, kf, vf, attn_mask=bias, scale=scale)
+    return out.transpose(1, 2).reshape(b, h, w, heads, dim)
+
+
+# ------------------------------------------------------------------ what the tools read
+
+
+def neighborhood_attention_2d_macs(out, q, k, v, kernel_size, *args, **kwargs):
+    """MACs of the definition: QK^T and AV each cost H*W*K^2*C per image, whatever the
+    dilation (each query meets K^2 keys); the tiles' masked keys do not count."""
+    b, h, w, heads, dim = q.shape
+    return 2 * b * h * w * heads * kernel_size**2 * dim
+
+
+OP_MACS = {'neighborhood_attention_2d': neighborhood_attention_2d_macs}
+
+
+def neighborhood_panels(module, args, locate, captures):
+    """The (dilated) neighbourhood of the query and its attention weights, recomputed by
+    :func:`neighborhood_attention_2d_reference` from the layer's parameters."""
+    m, x = module, args[0]
+    b, h, w, c = x.shape
+    q, k, v = m.qkv(x).view(b, h, w, 3, m.num_heads, c // m.num_heads).unbind(3)
+    _, attn = neighborhood_attention_2d_reference(q, k, v, m.kernel_size, m.dilation, m.rpb,
+                                                  m.scale, return_weights=True)
+    qy, qx = locate((h, w))
+    row = attn[0, :, qy * w + qx].mean(0).view(h, w)
+    return [
+        AttentionPanel('neighbourhood',
+                       f'NA neighbourhood: K={m.kernel_size}, dilation {m.dilation}',
+                       (row > 0).float()),
+        AttentionPanel('weights', 'NA attention weights of the query', row),
+    ]
+
+
+ATTENTION_PANELS = {'NeighborhoodAttention': neighborhood_panels}
+
+# NAT's kernel 7, head width 32, with the rpb; (B, C, H, W), heads = C / 32; 200x304 is the
+# stage-1 map of an 800x1216 detection input. The dense form is left out where it would need
+# more than BENCH_DENSE_LIMIT_BYTES.
+BENCH_KERNEL_SIZE = 7
+BENCH_HEAD_DIM = 32
+BENCH_SIZES = [(1, 64, 56, 56), (1, 64, 200, 304), (1, 128, 100, 152)]
+BENCH_DILATIONS = (1, 4)
+BENCH_QUICK_SIZES = [(1, 64, 21, 23)]
+BENCH_QUICK_DILATIONS = (1, 2)
+BENCH_DENSE_LIMIT_BYTES = 4 * 2**30
+
+
+def _dense_bytes(b, heads, h, w, itemsize=4):
+    """Rough training memory of the dense form: the bias plus 4 score matrices."""
+    return (1 + 4 * b) * heads * (h * w)**2 * itemsize
+
+
+def _bench_build(impl, size, dilation, device):
+    b, c, h, w = size
+
+    def build():
+        gen = torch.Generator().manual_seed(0)
+        heads, ks = c // BENCH_HEAD_DIM, BENCH_KERNEL_SIZE
+        q, k, v = (torch.randn(b, h, w, heads, BENCH_HEAD_DIM, generator=gen) for _ in range(3))
+        rpb = torch.randn(heads, 2 * ks - 1, 2 * ks - 1, generator=gen) * .02
+        inputs = [t.to(device).requires_grad_() for t in (q, k, v, rpb)]
+        return (lambda q, k, v, rpb: impl(q, k, v, ks, dilation, rpb)), inputs
+
+    return build
+
+
+def bench_cases(device='cpu', quick=False):
+    """The tiled fast path against the unfold (im2col) form and, where it fits, the dense SDPA
+    form; see :func:`~mmattn.ops.common.check_bench_case`."""
+    cases = []
+    for size in BENCH_QUICK_SIZES if quick else BENCH_SIZES:
+        b, c, h, w = size
+        impls = {'mmattn': neighborhood_attention_2d, 'unfold': neighborhood_attention_2d_unfold}
+        if _dense_bytes(b, c // BENCH_HEAD_DIM, h, w) <= BENCH_DENSE_LIMIT_BYTES:
+            impls['dense SDPA'] = neighborhood_attention_2d_dense
+        for dilation in BENCH_QUICK_DILATIONS if quick else BENCH_DILATIONS:
+            for name, impl in impls.items():
+                cases.append(dict(op=f'NA k={BENCH_KERNEL_SIZE} d={dilation}', impl=name,
+                                  size='x'.join(map(str, size)),
+                                  build=_bench_build(impl, size, dilation, device)))
+    return cases

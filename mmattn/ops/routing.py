@@ -6,9 +6,12 @@ Layout: NHWC in and out, as in the official legacy op every released checkpoint 
   gather, token-to-token attention (region-divisible q/k/v, no projections).
 * :class:`BiLevelRoutingAttention` - the layer: zero-pad the normalised tokens (bottom/right),
   fused qkv, the core, LePE on the padded V map, output projection, crop.
-* :func:`bra_reference` - the whole layer again, straight from the definition (loops over
-  regions, explicit softmax); slow and obviously right, used by the tests.
-* :class:`GlobalAttentionLePE` / :func:`global_attention_lepe_reference` - stage 4, plain MHSA.
+* :class:`GlobalAttentionLePE` - stage 4, plain MHSA.
+* :func:`bi_level_routing_attention_reference` (the core's arguments), :func:`bra_reference`
+  (the whole layer) and :func:`global_attention_lepe_reference` - straight from the definition
+  (loops over regions, explicit softmax); slow and obviously right, used by the tests.
+* :func:`bi_level_routing_attention_gather` - the official op's expand + gather data movement,
+  the benchmark's anchor; then what the tools read (MACs, attention panels, benchmark cases).
 """
 import math
 
@@ -16,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmattn.ops.common import AttentionPanel, check_heads
 from mmattn.registry import register_model
 
 
@@ -107,8 +111,7 @@ class BiLevelRoutingAttention(nn.Module):
 
     def __init__(self, embed_dims, num_heads, n_win, topk, lepe_kernel=5, auto_pad=True):
         super().__init__()
-        if embed_dims % num_heads:
-            raise ValueError(f'embed_dims ({embed_dims}) must be divisible by num_heads ({num_heads})')
+        check_heads(embed_dims, num_heads)
         if not 1 <= topk <= n_win * n_win:
             raise ValueError(f'topk must be in [1, n_win**2={n_win * n_win}], got {topk}')
         self.embed_dims, self.num_heads = embed_dims, num_heads
@@ -152,8 +155,7 @@ class GlobalAttentionLePE(nn.Module):
 
     def __init__(self, embed_dims, num_heads=8, lepe_kernel=5):
         super().__init__()
-        if embed_dims % num_heads:
-            raise ValueError(f'embed_dims ({embed_dims}) must be divisible by num_heads ({num_heads})')
+        check_heads(embed_dims, num_heads)
         self.embed_dims, self.num_heads = embed_dims, num_heads
         self.qkv = nn.Linear(embed_dims, 3 * embed_dims, bias=False)
         self.lepe = nn.Conv2d(embed_dims, embed_dims, lepe_kernel, padding=lepe_kernel // 2,
@@ -176,9 +178,65 @@ class GlobalAttentionLePE(nn.Module):
 # ------------------------------------------------------------------------------------------
 
 
+def bi_level_routing_attention_reference(q, k, v, n_win, topk, num_heads, scale=None,
+                                         return_weights=False):
+    """Slow, obviously right :func:`bi_level_routing_attention` (same arguments): per-region
+    loops, region means, top-k routing, one explicit softmax per region and head.
+
+    Returns:
+        tuple: output (N, H, W, C) and routed indices (N, S*S, topk); with ``return_weights``
+        also the attention weights as a dense (N, heads, H*W, H*W) matrix (row-major pixels),
+        zero outside each query's routed regions.
+    """
+    n, height, width, c = q.shape
+    _check_routing_args(height, width, n_win, topk, c, num_heads)
+    rh, rw, d = height // n_win, width // n_win, c // num_heads
+    scale = c**-0.5 if scale is None else scale
+
+    def region(t, b, r):  # tokens of region r = row_block * S + col_block, row-major: (T, C)
+        j, i = divmod(r, n_win)
+        return t[b, j * rh:(j + 1) * rh, i * rw:(i + 1) * rw].reshape(rh * rw, c)
+
+    def region_pixels(r):  # row-major pixel indices of region r, in region token order
+        j, i = divmod(r, n_win)
+        rows, cols = torch.arange(j * rh, (j + 1) * rh), torch.arange(i * rw, (i + 1) * rw)
+        return (rows[:, None] * width + cols[None]).reshape(-1)
+
+    out = torch.zeros_like(q)
+    all_idx = []
+    weights = q.new_zeros(n, num_heads, height * width, height * width) if return_weights else None
+    for b in range(n):
+        q_mean = torch.stack([region(q, b, r).mean(0) for r in range(n_win * n_win)])
+        k_mean = torch.stack([region(k, b, r).mean(0) for r in range(n_win * n_win)])
+        affinity = (q_mean * scale) @ k_mean.t()
+        idx = affinity.topk(topk, dim=-1).indices
+        all_idx.append(idx)
+        for r in range(n_win * n_win):
+            keys = torch.cat([region(k, b, int(s)) for s in idx[r]])
+            values = torch.cat([region(v, b, int(s)) for s in idx[r]])
+            queries = region(q, b, r)
+            heads = []
+            for hd in range(num_heads):
+                sl = slice(hd * d, (hd + 1) * d)
+                logits = (queries[:, sl] * scale) @ keys[:, sl].t()
+                prob = torch.exp(logits - logits.max(-1, keepdim=True).values)
+                prob = prob / prob.sum(-1, keepdim=True)
+                heads.append(prob @ values[:, sl])
+                if weights is not None:
+                    key_pixels = torch.cat([region_pixels(int(s)) for s in idx[r]])
+                    weights[b, hd, region_pixels(r)[:, None], key_pixels[None]] = prob
+            j, i = divmod(r, n_win)
+            out[b, j * rh:(j + 1) * rh, i * rw:(i + 1) * rw] = \
+                torch.cat(heads, -1).reshape(rh, rw, c)
+    if return_weights:
+        return out, torch.stack(all_idx), weights
+    return out, torch.stack(all_idx)
+
+
 def bra_reference(x, qkv_weight, qkv_bias, lepe_weight, lepe_bias, proj_weight, proj_bias, n_win,
                   topk, num_heads, auto_pad=True, return_weights=False):
-    """BRA layer from the definition: explicit padding, per-region loops, explicit softmax.
+    """The BRA layer from the definition: explicit padding, the qkv projection,
+    :func:`bi_level_routing_attention_reference`, LePE of the padded V map, the projection.
 
     Args:
         x (Tensor): (N, H, W, C) normalised tokens.
@@ -205,50 +263,13 @@ def bra_reference(x, qkv_weight, qkv_bias, lepe_weight, lepe_bias, proj_weight, 
         raise ValueError(f'{height}x{width} not divisible by n_win={n_win}')
     qkv = x @ qkv_weight.t() + qkv_bias
     q, k, v = qkv[..., :c], qkv[..., c:2 * c], qkv[..., 2 * c:]
-    rh, rw, d = height // n_win, width // n_win, c // num_heads
-    scale = c**-0.5
-
-    def region(t, b, r):  # tokens of region r = row_block * S + col_block, row-major: (T, C)
-        j, i = divmod(r, n_win)
-        return t[b, j * rh:(j + 1) * rh, i * rw:(i + 1) * rw].reshape(rh * rw, c)
-
-    out = torch.zeros_like(q)
-    all_idx = []
-    weights = q.new_zeros(n, num_heads, height * width, height * width) if return_weights else None
-
-    def region_pixels(r):  # row-major pixel indices of region r, in region token order
-        j, i = divmod(r, n_win)
-        rows, cols = torch.arange(j * rh, (j + 1) * rh), torch.arange(i * rw, (i + 1) * rw)
-        return (rows[:, None] * width + cols[None]).reshape(-1)
-    for b in range(n):
-        q_mean = torch.stack([region(q, b, r).mean(0) for r in range(n_win * n_win)])
-        k_mean = torch.stack([region(k, b, r).mean(0) for r in range(n_win * n_win)])
-        affinity = (q_mean * scale) @ k_mean.t()
-        idx = affinity.topk(topk, dim=-1).indices
-        all_idx.append(idx)
-        for r in range(n_win * n_win):
-            keys = torch.cat([region(k, b, int(s)) for s in idx[r]])
-            values = torch.cat([region(v, b, int(s)) for s in idx[r]])
-            queries = region(q, b, r)
-            heads = []
-            for hd in range(num_heads):
-                sl = slice(hd * d, (hd + 1) * d)
-                logits = (queries[:, sl] * scale) @ keys[:, sl].t()
-                prob = torch.exp(logits - logits.max(-1, keepdim=True).values)
-                heads.append((prob / prob.sum(-1, keepdim=True)) @ values[:, sl])
-                if weights is not None:
-                    key_pixels = torch.cat([region_pixels(int(s)) for s in idx[r]])
-                    weights[b, hd, region_pixels(r)[:, None], key_pixels[None]] = \
-                        prob / prob.sum(-1, keepdim=True)
-            j, i = divmod(r, n_win)
-            out[b, j * rh:(j + 1) * rh, i * rw:(i + 1) * rw] = torch.cat(heads, -1).reshape(rh, rw, c)
+    out, idx, *weights = bi_level_routing_attention_reference(
+        q, k, v, n_win, topk, num_heads, return_weights=return_weights)
     lepe = F.conv2d(v.permute(0, 3, 1, 2), lepe_weight, lepe_bias,
                     padding=lepe_weight.shape[-1] // 2, groups=c)
     out = out + lepe.permute(0, 2, 3, 1)
-    out = out @ proj_weight.t() + proj_bias
-    if return_weights:
-        return out[:, :h_in, :w_in], torch.stack(all_idx), weights
-    return out[:, :h_in, :w_in], torch.stack(all_idx)
+    out = (out @ proj_weight.t() + proj_bias)[:, :h_in, :w_in]
+    return (out, idx, *weights)
 
 
 def global_attention_lepe_reference(x, qkv_weight, lepe_weight, lepe_bias, proj_weight, proj_bias,
@@ -272,3 +293,106 @@ def global_attention_lepe_reference(x, qkv_weight, lepe_weight, lepe_bias, proj_
                     padding=lepe_weight.shape[-1] // 2, groups=c)
     out = out + lepe.permute(0, 2, 3, 1)
     return out @ proj_weight.t() + proj_bias
+
+
+# ------------------------------------------------------ official formulation (benchmark anchor)
+
+
+def bi_level_routing_attention_gather(q, k, v, n_win, topk, num_heads, scale=None):
+    """:func:`bi_level_routing_attention` (same arguments and outputs) with the official op's
+    data movement (the official ops/bra_legacy.py): K/V expanded to (N, R, R, T, 2C),
+    ``torch.gather`` of the top-k regions, a permute into heads, an explicit
+    ``softmax(q k^T) v``; the same region routing."""
+    n, h, w, c = q.shape
+    _check_routing_args(h, w, n_win, topk, c, num_heads)
+    rh, rw, r = h // n_win, w // n_win, n_win * n_win
+    t, d = rh * rw, c // num_heads
+    scale = c**-0.5 if scale is None else scale
+
+    def regions(x):
+        return x.reshape(n, n_win, rh, n_win, rw, -1).permute(0, 1, 3, 2, 4, 5).reshape(n, r, t, -1)
+
+    q_r, kv = regions(q), regions(torch.cat([k, v], -1))
+    idx = route_regions(q_r.mean(2), kv[..., :c].mean(2), topk, scale)
+    kv_sel = torch.gather(kv.unsqueeze(1).expand(n, r, r, t, 2 * c), 2,
+                          idx.view(n, r, topk, 1, 1).expand(n, r, topk, t, 2 * c))
+    k_sel, v_sel = kv_sel.split(c, -1)
+    k_sel = k_sel.reshape(n * r, topk, t, num_heads, d).permute(0, 3, 4, 1, 2).reshape(
+        n * r, num_heads, d, topk * t)
+    v_sel = v_sel.reshape(n * r, topk, t, num_heads, d).permute(0, 3, 1, 2, 4).reshape(
+        n * r, num_heads, topk * t, d)
+    q_h = q_r.reshape(n * r, t, num_heads, d).transpose(1, 2)
+    out = torch.softmax((q_h * scale) @ k_sel, -1) @ v_sel
+    out = out.transpose(1, 2).reshape(n, n_win, n_win, rh, rw, c).permute(0, 1, 3, 2, 4, 5)
+    return out.reshape(n, h, w, c), idx
+
+
+# ------------------------------------------------------------------ what the tools read
+
+# Every matmul of the core runs through SDPA or matmul aten ops whose MACs are the definition's
+# (the gather is data movement): the dispatch counter of mmattn.analysis counts them as they are.
+OP_MACS = {}
+
+
+def bra_panels(module, args, locate, captures):
+    """The query's region, its top-k routed key regions and the attention weights, recomputed
+    by :func:`bra_reference` from the layer's parameters."""
+    m, x = module, args[0]
+    h, w = x.shape[1:3]
+    _, idx, weights = bra_reference(x, m.qkv.weight, m.qkv.bias, m.lepe.weight, m.lepe.bias,
+                                    m.proj.weight, m.proj.bias, m.n_win, m.topk, m.num_heads,
+                                    m.auto_pad, return_weights=True)
+    hp, wp = math.ceil(h / m.n_win) * m.n_win, math.ceil(w / m.n_win) * m.n_win
+    rh, rw = hp // m.n_win, wp // m.n_win
+    qy, qx = locate((h, w))
+    region = (qy // rh) * m.n_win + qx // rw
+    regions = torch.zeros(hp, wp)
+    for r in idx[0, region].tolist():
+        row, col = divmod(r, m.n_win)
+        regions[row * rh:(row + 1) * rh, col * rw:(col + 1) * rw] = 1
+    regions[(qy // rh) * rh:(qy // rh + 1) * rh, (qx // rw) * rw:(qx // rw + 1) * rw] += 1
+    attn = weights[0, :, qy * wp + qx].mean(0).view(hp, wp)
+    return [
+        AttentionPanel('regions', f'BRA routed regions: query region (2) and its top-{m.topk} '
+                       f'of {m.n_win**2} key regions (1)', regions[:h, :w], (rh, rw)),
+        AttentionPanel('attention', 'BRA attention weights of the query', attn[:h, :w],
+                       (rh, rw)),
+    ]
+
+
+ATTENTION_PANELS = {'BiLevelRoutingAttention': bra_panels}
+
+# (label, N, H, W, C, heads, n_win, topk): BiFormer-S BRA maps at 800x1344 (COCO, S=16) and
+# 512x512 (ADE20K, S=8, batch 2), already padded to a multiple of n_win.
+BENCH_SIZES = [
+    ('det stage 1 1x208x336x64', 1, 208, 336, 64, 2, 16, 1),
+    ('det stage 2 1x112x176x128', 1, 112, 176, 128, 4, 16, 4),
+    ('det stage 3 1x64x96x256', 1, 64, 96, 256, 8, 16, 16),
+    ('seg stage 1 2x128x128x64', 2, 128, 128, 64, 2, 8, 1),
+    ('seg stage 3 2x32x32x256', 2, 32, 32, 256, 8, 8, 16),
+]
+BENCH_QUICK_SIZES = [('quick 1x16x24x32', 1, 16, 24, 32, 2, 4, 3)]
+
+
+def _bench_build(impl, size, device):
+    _, n, h, w, c, heads, n_win, topk = size
+
+    def build():
+        gen = torch.Generator().manual_seed(0)
+        inputs = [torch.randn(n, h, w, c, generator=gen).to(device).requires_grad_()
+                  for _ in range(3)]
+        return (lambda q, k, v: impl(q, k, v, n_win, topk, heads)[0]), inputs
+
+    return build
+
+
+def bench_cases(device='cpu', quick=False):
+    """The BRA core against the official expand + gather formulation; see
+    :func:`~mmattn.ops.common.check_bench_case`."""
+    cases = []
+    for size in BENCH_QUICK_SIZES if quick else BENCH_SIZES:
+        for name, impl in (('mmattn', bi_level_routing_attention),
+                           ('official gather', bi_level_routing_attention_gather)):
+            cases.append(dict(op=f'BRA S={size[6]} topk={size[7]}', impl=name, size=size[0],
+                              build=_bench_build(impl, size, device)))
+    return cases

@@ -7,10 +7,11 @@ convolution of k (and v) with a fixed one-hot "shift" kernel plus a learnable "d
 shifting" kernel, both shared by K, V and every head; borders are zero padded and *not*
 masked; a per-(head, tap) bias is added to the keys (not to the logits); softmax over taps.
 
-Fast path (:class:`_SlideAttentionFn`): the two kernels are summed before use (convolution is
-linear in its kernel, so this equals the official sum of two convolution outputs up to rounding
-and gives both kernels the same gradients), and the k*k-expanded keys and values (each k*k times
-the size of k and v) are never built. Each tap is a weighted sum over the k*k *shifts* s of the
+Fast path (:class:`~mmattn.ops.slide_function.SlideAttentionFunction`, in its own file): the
+two kernels are summed before use (convolution is linear in its kernel, so this equals the
+official sum of two convolution outputs up to rounding and gives both kernels the same
+gradients), and the k*k-expanded keys and values (each k*k times the size of k and v) are
+never built. Each tap is a weighted sum over the k*k *shifts* s of the
 zero-padded map, ``K_i[c] = sum_s W[c, i, s] * k_s[c] + b[c, i]``, so with ``P_s = q * k_s``
 
     logits[i] = sum_s sum_c W[c, i, s] P_s[c] + sum_c b[c, i] q[c] + rpb[h, i] sum_c q[c]
@@ -22,6 +23,12 @@ key-side bias enters as ``rpb[h, i] * sum_c q[c]`` (the official code adds it to
 keys, so the logit bias depends on the query). Only q, the padded k and v, the
 kernels and the (heads x k*k x H x W) attention weights are kept for backward, which runs the
 same shift loop.
+
+Order of this file: the functional op :func:`slide_attention` (and its expanded one-conv form,
+used with attention dropout), the module :class:`SlideAttention`, the reference
+:func:`slide_attention_reference` (the functional op's arguments), the official formulations
+the benchmark compares against, then what the tools read (MACs, attention panels, benchmark
+cases).
 """
 from typing import Optional
 
@@ -29,21 +36,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmattn.ops.common import AttentionPanel, check_heads, check_qkv
+from mmattn.ops.slide_function import SlideAttentionFunction
 from mmattn.registry import register_model
 
+LAYOUT = ('B', 'heads', 'head_dim', 'H', 'W')
 _AUTOCAST_DEVICES = ('cpu', 'cuda', 'xpu', 'hpu', 'mps')
 
 
 def _check_inputs(q: Tensor, k: Tensor, v: Tensor, weight: Tensor, bias: Optional[Tensor],
                   rpb: Optional[Tensor]) -> int:
     """Validate shapes; returns the kernel size."""
-    for name, t in (('q', q), ('k', k), ('v', v)):
-        if not isinstance(t, Tensor) or t.dim() != 5:
-            got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
-            raise ValueError(f'{name} must be a 5-D tensor (B, heads, head_dim, H, W), got {got}')
-    if not q.shape == k.shape == v.shape:
-        raise ValueError(f'q, k, v must have the same shape, got {tuple(q.shape)}, '
-                         f'{tuple(k.shape)}, {tuple(v.shape)}')
+    check_qkv(q, k, v, LAYOUT)
     heads, head_dim = q.shape[1], q.shape[2]
     ks = weight.shape[-1] if isinstance(weight, Tensor) and weight.dim() == 4 else 0
     want = (head_dim * ks * ks, 1, ks, ks)
@@ -91,7 +95,7 @@ def slide_attention(q: Tensor,
     _check_inputs(q, k, v, weight, bias, rpb)
     scale = q.shape[2]**-0.5 if scale is None else scale
     if dropout_p > 0:
-        return _slide_attention_dense(q, k, v, weight, bias, rpb, scale, dropout_p)
+        return slide_attention_expanded(q, k, v, weight, bias, rpb, scale, dropout_p)
     device = q.device.type
     # 'meta' (FLOP counting) and other device types have no autocast state to query
     if device in _AUTOCAST_DEVICES and torch.is_autocast_enabled(device):
@@ -102,17 +106,17 @@ def slide_attention(q: Tensor,
         q, k, v, weight, bias, rpb = (None if t is None else t.to(dtype)
                                       for t in (q, k, v, weight, bias, rpb))
         with torch.autocast(device, enabled=False):
-            return _SlideAttentionFn.apply(q, k, v, weight, bias, rpb, scale)
-    return _SlideAttentionFn.apply(q, k, v, weight, bias, rpb, scale)
+            return SlideAttentionFunction.apply(q, k, v, weight, bias, rpb, scale)
+    return SlideAttentionFunction.apply(q, k, v, weight, bias, rpb, scale)
 
 
-def _slide_attention_dense(q: Tensor, k: Tensor, v: Tensor, weight: Tensor,
-                           bias: Optional[Tensor], rpb: Optional[Tensor], scale: float,
-                           dropout_p: float = 0.) -> Tensor:
-    """The expanded form: one grouped conv builds all k*k keys and values at once (k*k times
-    the memory of k and v). Used with attention dropout, which the shift loop does not do."""
+def slide_attention_expanded(q, k, v, weight, bias=None, rpb=None, scale=None, dropout_p=0.):
+    """:func:`slide_attention` (same arguments) in the expanded form: one grouped conv builds all
+    k*k keys and values at once (k*k times the memory of k and v). Used with attention dropout,
+    which the shift loop does not do; the benchmark's "expanded 1-conv"."""
     b, heads, head_dim, h, w = q.shape
     ks = weight.shape[-1]
+    scale = head_dim**-0.5 if scale is None else scale
     taps = ks * ks
     q = q * scale
     kv = torch.cat([k, v]).reshape(2 * b * heads, head_dim, h, w)
@@ -125,181 +129,6 @@ def _slide_attention_dense(q: Tensor, k: Tensor, v: Tensor, weight: Tensor,
     if dropout_p > 0:
         attn = F.dropout(attn, dropout_p)
     return (attn.unsqueeze(2) * values).sum(3)
-
-
-def _shift_view(xp: Tensor, s: int, ks: int, h: int, w: int) -> Tensor:
-    """Shift ``s`` (cell (s // k, s % k)) of the zero-padded map: ``x[y + u - p, x + t - p]``."""
-    u, t = divmod(s, ks)
-    return xp[..., u:u + h, t:t + w]
-
-
-def _bmm(mat: Tensor, x: Tensor) -> Tensor:
-    """``mat @ x[n]`` for every n: one small matrix (m, k) shared by the batch x (N, k, L).
-
-    An explicit bmm over the (stride-0) expanded matrix: ``torch.matmul`` of a 2-D by a batched
-    tensor may first copy the big operand to a transposed layout (with (B, heads, d, H*W)
-    operands that copy took two thirds of the time at detection sizes)."""
-    return torch.bmm(mat.expand(x.shape[0], -1, -1), x)
-
-
-class _SlideAttentionFn(torch.autograd.Function):
-    """Slide attention by a loop over the k*k shifts; see the module docstring for the algebra.
-
-    Shapes inside: heads folded into the batch, N = B * heads; q, k, v (N, d, H, W), k and v
-    zero padded by k // 2; the kernel as ``wk[s]`` = (d, taps) for shift s
-    (``wk[s][c, i] = weight[c*taps + i, 0, s // k, s % k]``); logits and attention
-    (N, taps, H*W). The sums over channels (logits) and over taps (output) are then
-    (taps, d) @ (d, H*W) and (d, taps) @ (taps, H*W) products per image and head.
-    """
-
-    @staticmethod
-    def forward(ctx, q, k, v, weight, bias, rpb, scale):
-        b, heads, d, h, w = q.shape
-        n, hw = b * heads, h * w
-        ks = weight.shape[-1]
-        taps, pad = ks * ks, ks // 2
-        wk = weight.reshape(d, taps, taps).permute(2, 0, 1)  # (shift, d, taps)
-        qs = (q * scale).reshape(n, d, h, w)
-        qf = qs.view(n, d, hw)
-        kp = F.pad(k.reshape(n, d, h, w), (pad, pad, pad, pad))
-        vp = F.pad(v.reshape(n, d, h, w), (pad, pad, pad, pad))
-        bmat = None if bias is None else bias.view(d, taps)
-        logits = qs.new_zeros(n, taps, hw) if bmat is None else _bmm(bmat.t(), qf)
-        for s in range(taps):
-            prod = qs * _shift_view(kp, s, ks, h, w)  # q_c * (shift s of k)_c, contiguous
-            logits.baddbmm_(wk[s].t().expand(n, -1, -1), prod.view(n, d, hw))
-            del prod
-        if rpb is not None:  # a bias of the keys, seen from the logits: rpb * sum_c q_c
-            logits.addcmul_(rpb.repeat(b, 1).view(n, taps, 1), qf.sum(1, keepdim=True))
-        attn = torch.softmax(logits, dim=1)
-        del logits
-        out = qs.new_zeros(n, d, h, w) if bmat is None else _bmm(bmat, attn).view(n, d, h, w)
-        for s in range(taps):
-            # sum_i W[c, i, s] A_i: the weight of shift s of v in the output, per channel
-            out.addcmul_(_shift_view(vp, s, ks, h, w), _bmm(wk[s], attn).view(n, d, h, w))
-        ctx.save_for_backward(qs, kp, vp, weight, bias, rpb, attn)
-        ctx.scale, ctx.batch = scale, b
-        return out.view(b, heads, d, h, w)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out):
-        qs, kp, vp, weight, bias, rpb, attn = ctx.saved_tensors
-        n, d, h, w = qs.shape
-        b, hw = ctx.batch, h * w
-        ks = weight.shape[-1]
-        taps, pad = ks * ks, ks // 2
-        need_q, need_k, need_v, need_w, need_b, need_rpb = ctx.needs_input_grad[:6]
-        wk = weight.reshape(d, taps, taps).permute(2, 0, 1)
-        g = grad_out.reshape(n, d, h, w).contiguous()
-        gf = g.view(n, d, hw)
-        qf = qs.view(n, d, hw)
-        attn_t = attn.transpose(1, 2)  # (N, H*W, taps), a view
-        bmat = None if bias is None else bias.view(d, taps)
-        dwk = weight.new_zeros(taps, d, taps) if need_w else None
-        dvp = torch.zeros_like(vp) if need_v else None
-        # out = sum_s v_s * (W_s A) + B A: gradients of A, W, B and v, shift by shift
-        dattn = torch.zeros_like(attn) if bmat is None else _bmm(bmat.t(), gf)
-        for s in range(taps):
-            if need_v:
-                _shift_view(dvp, s, ks, h, w).addcmul_(g, _bmm(wk[s], attn).view(n, d, h, w))
-            dmix = (g * _shift_view(vp, s, ks, h, w)).view(n, d, hw)
-            dattn.baddbmm_(wk[s].t().expand(n, -1, -1), dmix)
-            if need_w:
-                dwk[s] += torch.bmm(dmix, attn_t).sum(0)
-            del dmix
-        dlogits = attn * (dattn - (attn * dattn).sum(1, keepdim=True))  # softmax backward
-        del dattn
-        # logits = sum_s W_s^T (q * k_s) + B^T q + rpb * sum_c q
-        rpb_n = None if rpb is None else rpb.repeat(b, 1).view(n, taps, 1)
-        dqs = None
-        if need_q:
-            dqs = torch.zeros_like(qs) if bmat is None else _bmm(bmat, dlogits).view(n, d, h, w)
-            if rpb is not None:
-                dqs += (rpb_n * dlogits).sum(1).view(n, 1, h, w)
-        dkp = torch.zeros_like(kp) if need_k else None
-        dlogits_t = dlogits.transpose(1, 2)
-        for s in range(taps):
-            ksh = _shift_view(kp, s, ks, h, w)
-            dprod = _bmm(wk[s], dlogits).view(n, d, h, w)
-            if need_q:
-                dqs.addcmul_(ksh, dprod)
-            if need_k:
-                _shift_view(dkp, s, ks, h, w).addcmul_(qs, dprod)
-            del dprod
-            if need_w:
-                dwk[s] += torch.bmm((qs * ksh).view(n, d, hw), dlogits_t).sum(0)
-        shape = (b, n // b, d, h, w)
-        dq = dk = dv = dweight = dbias = drpb = None
-        if need_q:
-            dq = (dqs * ctx.scale).view(shape)
-        if need_k:
-            dk = dkp[..., pad:pad + h, pad:pad + w].reshape(shape)
-        if need_v:
-            dv = dvp[..., pad:pad + h, pad:pad + w].reshape(shape)
-        if need_w:
-            dweight = dwk.permute(1, 2, 0).reshape(weight.shape)
-        if bias is not None and need_b:
-            dbias = (torch.bmm(gf, attn_t) + torch.bmm(qf, dlogits_t)).sum(0).reshape(bias.shape)
-        if rpb is not None and need_rpb:
-            drpb = (dlogits * qf.sum(1, keepdim=True)).sum(2).view(b, -1, taps).sum(0)
-        return dq, dk, dv, dweight, dbias, drpb, None
-
-
-def _shifted(x: Tensor, dy: int, dx: int) -> Tensor:
-    """``out[..., y, x] = x[..., y + dy, x + dx]``, zero where that falls outside the map."""
-    h, w = x.shape[-2:]
-    out = torch.zeros_like(x)
-    if abs(dy) >= h or abs(dx) >= w:
-        return out
-    out[..., max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)] = \
-        x[..., max(0, dy):h - max(0, -dy), max(0, dx):w - max(0, -dx)]
-    return out
-
-
-def slide_attention_reference(q: Tensor,
-                              k: Tensor,
-                              v: Tensor,
-                              weight: Tensor,
-                              bias: Optional[Tensor] = None,
-                              rpb: Optional[Tensor] = None,
-                              scale: Optional[float] = None,
-                              return_weights: bool = False):
-    """Slow, obviously right :func:`slide_attention` (same arguments), for tests.
-
-    Written from the definition with explicit shifts: tap ``i`` of channel ``c`` is
-    ``sum_{u,v} weight[c*k*k + i, 0, u, v] * x[y + u - p, x + v - p] + bias[c*k*k + i]`` with
-    zeros outside the map; the rpb is added to the expanded keys; softmax over the taps.
-
-    Returns:
-        Tensor | tuple[Tensor, Tensor]: the output (B, heads, head_dim, H, W); with
-        ``return_weights=True`` also the attention weights (B, heads, k*k, H, W): for the query
-        at pixel (y, x), entry ``i`` is the weight of tap ``i``, i.e. of the pixel
-        ``(y + i // k - k // 2, x + i % k - k // 2)`` (outside the map for border taps).
-    """
-    ks = _check_inputs(q, k, v, weight, bias, rpb)
-    b, heads, head_dim, h, w = q.shape
-    taps, pad = ks * ks, ks // 2
-    kernel = weight.view(head_dim, taps, ks, ks)
-    offset = q.new_zeros(head_dim, taps) if bias is None else bias.view(head_dim, taps)
-
-    def expand(x: Tensor) -> Tensor:  # (B, heads, d, H, W) -> (B, heads, d, taps, H, W)
-        out = x.new_zeros(b, heads, head_dim, taps, h, w)
-        for i in range(taps):
-            for u in range(ks):
-                for t in range(ks):
-                    out[:, :, :, i] += kernel[:, i, u, t].view(head_dim, 1, 1) * \
-                        _shifted(x, u - pad, t - pad)
-            out[:, :, :, i] += offset[:, i].view(head_dim, 1, 1)
-        return out
-
-    keys, values = expand(k), expand(v)
-    if rpb is not None:
-        keys = keys + rpb.view(1, heads, 1, taps, 1, 1)
-    q = q * (head_dim**-0.5 if scale is None else scale)
-    attn = torch.softmax((q.unsqueeze(3) * keys).sum(2), dim=2)
-    out = (attn.unsqueeze(2) * values).sum(3)
-    return (out, attn) if return_weights else out
 
 
 def one_hot_shift_kernel(head_dim: int, kernel_size: int) -> Tensor:
@@ -347,9 +176,7 @@ class SlideAttention(nn.Module):
                  rel_pos_bias: bool = True,
                  deploy: bool = False):
         super().__init__()
-        if embed_dims % num_heads:
-            raise ValueError(f'embed_dims ({embed_dims}) must be divisible by num_heads '
-                             f'({num_heads})')
+        check_heads(embed_dims, num_heads)
         if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) \
                 or kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f'kernel_size must be an odd integer >= 1, got {kernel_size!r}')
@@ -441,3 +268,211 @@ class SlideAttention(nn.Module):
     def extra_repr(self) -> str:
         return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '
                 f'kernel_size={self.kernel_size}, deploy={self.deploy}')
+
+
+# ------------------------------------------------------------------------------ reference
+
+
+def _shifted(x: Tensor, dy: int, dx: int) -> Tensor:
+    """``out[..., y, x] = x[..., y + dy, x + dx]``, zero where that falls outside the map."""
+    h, w = x.shape[-2:]
+    out = torch.zeros_like(x)
+    if abs(dy) >= h or abs(dx) >= w:
+        return out
+    out[..., max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)] = \
+        x[..., max(0, dy):h - max(0, -dy), max(0, dx):w - max(0, -dx)]
+    return out
+
+
+def slide_attention_reference(q, k, v, weight, bias=None, rpb=None, scale=None,
+                              return_weights=False):
+    """Slow, obviously right :func:`slide_attention` (same arguments), for tests.
+
+    Written from the definition with explicit shifts: tap ``i`` of channel ``c`` is
+    ``sum_{u,v} weight[c*k*k + i, 0, u, v] * x[y + u - p, x + v - p] + bias[c*k*k + i]`` with
+    zeros outside the map; the rpb is added to the expanded keys; softmax over the taps.
+
+    Returns:
+        Tensor | tuple[Tensor, Tensor]: the output (B, heads, head_dim, H, W); with
+        ``return_weights=True`` also the attention weights (B, heads, k*k, H, W): for the query
+        at pixel (y, x), entry ``i`` is the weight of tap ``i``, i.e. of the pixel
+        ``(y + i // k - k // 2, x + i % k - k // 2)`` (outside the map for border taps).
+    """
+    ks = _check_inputs(q, k, v, weight, bias, rpb)
+    b, heads, head_dim, h, w = q.shape
+    taps, pad = ks * ks, ks // 2
+    kernel = weight.view(head_dim, taps, ks, ks)
+    offset = q.new_zeros(head_dim, taps) if bias is None else bias.view(head_dim, taps)
+
+    def expand(x: Tensor) -> Tensor:  # (B, heads, d, H, W) -> (B, heads, d, taps, H, W)
+        out = x.new_zeros(b, heads, head_dim, taps, h, w)
+        for i in range(taps):
+            for u in range(ks):
+                for t in range(ks):
+                    out[:, :, :, i] += kernel[:, i, u, t].view(head_dim, 1, 1) * \
+                        _shifted(x, u - pad, t - pad)
+            out[:, :, :, i] += offset[:, i].view(head_dim, 1, 1)
+        return out
+
+    keys, values = expand(k), expand(v)
+    if rpb is not None:
+        keys = keys + rpb.view(1, heads, 1, taps, 1, 1)
+    q = q * (head_dim**-0.5 if scale is None else scale)
+    attn = torch.softmax((q.unsqueeze(3) * keys).sum(2), dim=2)
+    out = (attn.unsqueeze(2) * values).sum(3)
+    return (out, attn) if return_weights else out
+
+
+# ------------------------------------------------------- official formulations (benchmark anchors)
+
+
+def slide_attention_two_conv(q, k, v, fixed, learned, fixed_bias, learned_bias, rpb=None,
+                             scale=None):
+    """The released training-time order: the one-hot (``fixed``) and the learnable depthwise
+    convolutions run separately on k and on v and their outputs are summed, the rpb is added to
+    the k*k-expanded keys. Equals :func:`slide_attention` with ``weight = fixed + learned`` and
+    ``bias = fixed_bias + learned_bias`` (convolution is linear in its kernel)."""
+    b, heads, d, h, w = q.shape
+    ks = fixed.shape[-1]
+    taps = ks * ks
+    scale = d**-0.5 if scale is None else scale
+
+    def expand(x):
+        x = x.reshape(b * heads, d, h, w)
+        out = F.conv2d(x, fixed, fixed_bias, padding=ks // 2, groups=d) + \
+            F.conv2d(x, learned, learned_bias, padding=ks // 2, groups=d)
+        return out.view(b, heads, d, taps, h, w)
+
+    keys = expand(k)
+    if rpb is not None:
+        keys = keys + rpb.view(1, heads, 1, taps, 1, 1)
+    attn = ((q * scale).unsqueeze(3) * keys).sum(2, keepdim=True).softmax(3)
+    return (attn * expand(v)).sum(3)
+
+
+def local_attention_unfold(q, k, v, kernel_size=3, rpb=None, scale=None):
+    """Plain local attention over the zero-padded k x k window by ``F.unfold`` (im2col) of k
+    and v, rpb on the logits: the attention slide attention replaces, and slide attention
+    with the one-hot kernel, no bias and no deformed shifting."""
+    b, heads, d, h, w = q.shape
+    taps = kernel_size * kernel_size
+    scale = d**-0.5 if scale is None else scale
+
+    def windows(x):  # (B, heads, d, taps, H, W), zero padded
+        return F.unfold(x.reshape(b, heads * d, h, w), kernel_size,
+                        padding=kernel_size // 2).view(b, heads, d, taps, h, w)
+
+    logits = ((q * scale).unsqueeze(3) * windows(k)).sum(2)
+    if rpb is not None:
+        logits = logits + rpb.view(1, heads, taps, 1, 1)
+    return (logits.softmax(2).unsqueeze(2) * windows(v)).sum(3)
+
+
+# ------------------------------------------------------------------ what the tools read
+
+
+def slide_attention_macs(out, q, k, v, weight, *args, **kwargs):
+    """MACs of the definition (the released SlideAttention): K and V of the k*k taps come from
+    a depthwise conv with k*k output channels per channel and a k x k kernel (k^4 MACs per
+    channel and pixel each), then q.K and A.V cost k^2 per channel and pixel each. The shift
+    loop does the same work as slices and small GEMMs, which a dispatch counter would miss."""
+    b, heads, dim, h, w = q.shape
+    taps = weight.shape[-1] * weight.shape[-2]
+    return 2 * b * heads * dim * h * w * taps * (taps + 1)
+
+
+OP_MACS = {'slide_attention': slide_attention_macs}
+
+
+def slide_panels(module, args, locate, captures):
+    """The k x k window of the query (deformed shifting merged in) and its attention weights,
+    recomputed by :func:`slide_attention_reference` from the layer's parameters."""
+    x = args[0]
+    if x.dim() == 3:  # the token layout (B, H*W, C) with hw_shape, as mmdet's PVT blocks call it
+        x = x.view(x.shape[0], *args[1], x.shape[-1])
+    m = module
+    b, h, w, c = x.shape
+    qkv = m.qkv(x).permute(0, 3, 1, 2).reshape(b, m.num_heads, 3, m.head_dim, h, w)
+    weight, bias = m.merged_kernel()
+    rpb = m.relative_position_bias_table
+    _, attn = slide_attention_reference(*qkv.unbind(2), weight, bias,
+                                        None if rpb is None else rpb.view(m.num_heads, -1),
+                                        m.scale, return_weights=True)
+    qy, qx = locate((h, w))
+    ks, window, weights = m.kernel_size, torch.zeros(h, w), torch.zeros(h, w)
+    for tap, value in enumerate(attn[0, :, :, qy, qx].mean(0).tolist()):
+        y, x_ = qy + tap // ks - ks // 2, qx + tap % ks - ks // 2
+        if 0 <= y < h and 0 <= x_ < w:  # border taps read zero padding
+            window[y, x_], weights[y, x_] = 1, value
+    return [AttentionPanel('window', f'slide window k={ks} (deformed shifting merged in)',
+                           window),
+            AttentionPanel('weights', 'slide attention weights of the query', weights)]
+
+
+ATTENTION_PANELS = {'SlideAttention': slide_panels}
+
+# Slide-Swin-T's slide stages, head width 32, k = 3: stage 1 at 224x224 (ImageNet) and stages
+# 1-2 of an 800x1216 detection input. (B, C, H, W); heads = C / 32.
+BENCH_KERNEL_SIZE = 3
+BENCH_HEAD_DIM = 32
+BENCH_SIZES = [(1, 96, 56, 56), (1, 96, 200, 304), (1, 192, 100, 152)]
+BENCH_QUICK_SIZES = [(1, 64, 13, 17)]
+
+# op 'slide k=3 train' (one-hot and learnable kernels, the learnable ones trained) and op
+# 'slide k=3 deploy' (after reparameterize(): one merged kernel). Each impl takes
+# (q, k, v, rpb, *kernels): train kernels (fixed, learned, fixed_bias, learned_bias), deploy
+# kernels (merged, merged_bias).
+BENCH_IMPLS = {
+    'slide k=3 train': {
+        'mmattn': lambda q, k, v, rpb, f, lw, fb, lb: slide_attention(q, k, v, f + lw, fb + lb,
+                                                                     rpb),
+        'expanded 1-conv': lambda q, k, v, rpb, f, lw, fb, lb: slide_attention_expanded(
+            q, k, v, f + lw, fb + lb, rpb),
+        'official 2-conv': lambda q, k, v, rpb, f, lw, fb, lb: slide_attention_two_conv(
+            q, k, v, f, lw, fb, lb, rpb),
+        'unfold': lambda q, k, v, rpb, *kernels: local_attention_unfold(
+            q, k, v, BENCH_KERNEL_SIZE, rpb),
+    },
+    'slide k=3 deploy': {
+        'mmattn deploy': lambda q, k, v, rpb, w, b: slide_attention(q, k, v, w, b, rpb),
+        'unfold': lambda q, k, v, rpb, *kernels: local_attention_unfold(
+            q, k, v, BENCH_KERNEL_SIZE, rpb),
+    },
+}
+
+
+def _bench_build(impl, size, device, deploy):
+    b, c, h, w = size
+
+    def build():
+        gen = torch.Generator().manual_seed(0)
+        heads, ks, d = c // BENCH_HEAD_DIM, BENCH_KERNEL_SIZE, BENCH_HEAD_DIM
+        taps = ks * ks
+        q, k, v = (torch.randn(b, heads, d, h, w, generator=gen) for _ in range(3))
+        rpb = torch.randn(heads, taps, generator=gen) * .02
+        fixed = one_hot_shift_kernel(d, ks)
+        learned = torch.rand(d * taps, 1, ks, ks, generator=gen) - .5
+        biases = [torch.rand(d * taps, generator=gen) - .5 for _ in range(2)]
+        inputs = [t.to(device).requires_grad_() for t in (q, k, v, rpb)]
+        if deploy:
+            merged = (fixed + learned, biases[0] + biases[1])
+            inputs += [t.to(device).requires_grad_() for t in merged]
+        else:  # the one-hot weight is frozen, its bias and the learnable path train
+            inputs += [fixed.to(device), learned.to(device).requires_grad_()] + \
+                [t.to(device).requires_grad_() for t in biases]
+        return impl, inputs
+
+    return build
+
+
+def bench_cases(device='cpu', quick=False):
+    """Slide attention's fast path (training form with both kernels, deploy form with the
+    merged one) against the expanded one-conv form, the released two-conv order and unfold
+    local attention; see :func:`~mmattn.ops.common.check_bench_case`."""
+    cases = []
+    for size in BENCH_QUICK_SIZES if quick else BENCH_SIZES:
+        for op, impls in BENCH_IMPLS.items():
+            for name, impl in impls.items():
+                cases.append(dict(op=op, impl=name, size='x'.join(map(str, size)),
+                                  build=_bench_build(impl, size, device, 'deploy' in op)))
+    return cases

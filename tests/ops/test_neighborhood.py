@@ -3,8 +3,9 @@ import pytest
 import torch
 
 from mmattn.ops.neighborhood import (NeighborhoodAttention, _window_1d,
-                                     neighborhood_attention_2d,
-                                     neighborhood_attention_2d_reference)
+                                     neighborhood_attention_2d, neighborhood_attention_2d_dense,
+                                     neighborhood_attention_2d_reference,
+                                     neighborhood_attention_2d_unfold)
 
 F64 = torch.float64
 
@@ -213,3 +214,18 @@ def test_bad_shapes_raise():
         neighborhood_attention_2d(q[0], k[0], v[0], 3)
     with pytest.raises(ValueError, match='divisible'):
         NeighborhoodAttention(10, 3, 3)
+
+
+@pytest.mark.parametrize('impl', [neighborhood_attention_2d_unfold, neighborhood_attention_2d_dense])
+@pytest.mark.parametrize('h, w, k, d', [(9, 11, 3, 1), (13, 10, 3, 3), (7, 8, 5, 1)])
+def test_benchmark_forms_equal_reference(impl, h, w, k, d):
+    # the benchmark's unfold (im2col) and dense SDPA forms take the op's arguments
+    q, k_, v = _qkv(2, h, w, 2, 3, seed=4)
+    rpb = _rpb(2, k, seed=5)
+    ref = neighborhood_attention_2d_reference(q, k_, v, k, d, rpb)
+    out = impl(q, k_, v, k, d, rpb)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+    grad = torch.randn_like(ref)
+    for a, b in zip(torch.autograd.grad(out, (q, k_, v, rpb), grad),
+                    torch.autograd.grad(ref, (q, k_, v, rpb), grad)):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-11)

@@ -3,7 +3,8 @@ import torch
 import torch.nn.functional as F
 
 from mmattn.ops.routing import (BiLevelRoutingAttention, GlobalAttentionLePE,
-                                bi_level_routing_attention, bra_reference,
+                                bi_level_routing_attention, bi_level_routing_attention_gather,
+                                bi_level_routing_attention_reference, bra_reference,
                                 global_attention_lepe_reference)
 
 
@@ -93,6 +94,24 @@ def test_functional_core_and_default_scale():
     # region-major token order inside the functional output vs row-major dense: compare maps
     torch.testing.assert_close(out.reshape(1, 64, 16), dense, rtol=0, atol=1e-12)
     assert idx.shape == (1, 4, 4)
+
+
+@pytest.mark.parametrize('impl', [bi_level_routing_attention_gather,
+                                  bi_level_routing_attention_reference])
+def test_core_forms_equal_the_fast_core(impl):
+    # the reference (per-region loops) and the official expand + gather form (the benchmark's
+    # anchor) take the fast core's arguments and give its output and routing in float64
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(2, 12, 8, 12, generator=g, dtype=torch.float64, requires_grad=True)
+               for _ in range(3))
+    out, idx = bi_level_routing_attention(q, k, v, 4, 3, 3)
+    other, other_idx = impl(q, k, v, 4, 3, 3)
+    assert _same_sets(idx, other_idx)
+    torch.testing.assert_close(other, out, rtol=0, atol=1e-12)
+    grad = torch.randn_like(out)
+    for a, b in zip(torch.autograd.grad(out, (q, k, v), grad),
+                    torch.autograd.grad(other, (q, k, v), grad)):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
 
 
 def test_bra_bad_input_errors():

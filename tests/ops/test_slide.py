@@ -6,8 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mmengine.model import BaseModule
 
-from mmattn.ops.slide import (SlideAttention, _shifted, _slide_attention_dense,
-                              one_hot_shift_kernel, slide_attention, slide_attention_reference)
+from mmattn.ops.slide import (SlideAttention, _shifted, local_attention_unfold,
+                              one_hot_shift_kernel, slide_attention, slide_attention_expanded,
+                              slide_attention_reference, slide_attention_two_conv)
 
 F64 = torch.float64
 
@@ -70,7 +71,7 @@ def test_expanded_path_equals_reference(b, heads, d, h, w, ks):
     # the expanded one-conv form is what slide_attention runs with attention dropout
     q, k, v, weight, bias, rpb = _inputs(b, heads, d, h, w, ks, seed=7)
     leaves = (q, k, v, weight, bias, rpb)
-    out = _slide_attention_dense(q, k, v, weight, bias, rpb, d**-0.5)
+    out = slide_attention_expanded(q, k, v, weight, bias, rpb)
     ref = slide_attention_reference(q, k, v, weight, bias, rpb)
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
     grad_out = torch.randn_like(out)
@@ -84,7 +85,7 @@ def test_dropout_uses_the_expanded_path():
     torch.manual_seed(0)
     out = slide_attention(q, k, v, weight, bias, rpb, dropout_p=0.5)
     torch.manual_seed(0)
-    expected = _slide_attention_dense(q, k, v, weight, bias, rpb, 3**-0.5, 0.5)
+    expected = slide_attention_expanded(q, k, v, weight, bias, rpb, 3**-0.5, 0.5)
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
     assert not torch.allclose(out, slide_attention(q, k, v, weight, bias, rpb))
 
@@ -259,22 +260,36 @@ def test_functional_rejects_bad_shapes():
         slide_attention(q, k, v, weight, bias, rpb[:1])
 
 
+@pytest.mark.parametrize('b, heads, d, h, w, ks', CASES[:3])
+def test_official_two_conv_form_equals_reference(b, heads, d, h, w, ks):
+    # the benchmark's anchor: one-hot and learnable convs run separately and summed
+    q, k, v, learned, bias, rpb = _inputs(b, heads, d, h, w, ks, seed=5)
+    fixed = one_hot_shift_kernel(d, ks).to(F64)
+    fixed_bias = torch.randn_like(bias)
+    out = slide_attention_two_conv(q, k, v, fixed, learned, fixed_bias, bias, rpb)
+    ref = slide_attention_reference(q, k, v, fixed + learned, fixed_bias + bias, rpb)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize('b, heads, d, h, w, ks', CASES[:3])
+def test_unfold_local_attention_is_slide_attention_with_the_one_hot_kernel(b, heads, d, h, w, ks):
+    # the benchmark's unfold anchor: the local attention slide attention replaces (without the
+    # rpb, which it adds to the logits and slide attention to the keys)
+    q, k, v = _inputs(b, heads, d, h, w, ks, seed=6)[:3]
+    ref = slide_attention_reference(q, k, v, one_hot_shift_kernel(d, ks).to(F64))
+    torch.testing.assert_close(local_attention_unfold(q, k, v, ks), ref, rtol=0, atol=1e-12)
+
+
 def test_benchmark_cases_compute_the_same_op():
-    """tools/analysis/op_bench/slide.py: the official 2-conv form equals mmattn's fast path."""
-    import importlib.util
-    import os.path as osp
-    path = osp.join(osp.dirname(__file__), '..', '..', 'tools', 'analysis', 'op_bench',
-                    'slide.py')
-    spec = importlib.util.spec_from_file_location('op_bench_slide', path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    from mmattn.ops.slide import bench_cases
     outs = {}
-    for case in bench.cases(quick=True):
+    for case in bench_cases(quick=True):
         fn, inputs = case['build']()
         outs[case['op'], case['impl']] = fn(*inputs).detach()
         assert outs[case['op'], case['impl']].shape == inputs[0].shape
     train, deploy = outs['slide k=3 train', 'mmattn'], outs['slide k=3 deploy', 'mmattn deploy']
     torch.testing.assert_close(outs['slide k=3 train', 'official 2-conv'], train)
+    torch.testing.assert_close(outs['slide k=3 train', 'expanded 1-conv'], train)
     torch.testing.assert_close(deploy, train)
 
 

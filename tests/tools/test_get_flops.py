@@ -1,6 +1,4 @@
 """get_flops / mmattn.analysis.flops: attention counted, paper params and MACs reproduced."""
-import sys
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -8,10 +6,8 @@ from helpers import REPO_ROOT, load_tool
 
 from mmattn.analysis.flops import measure, measure_backbone
 from mmattn.analysis.models import build_backbone, family_classes
-from mmattn.ops.neighborhood import neighborhood_attention_2d
-
-sys.path.insert(0, f'{REPO_ROOT}/tools/analysis')
-from op_bench.neighborhood import unfold_neighborhood_attention_2d  # noqa: E402
+from mmattn.ops import op_modules
+from mmattn.ops.neighborhood import neighborhood_attention_2d, neighborhood_attention_2d_unfold
 
 
 class Call(torch.nn.Module):
@@ -41,10 +37,19 @@ def test_na_count_is_the_definition_not_the_tiles(dilation):
     rpb = torch.zeros(2, 13, 13)
     fast = measure(Call(lambda q, k, v, rpb: neighborhood_attention_2d(q, k, v, 7, dilation,
                                                                       rpb)), (q, k, v, rpb))
-    anchor = measure(Call(lambda *t: unfold_neighborhood_attention_2d(*t, 7, dilation)),
-                     (q, k, v, rpb), device='cpu')
+    anchor = measure(Call(lambda q, k, v, rpb: neighborhood_attention_2d_unfold(
+        q, k, v, 7, dilation, rpb)), (q, k, v, rpb), device='cpu')
     assert fast.macs == anchor.macs == 2 * 23 * 29 * 2 * 49 * 8
     assert list(fast.op_macs) == ['mmattn.ops.neighborhood:neighborhood_attention_2d']
+
+
+def test_handles_are_the_formulas_declared_beside_the_ops():
+    from mmattn.analysis.flops import OP_HANDLES
+    declared = {f'{module.__name__}:{name}': formula for module in op_modules().values()
+                for name, formula in module.OP_MACS.items()}
+    assert set(declared) == {'mmattn.ops.neighborhood:neighborhood_attention_2d',
+                             'mmattn.ops.slide:slide_attention'}
+    assert all(OP_HANDLES[target] is formula for target, formula in declared.items())
 
 
 # Reference numbers counted on the official code of each family (or recomputed from its layer

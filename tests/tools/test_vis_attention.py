@@ -23,6 +23,15 @@ def test_every_family_has_a_case():
     assert {c[0].split(':')[0] for c in CASES} | {'NAT'} == set(family_classes())
 
 
+def test_panels_are_read_from_the_op_modules():
+    # no list in the tool: every op module's ATTENTION_PANELS, keyed by its module classes
+    from mmattn.ops import op_modules
+    expected = {name for module in op_modules().values() for name in module.ATTENTION_PANELS}
+    assert set(vis.PANELS) == expected == {
+        'BiLevelRoutingAttention', 'NeighborhoodAttention', 'SlideAttention',
+        'GroupMixAttention', 'DualPathAttention'}
+
+
 @pytest.mark.parametrize('spec,layer,names', CASES)
 def test_panels_render(spec, layer, names, tmp_path):
     torch.manual_seed(0)
@@ -41,13 +50,13 @@ def test_panel_values_follow_the_definition():
     model = vis.build_backbone('DiNAT:mini').eval()
     layers = vis.attention_layers(model, vis.to_tensor(vis.load_image(None, (64, 96))))
     na = [lay for lay in layers.values() if vis.panel_kind(lay.module)]
-    nbhd, weights = vis.na_panels(na[0], (37, 29), (64, 96), layers)
+    nbhd, weights = vis.draw_panels(na[0], (37, 29), (64, 96), layers)
     assert nbhd.heat.sum() == na[0].module.kernel_size**2
     assert weights.heat.sum().item() == pytest.approx(1, abs=1e-5)
     model = vis.build_backbone('BiFormer:tiny', n_win=4).eval()
     layers = vis.attention_layers(model, vis.to_tensor(vis.load_image(None, (64, 96))))
     bra = next(lay for lay in layers.values() if vis.panel_kind(lay.module))
-    regions, attn = vis.bra_panels(bra, (37, 29), (64, 96), layers)
+    regions, attn = vis.draw_panels(bra, (37, 29), (64, 96), layers)
     region_cells = (16 // 4) * (24 // 4)
     # top-k routed regions (1) plus the query region (+1, itself possibly routed)
     assert regions.heat.sum() == (bra.module.topk + 1) * region_cells

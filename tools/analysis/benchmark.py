@@ -16,9 +16,10 @@ resolution (default 224x224, 512x512, 800x1216), batch 1, float32:
 
 ``--compile`` times every backbone's forward at 512x512 in eager PyTorch, under ``torch.compile``
 (inductor) and as an exported ONNX graph in onnxruntime (``--readme`` then rewrites the README's
-deploy latency table). ``--ops routing,neighborhood`` runs the op cases of ``tools/analysis/op_bench/<family>.py``
-instead (each op's first impl is mmattn's fast path; the others are reported as ratios to it,
-their forward outputs checked against it). Outputs: a markdown table, a JSON file and (for
+deploy latency table). ``--ops routing,neighborhood`` runs the op cases each op module declares
+beside its op (``bench_cases`` in ``mmattn/ops/<name>.py``) instead (each op's first impl is
+mmattn's fast path; the others are reported as ratios to it, their forward outputs checked
+against it). Outputs: a markdown table, a JSON file and (for
 backbones) a latency-vs-resolution PNG per device in ``--out-dir``; ``--readme README.md``
 rewrites the README's "## Speed and memory" section from this run and ``--include`` JSONs.
 
@@ -42,12 +43,10 @@ import time
 import numpy as np
 import torch
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-import op_bench  # noqa: E402
-
-from mmattn.analysis.flops import measure_backbone  # noqa: E402
-from mmattn.analysis.models import (build_backbone, default_backbones, plug_specs,  # noqa: E402
-                                    short_name)
+from mmattn.analysis.flops import measure_backbone
+from mmattn.analysis.models import build_backbone, default_backbones, plug_specs, short_name
+from mmattn.ops import op_modules
+from mmattn.ops.common import check_bench_case
 
 DEFAULT_RESOLUTIONS = '224x224,512x512,800x1216'
 PLUG_RESOLUTIONS = '512x512,800x1216'
@@ -222,17 +221,37 @@ def probe_model(spec, resolution, mode) -> int:
 # ------------------------------------------------------------------------------------------
 # Ops
 # ------------------------------------------------------------------------------------------
+def op_families() -> list:
+    """The op modules that declare benchmark cases: 'dual', 'group_mix', ..."""
+    return list(op_modules())
+
+
+def load_cases(family: str, device: str = 'cpu', quick: bool = False) -> list:
+    """``mmattn.ops.<family>.bench_cases(device, quick)``, each case checked.
+
+    Raises:
+        ValueError: an unknown family, naming the available ones, or a case missing a key.
+    """
+    modules = op_modules()
+    if family not in modules:
+        raise ValueError(f'unknown --ops family {family!r}; choose from {list(modules)}')
+    cases = modules[family].bench_cases(device=device, quick=quick)
+    for case in cases:
+        check_bench_case(modules[family].__name__, case)
+    return cases
+
+
 def find_case(family, op, impl, size, quick) -> dict:
-    for case in op_bench.load_cases(family, 'cpu', quick):
+    for case in load_cases(family, 'cpu', quick):
         if (case['op'], case['impl'], case['size']) == (op, impl, size):
             return case
-    raise ValueError(f'no case {op!r} / {impl!r} / {size!r} in op_bench/{family}.py')
+    raise ValueError(f'no case {op!r} / {impl!r} / {size!r} in mmattn.ops.{family}')
 
 
 def probe_op(family, op, impl, size, mode, quick) -> int:
     train = mode == 'fwd+bwd'
     # Warm-up on the tiny (quick) case of the same op and impl when there is one.
-    warm = next((c for c in op_bench.load_cases(family, 'cpu', quick=True) if c['impl'] == impl
+    warm = next((c for c in load_cases(family, 'cpu', quick=True) if c['impl'] == impl
                  and c['op'].split()[0] == op.split()[0]), None)
     if warm is not None:
         _step(*warm['build'](), train)()
@@ -242,7 +261,7 @@ def probe_op(family, op, impl, size, mode, quick) -> int:
 
 def bench_ops(family, args) -> list:
     rows, first = [], {}
-    for case in op_bench.load_cases(family, args.device, args.quick):
+    for case in load_cases(family, args.device, args.quick):
         row = dict(family=family, op=case['op'], size=case['size'], impl=case['impl'])
         fn, inputs = case['build']()
         out = _step(fn, inputs, False)()
@@ -316,6 +335,25 @@ def bench_deploy(spec, resolution, args) -> dict:
     return row
 
 
+def measure_each(tag, args, measure, summary) -> list:
+    """``measure(spec, resolution)`` of every ``--backbones`` spec (default: every family's
+    headline variant and the baselines) at every ``--resolutions``; a failure becomes a row
+    with its error (one broken model must not end the run). Progress goes to stderr."""
+    specs = args.backbones.split(',') if args.backbones else default_backbones()
+    rows = []
+    for spec in specs:
+        for res in (parse_resolution(r) for r in args.resolutions.split(',')):
+            try:
+                row = measure(spec, res)
+            except Exception as exc:  # noqa: BLE001 - one failure must not end the run
+                row = dict(backbone=short_name(spec), resolution='x'.join(map(str, res)),
+                           error=f'{type(exc).__name__}: {exc}'[:200])
+            rows.append(row)
+            print(f'[{tag}] {row["backbone"]} {row["resolution"]}: ' +
+                  (row['error'] if 'error' in row else summary(row)), file=sys.stderr, flush=True)
+    return rows
+
+
 # ------------------------------------------------------------------------------------------
 # Output
 # ------------------------------------------------------------------------------------------
@@ -336,62 +374,63 @@ def _failed_row(row, columns=9) -> str:
     return f'| {row["backbone"]} | {row["resolution"]} | failed: {error} |' + ' |' * (columns - 3)
 
 
+def _table(caption: str, columns: list, rows: list, cells) -> str:
+    """A markdown table under ``caption``: ``cells(row)`` (a list of strings) for each row, the
+    error's first line for a failed one."""
+    lines = [caption, '', '| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
+    for r in rows:
+        lines.append(_failed_row(r, len(columns)) if 'error' in r else
+                     '| ' + ' | '.join(cells(r)) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
 def format_model_table(rows, run) -> str:
     gemm = run.get('gemm_text', f'measured in the same run: {run["gemm_gflops"]:.0f} GFLOP/s')
     timing = run.get('timing_text', f'median of {run["repeat"]} after {run["warmup"]} warm-up')
-    lines = [f'Device: {run["device_description"]}. fp32 GEMM rate {gemm}. Batch 1, float32; '
-             f'times: {timing} (± half the min..max spread); peak MiB: {run["memory_method"]}. '
-             'GMACs: multiply-adds (the papers\' "FLOPs").',
-             '', '| backbone | input | params (M) | GMACs | fwd ms | fwd+bwd ms | peak MiB fwd | '
-             'peak MiB fwd+bwd | fwd GFLOP/s (% of GEMM) |', '|' + '---|' * 9]
-    for r in rows:
-        if 'error' in r:
-            lines.append(_failed_row(r))
-            continue
-        lines.append(
-            f'| {r["backbone"]} | {r["resolution"]} | {r["params"] / 1e6:.1f} | '
-            f'{r["macs"] / 1e9:.1f} | {_ms(r["fwd"])} | {_ms(r["fwd+bwd"])} | '
-            f'{_mib(r, "mem fwd")} | {_mib(r, "mem fwd+bwd")} | '
-            f'{r["gflops"]:.0f} ({100 * r["gemm_share"]:.0f}%) |')
-    return '\n'.join(lines) + '\n'
+    return _table(
+        f'Device: {run["device_description"]}. fp32 GEMM rate {gemm}. Batch 1, float32; '
+        f'times: {timing} (± half the min..max spread); peak MiB: {run["memory_method"]}. '
+        'GMACs: multiply-adds (the papers\' "FLOPs").',
+        ['backbone', 'input', 'params (M)', 'GMACs', 'fwd ms', 'fwd+bwd ms', 'peak MiB fwd',
+         'peak MiB fwd+bwd', 'fwd GFLOP/s (% of GEMM)'], rows,
+        lambda r: [r['backbone'], r['resolution'], f'{r["params"] / 1e6:.1f}',
+                   f'{r["macs"] / 1e9:.1f}', _ms(r['fwd']), _ms(r['fwd+bwd']),
+                   _mib(r, 'mem fwd'), _mib(r, 'mem fwd+bwd'),
+                   f'{r["gflops"]:.0f} ({100 * r["gemm_share"]:.0f}%)'])
+
+
+def _ratios(r) -> str:
+    ratio = r.get('ratio', {})
+    return ', '.join(f'{ratio[k]:.1f}x' for k in ('fwd', 'fwd+bwd') if k in ratio)
 
 
 def format_ops_table(rows, run) -> str:
-    lines = [f'Device: {run["device_description"]}. float32; times: median of {run["repeat"]} '
-             f'after {run["warmup"]} warm-up (± half the min..max spread); peak MiB: '
-             f'{run["memory_method"]}. Ratio: time / mmattn time in the same run.', '',
-             '| op | size | impl | fwd ms | fwd+bwd ms | peak MiB fwd | peak MiB fwd+bwd | '
-             'time / mmattn (fwd, fwd+bwd) | max abs diff vs mmattn |', '|' + '---|' * 9]
-    for r in rows:
-        ratio = r.get('ratio', {})
-        ratios = ', '.join(f'{ratio[k]:.1f}x' for k in ('fwd', 'fwd+bwd') if k in ratio)
-        diff = f'{r["max_abs_diff"]:.1e}' if 'max_abs_diff' in r else '(reference)'
-        lines.append(f'| {r["op"]} | {r["size"]} | {r["impl"]} | {_ms(r.get("fwd"))} | '
-                     f'{_ms(r.get("fwd+bwd"))} | {_mib(r, "mem fwd")} | '
-                     f'{_mib(r, "mem fwd+bwd")} | {ratios} | {diff} |')
-    return '\n'.join(lines) + '\n'
+    return _table(
+        f'Device: {run["device_description"]}. float32; times: median of {run["repeat"]} '
+        f'after {run["warmup"]} warm-up (± half the min..max spread); peak MiB: '
+        f'{run["memory_method"]}. Ratio: time / mmattn time in the same run.',
+        ['op', 'size', 'impl', 'fwd ms', 'fwd+bwd ms', 'peak MiB fwd', 'peak MiB fwd+bwd',
+         'time / mmattn (fwd, fwd+bwd)', 'max abs diff vs mmattn'], rows,
+        lambda r: [r['op'], r['size'], r['impl'], _ms(r.get('fwd')), _ms(r.get('fwd+bwd')),
+                   _mib(r, 'mem fwd'), _mib(r, 'mem fwd+bwd'), _ratios(r),
+                   f'{r["max_abs_diff"]:.1e}' if 'max_abs_diff' in r else '(reference)'])
 
 
 def format_deploy_table(rows, run) -> str:
-    lines = [f'Device: {run["device_description"]}. Batch 1, float32, eval forward; times: '
-             f'median of {run["repeat"]} after {run["warmup"]} warm-up (± half the min..max '
-             'spread). compiled: `torch.compile` (inductor, static shape; first call = compile '
-             'time with the cache of this run). onnxruntime: CPUExecutionProvider of a fixed-shape '
-             'export (opset 18), intra-op threads = torch threads. Ratios: time / eager time.',
-             '', '| backbone | input | eager ms | compiled ms | compiled / eager | first compiled '
-             'call s | onnxruntime ms | onnxruntime / eager | max rel diff vs eager (compiled, '
-             'onnxruntime) |', '|' + '---|' * 9]
-    for r in rows:
-        if 'error' in r:
-            lines.append(_failed_row(r))
-            continue
-        eager = r['eager']['median']
-        lines.append(
-            f'| {r["backbone"]} | {r["resolution"]} | {_ms(r["eager"])} | {_ms(r["compiled"])} | '
-            f'{r["compiled"]["median"] / eager:.2f}x | {r["compile_s"]:.0f} | '
-            f'{_ms(r["onnxruntime"])} | {r["onnxruntime"]["median"] / eager:.2f}x | '
-            f'{r["compiled_rel_diff"]:.1e}, {r["onnx_rel_diff"]:.1e} |')
-    return '\n'.join(lines) + '\n'
+    return _table(
+        f'Device: {run["device_description"]}. Batch 1, float32, eval forward; times: '
+        f'median of {run["repeat"]} after {run["warmup"]} warm-up (± half the min..max '
+        'spread). compiled: `torch.compile` (inductor, static shape; first call = compile '
+        'time with the cache of this run). onnxruntime: CPUExecutionProvider of a fixed-shape '
+        'export (opset 18), intra-op threads = torch threads. Ratios: time / eager time.',
+        ['backbone', 'input', 'eager ms', 'compiled ms', 'compiled / eager',
+         'first compiled call s', 'onnxruntime ms', 'onnxruntime / eager',
+         'max rel diff vs eager (compiled, onnxruntime)'], rows,
+        lambda r: [r['backbone'], r['resolution'], _ms(r['eager']), _ms(r['compiled']),
+                   f'{r["compiled"]["median"] / r["eager"]["median"]:.2f}x',
+                   f'{r["compile_s"]:.0f}', _ms(r['onnxruntime']),
+                   f'{r["onnxruntime"]["median"] / r["eager"]["median"]:.2f}x',
+                   f'{r["compiled_rel_diff"]:.1e}, {r["onnx_rel_diff"]:.1e}'])
 
 
 def plot_latency(rows, run, path) -> str:
@@ -502,8 +541,8 @@ def parse_args(argv=None):
                         help=f'comma-separated HxW (default {DEFAULT_RESOLUTIONS}; with --plug '
                         f'{PLUG_RESOLUTIONS})')
     parser.add_argument('--ops', default=None,
-                        help='comma-separated op benchmark families instead of backbones, or "all": '
-                        f'{op_bench.families()}')
+                        help='comma-separated op modules of mmattn.ops to benchmark instead of '
+                        f'backbones, or "all": {op_families()}')
     parser.add_argument('--plug', action='store_true',
                         help='the plug-in blocks: every stock host (R-50, Swin-T, PVTv2-B2, '
                         'MiT-B0) without and with each op (HOST+OP specs), at 512x512 and '
@@ -563,7 +602,8 @@ def main(argv=None):
         write_readme(args, [])
         return None
     device_kind = args.device.split(':')[0]
-    run = dict(commit=git_commit(), device=args.device, device_description=device_description(args.device),
+    run = dict(commit=git_commit(), device=args.device,
+               device_description=device_description(args.device),
                repeat=args.repeat, warmup=args.warmup, threads=torch.get_num_threads(),
                memory_method=('max_memory_allocated growth of one call' if device_kind == 'cuda'
                               else 'RSS growth of one call in a fresh process'),
@@ -571,45 +611,24 @@ def main(argv=None):
     print(f'# {run["device_description"]}; fp32 GEMM {run["gemm_gflops"]:.0f} GFLOP/s',
           flush=True)
     os.makedirs(args.out_dir, exist_ok=True)
-    stem = osp.join(args.out_dir,
-                    args.name or f'{"ops" if args.ops else "plug" if args.plug else "deploy" if args.compile else "backbones"}'
-                    f'_{device_kind}')
+    kind = 'ops' if args.ops else 'plug' if args.plug else 'deploy' if args.compile else \
+        'backbones'
+    stem = osp.join(args.out_dir, args.name or f'{kind}_{device_kind}')
     if args.ops:
-        run['families'] = op_bench.families() if args.ops == 'all' else args.ops.split(',')
+        run['families'] = op_families() if args.ops == 'all' else args.ops.split(',')
         run['ops'] = [row for fam in run['families'] for row in bench_ops(fam, args)]
         table = format_ops_table(run['ops'], run)
     elif args.compile:
-        specs = args.backbones.split(',') if args.backbones else default_backbones()
-        run['deploy'] = []
-        for spec in specs:
-            for res in (parse_resolution(r) for r in args.resolutions.split(',')):
-                try:
-                    row = bench_deploy(spec, res, args)
-                except Exception as exc:  # noqa: BLE001 - one failure must not end the run
-                    row = dict(backbone=short_name(spec), resolution='x'.join(map(str, res)),
-                               error=f'{type(exc).__name__}: {exc}'[:200])
-                run['deploy'].append(row)
-                print(f'[deploy] {row["backbone"]} {row["resolution"]}: ' + (
-                    row['error'] if 'error' in row else
-                    f'eager {_ms(row["eager"])} ms, compiled {_ms(row["compiled"])} ms, '
-                    f'onnxruntime {_ms(row["onnxruntime"])} ms'), file=sys.stderr, flush=True)
+        run['deploy'] = measure_each(
+            'deploy', args, lambda spec, res: bench_deploy(spec, res, args),
+            lambda row: f'eager {_ms(row["eager"])} ms, compiled {_ms(row["compiled"])} ms, '
+            f'onnxruntime {_ms(row["onnxruntime"])} ms')
         table = format_deploy_table(run['deploy'], run)
     else:
-        specs = args.backbones.split(',') if args.backbones else default_backbones()
-        resolutions = [parse_resolution(r) for r in args.resolutions.split(',')]
-        run['models'] = []
-        for spec in specs:
-            for res in resolutions:
-                try:
-                    row = bench_backbone(spec, res, args, run['gemm_gflops'])
-                except Exception as exc:  # noqa: BLE001 - one broken model must not end the run
-                    row = dict(backbone=short_name(spec), resolution='x'.join(map(str, res)),
-                               error=f'{type(exc).__name__}: {exc}'[:200])
-                run['models'].append(row)
-                print(f'[backbones] {row["backbone"]} {row["resolution"]}: ' + (
-                    row['error'] if 'error' in row else
-                    f'fwd {_ms(row["fwd"])} ms, fwd+bwd {_ms(row["fwd+bwd"])} ms'),
-                    file=sys.stderr, flush=True)
+        run['models'] = measure_each(
+            'backbones', args,
+            lambda spec, res: bench_backbone(spec, res, args, run['gemm_gflops']),
+            lambda row: f'fwd {_ms(row["fwd"])} ms, fwd+bwd {_ms(row["fwd+bwd"])} ms')
         table = format_model_table(run['models'], run)
         run['plot'] = plot_latency(run['models'], run, f'{stem}_latency.png')
     print(table)

@@ -3,7 +3,8 @@
 
 The chosen attention layer's input is captured during a real forward pass of the backbone; the
 weights are then recomputed by the op's ``*_reference`` with ``return_weights=True`` from the
-layer's own parameters, so the pictures show the definition, not a re-implementation:
+layer's own parameters, so the pictures show the definition, not a re-implementation. What is
+drawn is declared beside each op (``ATTENTION_PANELS`` in ``mmattn/ops/<op>.py``):
 
 - BiFormer (BRA): the query's region, its top-k routed key regions, and the attention weights;
 - NAT / DiNAT: the (dilated) neighbourhood and its weights;
@@ -19,7 +20,6 @@ layer's own parameters, so the pictures show the definition, not a re-implementa
 Weights are averaged over heads. Without ``--image`` a synthetic picture is used.
 """
 import argparse
-import math
 import os
 import os.path as osp
 from typing import Callable, Dict, NamedTuple, Optional
@@ -28,15 +28,9 @@ import numpy as np
 import torch
 
 from mmattn.analysis.models import build_backbone, short_name
+from mmattn.ops import op_modules
 
 MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)  # ImageNet, as the configs
-
-
-class Panel(NamedTuple):
-    name: str
-    title: str
-    heat: torch.Tensor  # (h, w) over the layer's map, or over a semantic-token grid
-    grid: Optional[tuple] = None  # (rows, cols) of a region grid to draw, in heat cells
 
 
 class Layer(NamedTuple):
@@ -45,17 +39,14 @@ class Layer(NamedTuple):
     args: tuple
 
 
-# attention module class name -> panels(layer, query_xy, image_hw, captures) -> list[Panel]
-PANELS: Dict[str, Callable] = {}
+def _panels() -> Dict[str, Callable]:
+    """Attention module class name -> ``panels(module, args, locate, captures)``, as each op
+    module of :mod:`mmattn.ops` declares beside its op (``ATTENTION_PANELS``)."""
+    return {name: fn for module in op_modules().values()
+            for name, fn in module.ATTENTION_PANELS.items()}
 
 
-def panels_for(class_name: str):
-
-    def _register(fn):
-        PANELS[class_name] = fn
-        return fn
-
-    return _register
+PANELS = _panels()
 
 
 def panel_kind(module) -> Optional[str]:
@@ -70,119 +61,18 @@ def feature_query(query_xy, image_hw, map_hw) -> tuple:
             min(int(x * map_hw[1] / image_hw[1]), map_hw[1] - 1))
 
 
-@panels_for('BiLevelRoutingAttention')
-def bra_panels(layer, query_xy, image_hw, captures):
-    from mmattn.ops.routing import bra_reference
-    m, x = layer.module, layer.args[0]
-    h, w = x.shape[1:3]
-    _, idx, weights = bra_reference(x, m.qkv.weight, m.qkv.bias, m.lepe.weight, m.lepe.bias,
-                                    m.proj.weight, m.proj.bias, m.n_win, m.topk, m.num_heads,
-                                    m.auto_pad, return_weights=True)
-    hp, wp = math.ceil(h / m.n_win) * m.n_win, math.ceil(w / m.n_win) * m.n_win
-    rh, rw = hp // m.n_win, wp // m.n_win
-    qy, qx = feature_query(query_xy, image_hw, (h, w))
-    region = (qy // rh) * m.n_win + qx // rw
-    regions = torch.zeros(hp, wp)
-    for r in idx[0, region].tolist():
-        row, col = divmod(r, m.n_win)
-        regions[row * rh:(row + 1) * rh, col * rw:(col + 1) * rw] = 1
-    regions[(qy // rh) * rh:(qy // rh + 1) * rh, (qx // rw) * rw:(qx // rw + 1) * rw] += 1
-    attn = weights[0, :, qy * wp + qx].mean(0).view(hp, wp)
-    return [
-        Panel('regions', f'BRA routed regions: query region (2) and its top-{m.topk} of '
-              f'{m.n_win**2} key regions (1)', regions[:h, :w], (rh, rw)),
-        Panel('attention', 'BRA attention weights of the query', attn[:h, :w], (rh, rw)),
-    ]
-
-
-@panels_for('NeighborhoodAttention')
-def na_panels(layer, query_xy, image_hw, captures):
-    from mmattn.ops.neighborhood import neighborhood_attention_2d_reference
-    m, x = layer.module, layer.args[0]
-    b, h, w, c = x.shape
-    q, k, v = m.qkv(x).view(b, h, w, 3, m.num_heads, c // m.num_heads).unbind(3)
-    _, attn = neighborhood_attention_2d_reference(q, k, v, m.kernel_size, m.dilation, m.rpb,
-                                                  m.scale, return_weights=True)
-    qy, qx = feature_query(query_xy, image_hw, (h, w))
-    row = attn[0, :, qy * w + qx].mean(0).view(h, w)
-    return [
-        Panel('neighbourhood', f'NA neighbourhood: K={m.kernel_size}, dilation {m.dilation}',
-              (row > 0).float()),
-        Panel('weights', 'NA attention weights of the query', row),
-    ]
-
-
-@panels_for('SlideAttention')
-def slide_panels(layer, query_xy, image_hw, captures):
-    from mmattn.ops.slide import slide_attention_reference
-    m, x = layer.module, layer.args[0]
-    if x.dim() == 3:  # the token layout (B, H*W, C) with hw_shape, as mmdet's PVT blocks call it
-        x = x.view(x.shape[0], *layer.args[1], x.shape[-1])
-    b, h, w, c = x.shape
-    qkv = m.qkv(x).permute(0, 3, 1, 2).reshape(b, m.num_heads, 3, m.head_dim, h, w)
-    weight, bias = m.merged_kernel()
-    rpb = m.relative_position_bias_table
-    _, attn = slide_attention_reference(*qkv.unbind(2), weight, bias,
-                                        None if rpb is None else rpb.view(m.num_heads, -1),
-                                        m.scale, return_weights=True)
-    qy, qx = feature_query(query_xy, image_hw, (h, w))
-    ks, window, weights = m.kernel_size, torch.zeros(h, w), torch.zeros(h, w)
-    for tap, value in enumerate(attn[0, :, :, qy, qx].mean(0).tolist()):
-        y, x_ = qy + tap // ks - ks // 2, qx + tap % ks - ks // 2
-        if 0 <= y < h and 0 <= x_ < w:  # border taps read zero padding
-            window[y, x_], weights[y, x_] = 1, value
-    return [Panel('window', f'slide window k={ks} (deformed shifting merged in)', window),
-            Panel('weights', 'slide attention weights of the query', weights)]
-
-
-@panels_for('GroupMixAttention')
-def group_mix_panels(layer, query_xy, image_hw, captures):
-    from mmattn.ops.group_mix import AGG_KERNELS, group_mix_attention_reference
-    m, (x, hw) = layer.module, layer.args
-    state = dict(m.named_parameters(), **dict(m.named_buffers()))
-    _, weights = group_mix_attention_reference(x, hw, state, return_weights=True)
-    qy, qx = feature_query(query_xy, image_hw, hw)
-    row = weights[0, :, qy * hw[1] + qx].view(-1, *hw)  # (heads, h, w)
-    per_group = row.shape[0] // len(AGG_KERNELS)
-    return [Panel(f'proxy{i}', f'GMA group proxy {i} (aggregator '
-                  f'{"identity" if k is None else f"{k}x{k}"}): token-mixing weights of the query',
-                  row[i * per_group:(i + 1) * per_group].mean(0))
-            for i, k in enumerate(AGG_KERNELS)]
-
-
-def _stage_hw(tokens, stride4_hw):
-    """(h, w) of a map with ``tokens`` pixels, one of the stride-4 map's halvings."""
-    h, w = stride4_hw
-    for _ in range(4):
-        if h * w == tokens:
-            return h, w
-        h, w = math.ceil(h / 2), math.ceil(w / 2)
-    raise ValueError(f'no stage map has {tokens} tokens (stride-4 map {stride4_hw})')
-
-
-@panels_for('DualPathAttention')
-def dual_panels(layer, query_xy, image_hw, captures):
-    from mmattn.ops.dual import dual_path_attention_reference, pooled_grid
-    m, (xn, z) = layer.module, layer.args
-    init = next(lay for lay in captures.values()
-                if type(lay.module).__name__ == 'SemanticTokenInit')
-    stride4_hw = init.args[1]
-    grid = pooled_grid(*stride4_hw)
-    hw = _stage_hw(xn.shape[1], stride4_hw)
-    _, _, weights = dual_path_attention_reference(m, xn, z, return_weights=True)
-    qy, qx = feature_query(query_xy, image_hw, hw)
-    sy, sx = feature_query(query_xy, image_hw, grid)
-    to_semantic = weights['pixel_from_semantic'][0, :, qy * hw[1] + qx].mean(0).view(grid)
-    from_pixels = weights['semantic_from_pixel'][0, :, sy * grid[1] + sx].mean(0).view(hw)
-    return [Panel('pixel_to_semantic', f'Dual-ViT: the query pixel\'s attention over the '
-                  f'{grid[0]}x{grid[1]} semantic tokens', to_semantic),
-            Panel('semantic_to_pixels', 'Dual-ViT: the semantic token over the query attends '
-                  'to these pixels', from_pixels)]
+def draw_panels(layer: Layer, query_xy, image_hw, captures) -> list:
+    """The panels of ``layer`` for image pixel ``query_xy`` (x, y) of an ``image_hw`` image."""
+    draw = PANELS[panel_kind(layer.module)]
+    context = {name: (lay.module, lay.args) for name, lay in captures.items()}
+    return draw(layer.module, layer.args, lambda hw: feature_query(query_xy, image_hw, hw),
+                context)
 
 
 def attention_layers(model, image) -> Dict[str, Layer]:
-    """Every attention layer with a panel (and Dual-ViT's semantic init), with its forward
-    inputs captured from one forward pass, in forward order."""
+    """Every attention layer with a panel and every other module of :mod:`mmattn.ops` (e.g.
+    Dual-ViT's semantic init, whose input size a panel reads), with its forward inputs captured
+    from one forward pass, in forward order."""
     captures, hooks = {}, []
 
     def capture(name):
@@ -191,7 +81,7 @@ def attention_layers(model, image) -> Dict[str, Layer]:
         return hook
 
     for name, module in model.named_modules():
-        if panel_kind(module) or type(module).__name__ == 'SemanticTokenInit':
+        if panel_kind(module) or type(module).__module__.startswith('mmattn.ops.'):
             hooks.append(module.register_forward_pre_hook(capture(name)))
     try:
         with torch.no_grad():
@@ -269,9 +159,8 @@ def visualize(spec, query_xy, image=None, size=(224, 224), layer=1, checkpoint=N
     if not 0 <= layer < len(layers):
         raise ValueError(f'--layer must be in 0..{len(layers) - 1} for {spec}, got {layer}')
     chosen = layers[layer]
-    draw = PANELS[panel_kind(chosen.module)]
     with torch.no_grad():
-        panels = draw(chosen, query_xy, img.shape[:2], captures)
+        panels = draw_panels(chosen, query_xy, img.shape[:2], captures)
     os.makedirs(out_dir, exist_ok=True)
     stem = f'{short_name(spec)}_{chosen.name.replace(".", "-")}'
     return [render(img, p, query_xy, osp.join(out_dir, f'{stem}_{p.name}.png')) for p in panels]
