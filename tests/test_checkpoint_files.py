@@ -76,7 +76,7 @@ def _one_line(message, path, phrase):
 
 
 def test_unreadable_files_in_convert_and_init_cfg(tmp_path, monkeypatch):
-    from mmattn.models.utils import load_pretrained
+    from mmattn.converters import load_pretrained
     convert = load_tool('convert_ckpt')
     for path, phrase in _bad_files(tmp_path).values():
         monkeypatch.setattr(sys, 'argv', ['convert_ckpt.py', 'biformer', path,

@@ -43,13 +43,13 @@ def _save(state, path, key='state_dict'):
 
 
 def test_matching_checkpoint_passes(seg_models, tmp_path):
-    from mmattn.utils.ckpt_check import checkpoint_mismatch
+    from mmattn.converters.check import checkpoint_mismatch
     base = seg_models[0]
     assert checkpoint_mismatch(base, _save(base.state_dict(), tmp_path / 'ok.pth')) is None
 
 
 def test_wrong_variant_names_shapes_and_cause(seg_models, tmp_path):
-    from mmattn.utils.ckpt_check import checkpoint_mismatch
+    from mmattn.converters.check import checkpoint_mismatch
     base, wider, _ = seg_models
     message = checkpoint_mismatch(base, _save(wider.state_dict(), tmp_path / 'wider.pth'))
     assert 'shape mismatch' in message and 'backbone.stages.3.' in message
@@ -58,7 +58,7 @@ def test_wrong_variant_names_shapes_and_cause(seg_models, tmp_path):
 
 
 def test_wrong_family_names_keys_and_cause(seg_models, tmp_path):
-    from mmattn.utils.ckpt_check import checkpoint_mismatch
+    from mmattn.converters.check import checkpoint_mismatch
     base, _, nat = seg_models
     path = _save(nat.state_dict(), tmp_path / 'nat.pth')
     message = checkpoint_mismatch(base, path, purpose='load_from')
@@ -73,7 +73,7 @@ def test_wrong_family_names_keys_and_cause(seg_models, tmp_path):
 
 
 def test_official_backbone_checkpoint_says_convert(seg_models, tmp_path):
-    from mmattn.utils.ckpt_check import checkpoint_mismatch
+    from mmattn.converters.check import checkpoint_mismatch
     base = seg_models[0]
     official = official_state_dict([32, 64, 128, 256], [1, 1, 2, 1], classifier=True)
     path = _save({k: v.float() for k, v in official.items()}, tmp_path / 'official.pth', 'model')
@@ -106,8 +106,8 @@ class _RunsCode:
 def test_pickle_carrying_code_is_refused_by_the_tools(tmp_path, seg_models):
     """A checkpoint whose pickle would run a command: refused by the checkpoint check of
     train/test, by convert_ckpt.py and by init_cfg=Pretrained; the command never runs."""
-    from mmattn.models.utils import load_pretrained
-    from mmattn.utils.ckpt_check import check_checkpoint_or_exit
+    from mmattn.converters import load_pretrained
+    from mmattn.converters.check import check_checkpoint_or_exit
 
     marker = tmp_path / 'pwned'
     payload = _RunsCode()

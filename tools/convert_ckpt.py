@@ -33,7 +33,7 @@ def main():
     args = parse_args()
     try:
         state_dict = convert_checkpoint(args.family, args.src, trusted=args.trusted)
-    except (KeyError, RuntimeError, FileNotFoundError, TypeError) as exc:
+    except (KeyError, RuntimeError, FileNotFoundError, TypeError, ValueError) as exc:
         sys.exit(f'convert_ckpt: {exc}')
     os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
     torch.save({'state_dict': state_dict}, args.dst)

@@ -23,7 +23,7 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated', categor
 
 import mmattn  # noqa: F401,E402  (first: registrations + checkpoint allow-list)
 from mmattn.utils import check_data_or_exit  # noqa: E402
-from mmattn.utils.ckpt_check import check_checkpoint_or_exit  # noqa: E402
+from mmattn.converters.check import check_checkpoint_or_exit  # noqa: E402
 from mmattn.utils.tool_setup import (build_runner, check_checkpoint_file_or_exit,  # noqa: E402
                                      check_model_cfg_or_exit, load_tool_config,
                                      registry_error_or_none)

@@ -28,7 +28,7 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated', categor
 
 import mmattn  # noqa: F401,E402  (first: registrations + checkpoint allow-list)
 from mmattn.utils import check_data_or_exit, check_pretrained_or_exit  # noqa: E402
-from mmattn.utils.ckpt_check import check_checkpoint_or_exit  # noqa: E402
+from mmattn.converters.check import check_checkpoint_or_exit  # noqa: E402
 from mmattn.engine import (CheckpointWriteError, enable_exact_resume,  # noqa: E402
                            find_resume_checkpoint, use_atomic_checkpoints)
 from mmattn.utils.tool_setup import (build_runner, check_checkpoint_file_or_exit,  # noqa: E402

@@ -2,15 +2,13 @@
 
 Accepts the ImageNet release (``{'model': ...}``, with the classifier ``norm``/``head``) and the
 det/seg wrapper layout (``extra_norms``, ``backbone.`` prefix inside ``state_dict``). Tensors are
-renamed, never modified; the result is checked key by key and shape by shape against the model.
+renamed, never modified; the room (``convert.py``) checks the result key by key and shape by
+shape against a ``BiFormer`` of the architecture the shapes imply.
 """
 import re
 
-import torch
-from mmengine.logging import print_log
-
-from .common import (CheckpointKeyError, add_output_norms, check_against_model,
-                     register_converter, rename_official_keys)
+from .common import CheckpointKeyError, rename_official_keys
+from .convert import register_converter
 
 # official block-relative name (models/biformer.py; the det/seg wrappers add extra_norms) ->
 # mmattn name
@@ -64,38 +62,22 @@ def _arch_of(state_dict):
         depths.append(max(blocks) + 1)
         mlp_ratios.append(state_dict[f'{prefix}0.ffn.layers.0.0.weight'].shape[0] / dim)
         topks.append(1 if f'{prefix}0.attn.qkv.bias' in state_dict else -2)
-    # head counts, n_win and topk values change no parameter shape
     arch = dict(embed_dims=dims, depths=depths, head_dim=1, mlp_ratio=mlp_ratios[0])
     return arch, topks
 
 
-@register_converter('biformer')
-def convert_biformer(state_dict, add_out_norms=True):
+@register_converter('biformer', model='BiFormer', out_norms=True,
+                    drops='the ImageNet classifier: norm.*, head.*')
+def convert_biformer(state_dict):
     """Rename an official BiFormer state dict to mmattn's ``BiFormer``.
 
     Args:
         state_dict (dict): official keys (classification or det/seg), or mmattn keys.
-        add_out_norms (bool): classification checkpoints have no output norms; add them as the
-            official det/seg wrapper initialises them (weight 1, bias 0). Default: True.
 
     Returns:
-        dict: mmattn keys; loads with ``strict=True`` into ``BiFormer`` (all 4 out_indices).
+        tuple: (mmattn state dict, ``BiFormer`` kwargs of the checkpoint's architecture).
     """
-    from mmattn.models.backbones.biformer import BiFormer
-
-    if any(k.startswith('stem.') for k in state_dict):  # already mmattn layout
-        converted = dict(state_dict)
-    else:
-        converted, dropped = rename_official_keys(state_dict, _rename, 'BiFormer')
-        if dropped:
-            print_log(f'biformer converter: dropped the ImageNet classifier ({dropped} '
-                      'tensors: norm.*, head.*)', logger='current')
+    converted = rename_official_keys(state_dict, _rename, 'BiFormer', mmattn_layout=r'stem\.')
     arch, topks = _arch_of(converted)
-    if add_out_norms and add_output_norms(converted, arch['embed_dims']):
-        print_log('biformer converter: classification checkpoint, output norms norm0..3 '
-                  'initialised to weight 1 / bias 0 as the official det/seg wrapper does',
-                  logger='current')
-    with torch.device('meta'):
-        model = BiFormer(arch=arch, topks=topks, n_win=1, global_heads=1)
-    check_against_model(converted, model, '(biformer)')
-    return converted
+    # head counts, n_win and topk values change no parameter shape
+    return converted, dict(arch=arch, topks=topks, n_win=1, global_heads=1)

@@ -1,19 +1,9 @@
-"""Shared machinery of the official-checkpoint converters."""
-import os
-import pickle
-import pickletools
+"""State dicts of checkpoints: unwrapping, renaming, and checking keys against a model."""
 import re
-import zipfile
 from collections import Counter
 from collections.abc import Mapping
 
 import torch
-
-CONVERTERS = {}
-
-
-class CheckpointFileError(RuntimeError):
-    """The file is not a readable PyTorch checkpoint (empty, truncated, other content)."""
 
 
 class CheckpointKeyError(KeyError):
@@ -21,137 +11,6 @@ class CheckpointKeyError(KeyError):
 
     def __str__(self):  # KeyError would repr() the message and squash the newlines
         return str(self.args[0])
-
-
-def register_converter(*families):
-
-    def _register(fn):
-        for family in families:
-            CONVERTERS[family] = fn
-        return fn
-
-    return _register
-
-
-def rename_official_keys(state_dict, rename, name):
-    """Official -> mmattn keys through ``rename(key)``: a new key, None for a tensor to drop (the
-    classifier), KeyError for a key that is not official.
-
-    Returns:
-        tuple: (converted dict, number of dropped tensors).
-
-    Raises:
-        CheckpointKeyError: one error listing every unknown key (``name``: the model's name).
-    """
-    converted, unknown, dropped = {}, [], 0
-    for key, value in state_dict.items():
-        try:
-            new_key = rename(key)
-        except KeyError:
-            unknown.append(key)
-            continue
-        if new_key is None:
-            dropped += 1
-        else:
-            converted[new_key] = value
-    if unknown:
-        raise CheckpointKeyError(f'not an official {name} checkpoint: {len(unknown)} unknown '
-                                 'keys: ' + summarize_keys(sorted(unknown)))
-    return converted, dropped
-
-
-def add_output_norms(state_dict, widths):
-    """Add output norms ``norm{i}`` (weight 1, bias 0, one per stage width) in place, as the
-    official det/seg backbones initialise them, when the state dict has none (a
-    classification checkpoint). Returns whether they were added."""
-    if any(re.match(r'^norm\d\.', k) for k in state_dict):
-        return False
-    for i, dim in enumerate(widths):
-        state_dict[f'norm{i}.weight'] = torch.ones(dim)
-        state_dict[f'norm{i}.bias'] = torch.zeros(dim)
-    return True
-
-
-def checkpoint_file_problem(path):
-    """Why ``path`` cannot be a PyTorch checkpoint (a short phrase), or None when it may be one.
-
-    Cheap: reads the first bytes and, for the zip format of ``torch.save``, the archive's
-    central directory (at the end of the file, so a truncated file has none).
-    """
-    size = os.path.getsize(path)
-    if size == 0:
-        return 'not a PyTorch checkpoint (empty file, 0 bytes)'
-    with open(path, 'rb') as f:
-        head = f.read(2)
-    if head == b'PK':
-        try:
-            with zipfile.ZipFile(path) as archive:
-                names = archive.namelist()
-        except (zipfile.BadZipFile, OSError, ValueError):
-            return f'truncated PyTorch checkpoint ({size} bytes; the zip archive is incomplete)'
-        if not any(name.endswith('data.pkl') for name in names):
-            return 'not a PyTorch checkpoint (a zip archive without data.pkl)'
-        return None
-    if len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-        return None  # legacy (pre-1.6) torch.save or plain pickle: torch.load decides
-    return f'not a PyTorch checkpoint ({size} bytes of other content)'
-
-
-def check_checkpoint_file(path):
-    """Raise :class:`CheckpointFileError` (one line naming ``path``) for an unreadable file."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'checkpoint not found: {path}')
-    problem = checkpoint_file_problem(path)
-    if problem:
-        raise CheckpointFileError(f'{path}: {problem}')
-
-
-def _is_allowlist_refusal(exc, path):
-    """torch's weights-only unpickler refusing a pickle (a global: code or a foreign class; an
-    opcode it does not support), as opposed to bytes that are not a pickle at all. The first
-    pickle of the file is parsed with ``pickletools`` (which executes nothing)."""
-    if 'global' in str(exc).lower():
-        return True
-    try:
-        with open(path, 'rb') as f:
-            for _ in pickletools.genops(f):
-                pass
-    except Exception:  # noqa: BLE001 - any parse failure: not a pickle
-        return False
-    return True
-
-
-def load_checkpoint_file(path, trusted=False):
-    """Load a checkpoint file on the CPU.
-
-    ``weights_only=True`` first (tensors, plus the mmengine allow-list of ``mmattn.compat``).
-    Research releases often pickle ``argparse.Namespace``/yacs configs next to the weights;
-    those load only with ``trusted=True``, an explicit opt-in for a file the user vouches for.
-    An empty, truncated or non-PyTorch file raises :class:`CheckpointFileError` naming it.
-    """
-    check_checkpoint_file(path)
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if not _is_allowlist_refusal(exc, path):
-            raise CheckpointFileError(f'{path}: not a PyTorch checkpoint (unreadable pickle '
-                                      'stream)') from exc
-        if not trusted:
-            reason = str(exc).strip().splitlines()[0]
-            raise RuntimeError(
-                f'{path} contains pickled objects outside the weights-only allow-list ({reason}). '
-                'If you trust this file (e.g. an official release), convert it once with '
-                '`python tools/convert_ckpt.py FAMILY SRC DST --trusted`; the output holds tensors '
-                'only and loads safely everywhere.') from exc
-    except (RuntimeError, EOFError, ValueError, IndexError) as exc:
-        text = str(exc)
-        if isinstance(exc, RuntimeError) and 'PytorchStreamReader' not in text:
-            raise  # not a file-format problem (e.g. the allow-list's own refusals)
-        raise CheckpointFileError(f'{path}: truncated or corrupt PyTorch checkpoint '
-                                  f'({text.splitlines()[0][:120] if text else type(exc).__name__})'
-                                  ) from exc
-    # Explicit, documented trusted-file path (the user passed --trusted / trusted=True).
-    return torch.load(path, map_location='cpu', weights_only=False)  # noqa: S614
 
 
 def unwrap_state_dict(checkpoint):
@@ -168,19 +27,73 @@ def unwrap_state_dict(checkpoint):
             for k, v in state_dict.items()}
 
 
-def extract_state_dict(checkpoint):
-    """The tensor dict of an official classification (``model``) or det/seg (``state_dict``,
-    ``backbone.`` prefix) checkpoint; ``module.`` (DDP) and ``backbone.`` prefixes stripped."""
+def extract_state_dict(checkpoint, prefix=None, source='the checkpoint'):
+    """The tensor dict of a checkpoint, unwrapped once for every caller.
+
+    Official classification files hold it under ``model``, mmengine / det / seg files under
+    ``state_dict``; ``module.`` (DDP) prefixes are stripped. Then only the keys under ``prefix``
+    (e.g. ``'backbone.'``) are kept, without it; with no ``prefix``, a whole detector /
+    segmentor's ``backbone.`` keys are.
+
+    Args:
+        checkpoint (dict): a loaded checkpoint.
+        prefix (str, optional): take the keys under this prefix only.
+        source (str): what the errors call the checkpoint (its path).
+
+    Raises:
+        KeyError: no key starts with ``prefix``.
+        CheckpointKeyError: no tensors, or entries that are not tensors.
+    """
     state_dict = unwrap_state_dict(checkpoint)
-    if any(k.startswith('backbone.') for k in state_dict):  # a whole detector / segmentor
+    if prefix:
+        prefix = prefix if prefix.endswith('.') else prefix + '.'
+        state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        if not state_dict:
+            raise KeyError(f'no key of {source} starts with prefix {prefix!r}')
+    elif any(k.startswith('backbone.') for k in state_dict):  # a whole detector / segmentor
         state_dict = {k[len('backbone.'):]: v for k, v in state_dict.items()
                       if k.startswith('backbone.')}
     not_tensors = sorted(k for k, v in state_dict.items() if not isinstance(v, torch.Tensor))
     if not state_dict or not_tensors:
         raise CheckpointKeyError(
-            'no weights found: expected tensors under "state_dict", "model" or at the top level'
+            f'no weights found in {source}: expected tensors under "state_dict", "model" or at '
+            'the top level'
             + (f'; non-tensor entries: {not_tensors[:10]}' if not_tensors else ''))
     return state_dict
+
+
+def rename_official_keys(state_dict, rename, name, mmattn_layout=None):
+    """Official -> mmattn keys through ``rename(key)``: a new key, None for a tensor to drop (the
+    classifier), KeyError for a key that is not official.
+
+    Args:
+        state_dict (dict): official keys, or mmattn's.
+        rename (callable): the family's renaming table as a function of one key.
+        name (str): the model's name, for the error.
+        mmattn_layout (str, optional): regex of keys only mmattn's layout has: a state dict with
+            one of them (a converted file, a detector's backbone) is returned as it is.
+
+    Returns:
+        dict: the converted state dict (a new dict).
+
+    Raises:
+        CheckpointKeyError: one error listing every unknown key.
+    """
+    if mmattn_layout and any(re.match(mmattn_layout, k) for k in state_dict):
+        return dict(state_dict)
+    converted, unknown = {}, []
+    for key, value in state_dict.items():
+        try:
+            new_key = rename(key)
+        except KeyError:
+            unknown.append(key)
+            continue
+        if new_key is not None:
+            converted[new_key] = value
+    if unknown:
+        raise CheckpointKeyError(f'not an official {name} checkpoint: {len(unknown)} unknown '
+                                 'keys: ' + summarize_keys(sorted(unknown)))
+    return converted
 
 
 def likely_cause(missing, unexpected, mis_shaped):
@@ -242,22 +155,3 @@ def check_against_model(state_dict, model, source='', expected=None):
         raise CheckpointKeyError(describe_mismatch(
             f'checkpoint{" " + source if source else ""} does not match '
             f'{type(model).__name__}:', missing, unexpected, mis_shaped))
-
-
-def convert_checkpoint(family, checkpoint, **kwargs):
-    """Official checkpoint (path or loaded dict) -> mmattn state dict for ``family``.
-
-    Args:
-        family (str): e.g. ``'biformer'``.
-        checkpoint (str | dict): a file path or a loaded checkpoint dict.
-        **kwargs: ``trusted`` (load a path with ``weights_only=False``), family options.
-
-    Returns:
-        dict[str, Tensor]: loads with ``strict=True`` into the matching mmattn backbone.
-    """
-    if family not in CONVERTERS:
-        raise ValueError(f'no converter for {family!r}; available: {sorted(CONVERTERS)}')
-    trusted = kwargs.pop('trusted', False)
-    if isinstance(checkpoint, (str, os.PathLike)):
-        checkpoint = load_checkpoint_file(os.fspath(checkpoint), trusted=trusted)
-    return CONVERTERS[family](extract_state_dict(checkpoint), **kwargs)

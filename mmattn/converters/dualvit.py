@@ -5,15 +5,14 @@ mmattn keeps the official names except the model-level semantic-init modules, wh
 classification-only tensors: ``head.*``, ``aux_head.*``, ``post_network.*`` and the last
 stage-4 block's ``mlp.fc_proxy.*`` (the last block of the official det/seg backbone drops the
 semantic tokens before its FFN). Det/seg "Pretrained/dualvit_*.pth" files are flat
-classification dicts too; converted files pass through unchanged. Every key is checked
-against a meta-device model of the inferred architecture. Tensors are never modified.
+classification dicts too; converted files pass through unchanged. The room (``convert.py``)
+checks every key against a meta-device model of the inferred architecture. Tensors are never
+modified.
 """
 import re
 
-import torch
-from mmengine.logging import print_log
-
-from .common import CheckpointKeyError, check_against_model, register_converter
+from .common import CheckpointKeyError, summarize_keys
+from .convert import register_converter
 
 HEAD_DIM = 32  # C / heads in every stage of every official variant; heads leave no trace in the
 # weights
@@ -49,7 +48,9 @@ def _arch_of(state_dict):
                 num_heads=[max(c // HEAD_DIM, 1) for c in dims])
 
 
-@register_converter('dualvit')
+@register_converter('dualvit', model='DualViT',
+                    drops="classification only: head.*, aux_head.*, post_network.*, the last "
+                          "stage-4 block's mlp.fc_proxy.*")
 def convert_dualvit(state_dict):
     """Check and adapt an official Dual-ViT state dict for mmattn's ``DualViT``.
 
@@ -58,29 +59,17 @@ def convert_dualvit(state_dict):
             downstream backbone's keys, or mmattn's; already stripped of ``backbone.``.
 
     Returns:
-        dict: loads with ``strict=True`` into ``DualViT`` of the checkpoint's arch.
+        tuple: (mmattn state dict, ``DualViT`` kwargs of the checkpoint's architecture).
 
     Raises:
-        CheckpointKeyError: one error listing every unknown key, or every missing / unexpected /
-            mis-shaped key against the inferred architecture.
+        CheckpointKeyError: one error listing every unknown key.
     """
-    from mmattn.models.backbones.dualvit import DualViT
-
     renamed = {_rename(k): v for k, v in state_dict.items()}
     unknown = sorted(k for k in renamed if not (_CLASSIFIER.match(k) or _KNOWN.match(k)))
     if unknown:
         raise CheckpointKeyError(f'not an official Dual-ViT checkpoint: {len(unknown)} unknown '
-                                 'keys: ' + ', '.join(unknown))
+                                 'keys: ' + summarize_keys(unknown))
     converted = {k: v for k, v in renamed.items() if not _CLASSIFIER.match(k)}
     arch = _arch_of(converted)
     last = f'block4.{arch["depths"][3] - 1}.mlp.fc_proxy.'
-    converted = {k: v for k, v in converted.items() if not k.startswith(last)}
-    dropped = len(state_dict) - len(converted)
-    if dropped:
-        print_log(f'dualvit converter: dropped {dropped} classification-only tensors (head, '
-                  f'aux_head, post_network, {last}*)', logger='current')
-    with torch.device('meta'):
-        model = DualViT(arch=arch)
-    check_against_model(converted, model, '(dualvit)')
-    return converted
-
+    return {k: v for k, v in converted.items() if not k.startswith(last)}, dict(arch=arch)

@@ -3,17 +3,14 @@
 The official files are ``{'model': state_dict}`` (written by the official
 ``extract_clean_ckpt.py``), which mmengine's loader would not unwrap. Keys are renamed to mmattn's
 names (table below), tensors are never modified, the ImageNet classifier ``norm4.*`` (a BatchNorm)
-and ``head.*`` is dropped, and the result is checked key by key and shape by shape against a
-meta-device model of the inferred architecture. Files already in mmattn's names (converted, or a
-detector's backbone) pass through the same check.
+and ``head.*`` is dropped, and the room (``convert.py``) checks the result key by key and shape by
+shape against a meta-device model of the inferred architecture. Files already in mmattn's names
+(converted, or a detector's backbone) pass through the same check.
 """
 import re
 
-import torch
-from mmengine.logging import print_log
-
-from .common import (CheckpointKeyError, check_against_model, register_converter,
-                     rename_official_keys)
+from .common import CheckpointKeyError, rename_official_keys
+from .convert import register_converter
 
 # (official regex, mmattn replacement); the block prefix is rewritten first
 _BLOCK = (r'^groupmixformer_backbone\.(\d+)\.gma_stage\.(\d+)\.', r'stages.\1.blocks.\2.')
@@ -38,7 +35,6 @@ _RENAMES = tuple((re.compile(p), r) for p, r in (
     (r'(\.blocks\.\d+\.)(norm[12]|mlp\.fc[12])\.', r'\1\2.'),
 ))
 _CLASSIFIER = re.compile(r'^(?:norm4|head)\.')
-_MMATTN_LAYOUT = re.compile(r'^(?:stem|stages)\.')
 
 
 def rename_key(key):
@@ -70,7 +66,8 @@ def _arch_of(state_dict):
     return dict(embed_dims=dims, depths=depths, mlp_ratios=ratios)
 
 
-@register_converter('groupmixformer')
+@register_converter('groupmixformer', model='GroupMixFormer',
+                    drops='the ImageNet classifier: norm4.*, head.*')
 def convert_groupmixformer(state_dict):
     """Official (or mmattn-layout) GroupMixFormer state dict -> mmattn ``GroupMixFormer``.
 
@@ -79,22 +76,11 @@ def convert_groupmixformer(state_dict):
             ``module.`` prefixes already stripped by :func:`extract_state_dict`).
 
     Returns:
-        dict: loads with ``strict=True`` into ``GroupMixFormer`` of the checkpoint's arch.
+        tuple: (mmattn state dict, ``GroupMixFormer`` kwargs of the checkpoint's architecture).
 
     Raises:
-        CheckpointKeyError: one error listing every unknown key, or every missing / unexpected /
-            mis-shaped key against the inferred architecture.
+        CheckpointKeyError: one error listing every unknown key.
     """
-    from mmattn.models.backbones.groupmixformer import GroupMixFormer
-
-    if any(_MMATTN_LAYOUT.match(k) for k in state_dict):
-        converted = dict(state_dict)
-    else:
-        converted, dropped = rename_official_keys(state_dict, rename_key, 'GroupMixFormer')
-        if dropped:
-            print_log(f'groupmixformer converter: dropped the ImageNet classifier ({dropped} '
-                      'tensors: norm4.*, head.*)', logger='current')
-    with torch.device('meta'):
-        model = GroupMixFormer(arch=_arch_of(converted))
-    check_against_model(converted, model, '(groupmixformer)')
-    return converted
+    converted = rename_official_keys(state_dict, rename_key, 'GroupMixFormer',
+                                     mmattn_layout=r'(?:stem|stages)\.')
+    return converted, dict(arch=_arch_of(converted))

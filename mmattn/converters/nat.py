@@ -4,17 +4,14 @@ mmattn's ``NAT`` / ``DiNAT`` keep the official parameter names, so this is a
 checked identity mapping: the ImageNet classifier (``norm.*``, ``head.*``) is dropped, the
 det/seg output norms ``norm0..3`` are added as ones/zeros for classification files (as the
 official det/seg backbones start them), and every key is validated against the official key
-table and then against a meta-device model of the inferred architecture. Tensors are never
-modified. Dilations change no parameter (the rpb table's shape does not depend on the
-dilation), so one converter serves both families.
+table and then, in the room (``convert.py``), against a meta-device ``NAT`` of the inferred
+architecture. Tensors are never modified. Dilations change no parameter (the rpb table's shape
+does not depend on the dilation), so one converter serves both families.
 """
 import re
 
-import torch
-from mmengine.logging import print_log
-
-from .common import (CheckpointKeyError, add_output_norms, check_against_model,
-                     register_converter, rename_official_keys)
+from .common import CheckpointKeyError, rename_official_keys
+from .convert import register_converter
 
 _BLOCK = r'levels\.\d+\.blocks\.\d+\.'
 _OFFICIAL_KEYS = re.compile('^(?:' + '|'.join([
@@ -63,36 +60,21 @@ def _keep_official_key(key):
     raise KeyError(key)
 
 
-@register_converter('nat', 'dinat')
-def convert_nat(state_dict, add_out_norms=True):
+@register_converter('nat', 'dinat', model='NAT', out_norms=True,
+                    drops='the ImageNet classifier: norm.*, head.*')
+def convert_nat(state_dict):
     """Check and adapt an official NAT / DiNAT state dict for mmattn's ``NAT`` / ``DiNAT``.
 
     Args:
         state_dict (dict): official keys: classification (with ``norm.*``/``head.*``) or the
             det/seg backbone (with ``norm0..3``), already stripped of ``backbone.``.
-        add_out_norms (bool): add ``norm0..3`` as weight 1 / bias 0 when the file has none
-            (classification files), as the official det/seg backbones initialise them.
 
     Returns:
-        dict: loads with ``strict=True`` into ``NAT``/``DiNAT`` built with all four
-        out_indices and the checkpoint's arch (any dilations).
+        tuple: (state dict, ``NAT`` kwargs of the checkpoint's architecture); the state dict
+        loads with ``strict=True`` into ``NAT``/``DiNAT`` of that arch with any dilations.
 
     Raises:
-        CheckpointKeyError: one error listing every unknown key, or every missing /
-            unexpected / mis-shaped key against the inferred architecture.
+        CheckpointKeyError: one error listing every unknown key.
     """
-    from mmattn.models.backbones.nat import NAT
-
-    converted, dropped = rename_official_keys(state_dict, _keep_official_key, 'NAT/DiNAT')
-    if dropped:
-        print_log(f'nat converter: dropped the ImageNet classifier ({dropped} tensors: '
-                  'norm.*, head.*)', logger='current')
-    arch = _arch_of(converted)
-    if add_out_norms and add_output_norms(converted,
-                                          [arch['embed_dims'] * 2**i for i in range(4)]):
-        print_log('nat converter: classification checkpoint, output norms norm0..3 initialised '
-                  'to weight 1 / bias 0 as the official det/seg backbones do', logger='current')
-    with torch.device('meta'):
-        model = NAT(arch=arch)
-    check_against_model(converted, model, '(nat/dinat)')
-    return converted
+    converted = rename_official_keys(state_dict, _keep_official_key, 'NAT/DiNAT')
+    return converted, dict(arch=_arch_of(converted))

@@ -17,9 +17,11 @@ layout (converted, or det/seg checkpoints) pass through the same checks.
 import re
 
 import torch
-from mmengine.logging import print_log
 
-from .common import CheckpointKeyError, add_output_norms, check_against_model, register_converter
+from mmattn.ops.slide import one_hot_shift_kernel
+
+from .common import CheckpointKeyError
+from .convert import register_converter
 
 _RENAMES = [
     (re.compile(r'^patch_embed\.proj\.'), 'patch_embed.projection.'),
@@ -93,53 +95,45 @@ def _rename(key, slide_stages):
     return key
 
 
-@register_converter('slide_swin')
-def convert_slide_swin(state_dict, add_out_norms=True):
+def _check_shift_kernels(state_dict):
+    """Raise ValueError for a two-path ``dep_conv.weight`` that is not the one-hot kernel."""
+    for key, value in state_dict.items():
+        if key.endswith('attn.dep_conv.weight'):
+            expected = one_hot_shift_kernel(value.shape[0] // value.shape[-1]**2, value.shape[-1])
+            if not torch.equal(value.float(), expected):
+                raise ValueError(f'{key} is not the one-hot shift kernel (1 at tap i of output '
+                                 'channel c*k*k + i, 0 elsewhere)')
+
+
+@register_converter('slide_swin', model='SlideSwin', out_norms=True,
+                    drops='the classifier norm.*, head.* and the attn_mask buffers, recomputed')
+def convert_slide_swin(state_dict):
     """Official (or mmattn-layout) Slide-Swin state dict -> mmattn ``SlideSwin`` state dict.
 
     Args:
         state_dict (dict): tensors, ``model.``/``backbone.`` prefixes already stripped.
-        add_out_norms (bool): add ``norm0..3`` (weight 1, bias 0) when the file has none.
 
     Returns:
-        dict: loads with ``strict=True`` into ``SlideSwin(**_arch_of(result))``; window-mode
-        models of the same arch load it too (stage-3/4 tables resized, not exact).
+        tuple: (state dict, ``SlideSwin`` kwargs ``_arch_of(state dict)``); window-mode models
+        of the same arch load the state dict too (stage-3/4 tables resized, not exact).
 
     Raises:
-        CheckpointKeyError: unknown, missing or mis-shaped keys.
+        CheckpointKeyError: unknown or missing keys.
         ValueError: a two-path file whose ``dep_conv.weight`` is not the one-hot kernel.
     """
-    from mmattn.models.backbones.slide import SlideSwin
-    from mmattn.ops.slide import one_hot_shift_kernel
-
     official = any(k.startswith('layers.') for k in state_dict)
     slide_stages = {int(k.split('.')[1]) for k in state_dict
                     if k.startswith(('layers.', 'stages.')) and k.endswith('dep_conv.weight')}
-    converted, dropped = {}, []
+    converted = {}
     for key, value in state_dict.items():
         if _CLASSIFIER.match(key) or key.endswith('attn_mask'):
-            dropped.append(key)
             continue
         if official:
             key = _rename(key, slide_stages)
             if '.downsample.' in key:  # [x0, x1, x2, x3] -> nn.Unfold order (4C axis)
                 value = value[..., unfold_order(value.shape[-1] // 4)].contiguous()
         converted[key] = value
-    if dropped:
-        print_log(f'slide_swin converter: dropped {len(dropped)} tensors (classifier, attention '
-                  'masks)', logger='current')
     arch = _arch_of(converted)
-    if add_out_norms:
-        add_output_norms(converted, [arch['arch']['embed_dims'] * 2**i for i in range(4)])
-    with torch.device('meta'):
-        model = SlideSwin(**arch)
-    check_against_model(converted, model, '(slide_swin)')
     if not arch['deploy']:
-        for key, value in converted.items():
-            if key.endswith('attn.dep_conv.weight'):
-                expected = one_hot_shift_kernel(value.shape[0] // value.shape[-1]**2,
-                                                value.shape[-1])
-                if not torch.equal(value.float(), expected):
-                    raise ValueError(f'{key} is not the one-hot shift kernel (1 at tap i of '
-                                     'output channel c*k*k + i, 0 elsewhere)')
-    return converted
+        _check_shift_kernels(converted)
+    return converted, arch

@@ -20,7 +20,7 @@ from mmengine.fileio.backends import LocalBackend
 from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
 
-from mmattn.converters.common import checkpoint_file_problem
+from mmattn.converters.files import checkpoint_file_problem
 
 
 class CheckpointWriteError(OSError):

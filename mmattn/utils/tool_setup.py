@@ -67,7 +67,7 @@ def check_work_dir_or_exit(work_dir, tool):
 
 def check_checkpoint_file_or_exit(path, tool):
     """One line when a local checkpoint is missing, empty, truncated or not a PyTorch file."""
-    from mmattn.converters.common import checkpoint_file_problem
+    from mmattn.converters.files import checkpoint_file_problem
     if '://' in str(path):
         return
     if not osp.isfile(path):

@@ -81,7 +81,7 @@ def test_out_norms_must_be_a_bool(value):
 def test_checkpoint_norms_are_skipped_and_reported(tmp_path, monkeypatch):
     """A converted checkpoint's norm{i} go unused without output norms: the loader drops those
     keys only (every other key stays strict) and says how many it dropped."""
-    from mmattn.models import utils as loader
+    from mmattn.converters import load as loader
     messages = []
     monkeypatch.setattr(loader, 'print_log', lambda msg, **kw: messages.append(msg))
     torch.manual_seed(0)

@@ -7,7 +7,7 @@ from mmengine.model.weight_init import trunc_normal_
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..utils import load_pretrained
+from mmattn.converters import load_pretrained
 
 
 def parse_out_norms(out_norms):

@@ -21,7 +21,7 @@ from torch import nn
 
 from mmattn.ops.slide import SlideAttention
 from mmattn.registry import register_model
-from ..utils import load_pretrained
+from mmattn.converters import load_pretrained
 from .base import DenseBackbone, parse_out_norms
 
 OUTPUT_STRIDE = 32  # SlidePVT pads inside to a multiple of its last stride, then crops

@@ -6,8 +6,9 @@ evaluates a randomly initialised backbone. ``tools/train.py`` and ``tools/test.p
 :func:`check_checkpoint_or_exit` after building the Runner; it loads the file weights-only
 (mmattn's allow-list: a pickle that carries code is refused) and compares key names and shapes.
 """
-from mmattn.converters.common import (CONVERTERS, convert_checkpoint, describe_mismatch,
-                                      load_checkpoint_file, unwrap_state_dict)
+from .common import describe_mismatch, unwrap_state_dict
+from .convert import CONVERTERS, convert_state_dict
+from .files import load_checkpoint_file
 
 _SHOWN = 8  # keys listed per kind of mismatch
 
@@ -24,7 +25,7 @@ def _official_backbone_family(state, backbone):
     if family not in CONVERTERS:
         return None
     try:
-        converted = convert_checkpoint(family, state)
+        converted = convert_state_dict(family, state)
     except Exception:  # noqa: BLE001 - any converter failure means "not this family's layout"
         return None
     own = backbone.state_dict()

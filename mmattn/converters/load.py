@@ -1,8 +1,14 @@
-"""Loading pretrained weights into mmattn backbones (official or mmattn layout)."""
+"""``init_cfg=dict(type='Pretrained')`` of the mmattn backbones: read, convert, check, load."""
+import os.path as osp
 import pickle
+import re
 
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
+
+from .common import check_against_model, extract_state_dict
+from .convert import convert_state_dict
+from .files import check_checkpoint_file
 
 
 def load_pretrained(model, family, checkpoint, prefix=None, ignore=None, convert=None):
@@ -23,13 +29,6 @@ def load_pretrained(model, family, checkpoint, prefix=None, ignore=None, convert
             (weights a documented conversion cannot provide); they keep their initialisation.
         convert (callable, optional): applied to the state dict instead of a converter.
     """
-    import os.path as osp
-    import re
-
-    from mmattn.converters import convert_checkpoint
-    from mmattn.converters.common import (check_against_model, check_checkpoint_file,
-                                          extract_state_dict, unwrap_state_dict)
-
     if '://' not in str(checkpoint) or osp.exists(str(checkpoint)):
         check_checkpoint_file(str(checkpoint))
     try:
@@ -39,34 +38,29 @@ def load_pretrained(model, family, checkpoint, prefix=None, ignore=None, convert
             f'{checkpoint} holds pickled objects outside the weights-only allow-list. If you trust '
             f'it, convert it once: python tools/convert_ckpt.py {family} {checkpoint} OUT.pth '
             '--trusted') from exc
-    if prefix:
-        prefix = prefix if prefix.endswith('.') else prefix + '.'
-        state = unwrap_state_dict(ckpt)
-        ckpt = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        if not ckpt:
-            raise KeyError(f'no key of {checkpoint} starts with prefix {prefix!r}')
+    state_dict = extract_state_dict(ckpt, prefix=prefix, source=str(checkpoint))
     if convert is not None:
-        state_dict = convert(dict(unwrap_state_dict(ckpt)))
-    elif family is None:
-        state_dict = extract_state_dict(ckpt)
-    else:
-        state_dict = convert_checkpoint(family, ckpt)
+        state_dict = convert(state_dict)
+    elif family is not None:
+        state_dict = convert_state_dict(family, state_dict)
     own = model.state_dict()
     # Output norms of stages not in out_indices, and all of them with out_norms=False, do not
-    # exist in the model: these, and only these, surplus keys are dropped (and counted in the
-    # log line below); any other surplus key is an error.
-    skipped = [k for k in state_dict if k not in own and k.split('.')[0].startswith('norm')]
-    if ignore:
-        skipped += [k for k in state_dict if k not in own and re.search(ignore, k)]
-    for key in skipped:
+    # exist in the model: these surplus keys (counted in the log line below) and those matching
+    # ``ignore`` are dropped; any other surplus key is an error.
+    surplus = [k for k in state_dict if k not in own]
+    unused_norms = [k for k in surplus if k.split('.')[0].startswith('norm')]
+    ignored = [k for k in surplus
+               if ignore and k not in unused_norms and re.search(ignore, k)]
+    for key in unused_norms + ignored:
         state_dict.pop(key)
     kept = [k for k in own if k not in state_dict and ignore and re.search(ignore, k)]
     reference = {k: v for k, v in own.items() if k not in kept}
     check_against_model(state_dict, model, str(checkpoint), expected=reference)
     model.load_state_dict(state_dict, strict=not kept)
     print_log(f'{type(model).__name__}: loaded {len(state_dict)} tensors from {checkpoint}'
-              + (f' (unused output norms: {len(skipped)} tensors of norm* layers the model does '
-                 'not build: stages outside out_indices, or out_norms=False)' if skipped else '')
-              + (f' ({len(kept)} tensors keep their initialisation)' if kept else ''),
+              + (f' (unused output norms: {len(unused_norms)} tensors of norm* layers the model '
+                 'does not build: stages outside out_indices, or out_norms=False)'
+                 if unused_norms else '')
+              + (f' ({len(kept)} tensors keep their initialisation, {len(ignored)} checkpoint '
+                 'tensors unused)' if kept or ignored else ''),
               logger='current')
-
