@@ -324,16 +324,9 @@ class NeighborhoodAttention(nn.Module):
         rel_pos_bias (bool): learn the relative positional bias ``rpb``. Defaults to True.
     """
 
-    def __init__(self,
-                 embed_dims: int,
-                 num_heads: int,
-                 kernel_size: int,
-                 dilation: int = 1,
-                 qkv_bias: bool = True,
-                 qk_scale: Optional[float] = None,
-                 attn_drop: float = 0.,
-                 proj_drop: float = 0.,
-                 rel_pos_bias: bool = True):
+    def __init__(self, embed_dims: int, num_heads: int, kernel_size: int, dilation: int = 1,
+                 qkv_bias: bool = True, qk_scale: Optional[float] = None, attn_drop: float = 0.,
+                 proj_drop: float = 0., rel_pos_bias: bool = True):
         super().__init__()
         check_heads(embed_dims, num_heads)
         _check_size(kernel_size, dilation, float('inf'), float('inf'))

@@ -165,16 +165,9 @@ class SlideAttention(nn.Module):
             written after :meth:`reparameterize`). Defaults to False.
     """
 
-    def __init__(self,
-                 embed_dims: int,
-                 num_heads: int,
-                 kernel_size: int = 3,
-                 qkv_bias: bool = True,
-                 qk_scale: Optional[float] = None,
-                 attn_drop: float = 0.,
-                 proj_drop: float = 0.,
-                 rel_pos_bias: bool = True,
-                 deploy: bool = False):
+    def __init__(self, embed_dims: int, num_heads: int, kernel_size: int = 3,
+                 qkv_bias: bool = True, qk_scale: Optional[float] = None, attn_drop: float = 0.,
+                 proj_drop: float = 0., rel_pos_bias: bool = True, deploy: bool = False):
         super().__init__()
         check_heads(embed_dims, num_heads)
         if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) \
