@@ -358,3 +358,33 @@ def test_window_attention_follows_official_swin_rule_on_small_maps(hw, shift):
         for i in range(2):
             ref = _window_msa_reference(block.attn, x[i].view(*hw, 16), 7, shift)
             torch.testing.assert_close(out[i].view(*hw, 16), ref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize('hw', [(8, 8), (14, 14), (15, 22), (23, 9), (29, 31)])
+@pytest.mark.parametrize('shift', [False, True])
+def test_window_attention_on_larger_maps_is_mmdets_bit_for_bit(hw, shift):
+    """Maps larger than the window: the rewritten forward (ceil-division window counts, views
+    with explicit sizes, the shift mask built from region ids) computes mmdet's
+    ``ShiftWindowMSA.forward`` to the last bit."""
+    from mmdet.models.backbones.swin import ShiftWindowMSA
+
+    from mmattn.models.backbones.slide import ClampedSwinBlock
+    torch.manual_seed(0)
+    attn = ClampedSwinBlock(embed_dims=16, num_heads=2, feedforward_channels=32, window_size=7,
+                            shift=shift).eval().attn
+    with torch.no_grad():
+        attn.w_msa.relative_position_bias_table.normal_()
+        x = torch.randn(2, hw[0] * hw[1], 16)
+        assert torch.equal(attn(x, hw), ShiftWindowMSA.forward(attn, x, hw))
+
+
+@pytest.mark.parametrize('size', [(32, 32), (33, 47), (97, 131), (35, 36)])
+def test_slide_swin_patch_padding_is_mmcvs(size):
+    """Patch embedding and merging pad as mmcv's corner AdaptivePadding (kernel == stride)."""
+    from mmcv.cnn.bricks.transformer import AdaptivePadding
+    model = SlideSwin(arch=dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 4]))
+    layers = [model.patch_embed] + [s.downsample for s in model.stages if s.downsample]
+    x = torch.randn(1, 3, *size)
+    for layer in layers:
+        padding = layer.adaptive_padding
+        assert torch.equal(padding(x), AdaptivePadding.forward(padding, x))

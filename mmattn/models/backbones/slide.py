@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
-from mmcv.cnn.bricks.transformer import FFN, PatchEmbed, PatchMerging
+from mmcv.cnn.bricks.transformer import FFN, AdaptivePadding, PatchEmbed, PatchMerging
 from mmdet.models.backbones.pvt import (AbsolutePositionEmbedding, PVTEncoderLayer,
                                         PyramidVisionTransformer)
 from mmdet.models.backbones.swin import ShiftWindowMSA, SwinBlock
@@ -34,26 +34,40 @@ class ClampedShiftWindowMSA(ShiftWindowMSA):
     Official Swin (``SwinTransformerBlock``, also mmpretrain's Swin) uses, when the map is no
     larger than the window (``min(H, W) <= window_size``), no shift and a window of
     ``min(H, W)``; mmdet's detection Swin keeps the shift and pads the map to the window
-    instead. The rule is applied per forward, since detection inputs vary in size; larger maps
-    run mmdet's code unchanged. A smaller window reads the centre of the relative-position table
-    (the same learned bias for the same offset).
+    instead. The rule is applied per forward, since detection inputs vary in size. A smaller
+    window reads the centre of the relative-position table (the same learned bias for the same
+    offset).
+
+    Larger maps compute exactly what mmdet's ``ShiftWindowMSA.forward`` computes (bottom/right
+    zero padding to whole windows, cyclic shift, the -100 mask between the shifted regions,
+    mmdet's ``WindowMSA``), written with the window counts as ceil divisions and every view
+    with explicit sizes: mmdet's ``view(-1, ...)`` and float window counts make torch.compile's
+    symbolic-size reasoning over four stages of padded sizes run for many minutes.
     """
 
     def forward(self, query, hw_shape):
         height, width = hw_shape
-        window = min(height, width)
-        if window > self.window_size or (window == self.window_size and not self.shift_size):
-            return super().forward(query, hw_shape)  # what the official rule does too
         b, _, c = query.shape
-        x = query.view(b, height, width, c)
-        pad_b, pad_r = (-height) % window, (-width) % window
-        x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))  # one axis at most: the longer one
-        hp, wp = x.shape[1:3]
-        windows = x.view(b, hp // window, window, wp // window, window, c).transpose(2, 3)
-        out = self._window_attention(windows.reshape(-1, window * window, c), window)
-        out = out.view(b, hp // window, wp // window, window, window, c).transpose(2, 3)
-        out = out.reshape(b, hp, wp, c)[:, :height, :width].reshape(b, height * width, c)
-        return self.drop(out)
+        window, shift = self.window_size, self.shift_size
+        if min(height, width) <= window:  # the official rule
+            window, shift = min(height, width), 0
+        rows, cols = (height + window - 1) // window, (width + window - 1) // window
+        x = F.pad(query.view(b, height, width, c),
+                  (0, 0, 0, cols * window - width, 0, rows * window - height))
+        if shift:
+            x = torch.roll(x, (-shift, -shift), dims=(1, 2))
+        windows = x.view(b, rows, window, cols, window, c).transpose(2, 3).reshape(
+            b * rows * cols, window * window, c)
+        if window == self.window_size:
+            mask = _shift_mask(rows, cols, window, shift, x.device) if shift else None
+            out = self.w_msa(windows, mask=mask)
+        else:
+            out = self._window_attention(windows, window)
+        out = out.view(b, rows, cols, window, window, c).transpose(2, 3).reshape(
+            b, rows * window, cols * window, c)
+        if shift:
+            out = torch.roll(out, (shift, shift), dims=(1, 2))
+        return self.drop(out[:, :height, :width].reshape(b, height * width, c))
 
     def _window_attention(self, x, window):
         """mmdet WindowMSA on ``window`` x ``window`` windows (no mask)."""
@@ -64,6 +78,32 @@ class ClampedShiftWindowMSA(ShiftWindowMSA):
         attn = attn + _relative_bias(msa.relative_position_bias_table, self.window_size, window)
         attn = msa.attn_drop(msa.softmax(attn))
         return msa.proj_drop(msa.proj((attn @ v).transpose(1, 2).reshape(n, tokens, c)))
+
+
+def _shift_mask(rows, cols, window, shift, device):
+    """(windows, w*w, w*w) mask of shifted-window attention: -100 between tokens of different
+    regions of the rolled map (Swin's 3 x 3 regions: before the last window, the last window
+    without its last ``shift`` rows/columns, those rows/columns), 0 within a region."""
+    def region(length):  # 0, 1, 2 along one axis of the padded map
+        pos = torch.arange(length, device=device)
+        return (pos >= length - window).long() + (pos >= length - shift).long()
+
+    ids = (3 * region(rows * window)[:, None] + region(cols * window)[None, :]).float()
+    ids = ids.view(rows, window, cols, window).transpose(1, 2).reshape(
+        rows * cols, window * window)
+    diff = ids[:, None, :] - ids[:, :, None]
+    return diff.masked_fill(diff != 0, -100.).masked_fill(diff == 0, 0.)
+
+
+class CeilPadding(AdaptivePadding):
+    """mmcv's corner ``AdaptivePadding`` of a kernel == stride patch layer, as a ceil division:
+    the same zero padding, written so that symbolic sizes under torch.compile stay short."""
+
+    def forward(self, x):
+        height, width = x.shape[-2:]
+        step_h, step_w = self.stride
+        return F.pad(x, (0, (width + step_w - 1) // step_w * step_w - width,
+                         0, (height + step_h - 1) // step_h * step_h - height))
 
 
 def _relative_bias(table, table_window, window):
@@ -317,6 +357,9 @@ class SlideSwin(DenseBackbone):
             downsample = PatchMerging(dim, 2 * dim, stride=2, norm_cfg=dict(type='LN'),
                                       bias=False) if i < self.num_stages - 1 else None
             self.stages.append(SlideSwinStage(blocks, downsample, with_cp))
+        for layer in [self.patch_embed] + [stage.downsample for stage in self.stages]:
+            if layer is not None:  # same padding, no parameters: change the forward only
+                layer.adaptive_padding.__class__ = CeilPadding
         self.add_out_norms(out_norms, lambda i: nn.LayerNorm(self.embed_dims[i]))
         self._register_load_state_dict_pre_hook(self._fit_window_tables)
 
