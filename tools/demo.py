@@ -26,16 +26,15 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated', categor
 
 import mmattn  # noqa: F401,E402  (first: registrations + checkpoint allow-list)
 from mmattn.utils import find_missing_data  # noqa: E402
+from mmattn.utils.tool_cli import load_tool  # noqa: E402
 
 import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.hooks import Hook  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-sys.path.insert(0, osp.join(ROOT, 'tools', 'analysis'))
-import analyze_logs  # noqa: E402
-import make_synthetic  # noqa: E402
+analyze_logs = load_tool('analysis/analyze_logs', osp.join(ROOT, 'tools'))
+make_synthetic = load_tool('make_synthetic', osp.join(ROOT, 'tools'))
 
 TASKS = {
     'det': dict(config='configs/demo/biformer_maskrcnn_synthetic.py', dataset='coco',

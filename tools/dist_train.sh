@@ -8,26 +8,4 @@ if [ $# -lt 2 ]; then
     echo "usage: $0 CONFIG NUM_PROCS [tools/train.py options]" >&2
     exit 2
 fi
-CONFIG=$1
-GPUS=$2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-PYTHON=${PYTHON:-python}
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-
-# Without CUDA, tools/train.py / test.py switch to gloo, DDP without device_ids and BN for SyncBN
-# themselves (mmattn/utils/cpu_dist.py); appending a second --cfg-options here would drop the
-# user's own (argparse keeps only the last one).
-
-PYTHONPATH="$ROOT":$PYTHONPATH \
-"$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" \
-    --master_port="$PORT" \
-    "$ROOT/tools/train.py" \
-    "$CONFIG" \
-    --launcher pytorch "${@:3}"
+exec bash "$(dirname "$0")/dist_launch.sh" train.py "$2" "$1" "${@:3}"

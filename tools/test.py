@@ -11,7 +11,6 @@ allow-list), and the dataset paths are checked before the Runner is built.
     python tools/test.py configs/seg/biformer_upernet.py iter_160000.pth --show-dir vis
 """
 import argparse
-import os
 import os.path as osp
 import sys
 import warnings
@@ -24,11 +23,12 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated', categor
 import mmattn  # noqa: F401,E402  (first: registrations + checkpoint allow-list)
 from mmattn.utils import check_data_or_exit  # noqa: E402
 from mmattn.converters.check import check_checkpoint_or_exit  # noqa: E402
+from mmattn.utils.tool_cli import (add_common_args, exit_on_registry_error,  # noqa: E402
+                                   parse_tool_args)
 from mmattn.utils.tool_setup import (build_runner, check_checkpoint_file_or_exit,  # noqa: E402
-                                     check_model_cfg_or_exit, load_tool_config,
-                                     registry_error_or_none)
+                                     check_model_cfg_or_exit, load_tool_config)
 
-from mmengine.config import ConfigDict, DictAction  # noqa: E402
+from mmengine.config import ConfigDict  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -47,26 +47,9 @@ def parse_args(argv=None):
         help='directory where painted images will be saved (relative paths go under '
         'work_dir/<timestamp>/)')
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override some settings in the used config, the key-value pair in xxx=yyy format '
-        'will be merged into config file. If the value to be overwritten is a list, it should be '
-        'like key="[a,b]" or key=a,b. It also allows nested list/tuple values, e.g. '
-        'key="[(a,b),(c,d)]". Note that the quotation marks are necessary and that no white '
-        'space is allowed.')
-    parser.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
-        help='job launcher')
+    add_common_args(parser)
     parser.add_argument('--tta', action='store_true', help='test-time augmentation')
-    parser.add_argument(
-        '--skip-data-check', action='store_true',
-        help='skip the dataset content check (annotations, image and segmentation files); '
-        'the dataset paths are still checked')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    return parse_tool_args(parser, argv)
 
 
 def trigger_visualization_hook(cfg, args):
@@ -144,7 +127,7 @@ def main(argv=None):
     check_data_or_exit(cfg, ('test', ), content=not args.skip_data_check)
     check_model_cfg_or_exit(cfg, scope, 'test')
 
-    try:
+    with exit_on_registry_error('test'):
         runner = build_runner(cfg, scope)
         if osp.isfile(args.checkpoint):  # mmengine loads it with strict=False, i.e. silently
             check_checkpoint_or_exit(runner.model, args.checkpoint, 'test', 'test')
@@ -153,13 +136,7 @@ def main(argv=None):
             from mmdet.evaluation import DumpDetResults
             runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
 
-        metrics = runner.test()
-    except KeyError as exc:
-        message = registry_error_or_none(exc)
-        if message is None:
-            raise
-        raise SystemExit(f'tools/test.py: {message}') from None
-    return metrics
+        return runner.test()
 
 
 if __name__ == '__main__':

@@ -17,7 +17,6 @@ checkpoint to the newest intact one, saying so in one line.
 """
 import argparse
 import logging
-import os
 import os.path as osp
 import sys
 import warnings
@@ -31,12 +30,13 @@ from mmattn.utils import check_data_or_exit, check_pretrained_or_exit  # noqa: E
 from mmattn.converters.check import check_checkpoint_or_exit  # noqa: E402
 from mmattn.engine import (CheckpointWriteError, enable_exact_resume,  # noqa: E402
                            find_resume_checkpoint, use_atomic_checkpoints)
+from mmattn.utils.tool_cli import (add_common_args, exit_on_registry_error,  # noqa: E402
+                                   parse_tool_args)
 from mmattn.utils.tool_setup import (build_runner, check_checkpoint_file_or_exit,  # noqa: E402
                                      check_model_cfg_or_exit, check_work_dir_or_exit,
-                                     load_tool_config, registry_error_or_none)
+                                     load_tool_config)
 
 import torch  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 
 
@@ -54,26 +54,8 @@ def parse_args(argv=None):
         '--resume', nargs='?', type=str, const='auto',
         help='resume from the latest checkpoint in the work dir; mmdet configs also accept a '
         'checkpoint path (--resume PATH)')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override some settings in the used config, the key-value pair in xxx=yyy format '
-        'will be merged into config file. If the value to be overwritten is a list, it should be '
-        'like key="[a,b]" or key=a,b. It also allows nested list/tuple values, e.g. '
-        'key="[(a,b),(c,d)]". Note that the quotation marks are necessary and that no white '
-        'space is allowed.')
-    parser.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
-        help='job launcher')
-    parser.add_argument(
-        '--skip-data-check', action='store_true',
-        help='skip the dataset content check before training (annotations, image and '
-        'segmentation files); the dataset paths are still checked')
-    # torch.distributed.launch / torchrun pass --local-rank (torch >= 2.0) or --local_rank
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_common_args(parser)
+    return parse_tool_args(parser, argv)
 
 
 def apply_amp(cfg, scope):
@@ -156,19 +138,15 @@ def main(argv=None):
     check_model_cfg_or_exit(cfg, scope, 'train')
 
     try:
-        runner = build_runner(cfg, scope)
-        if load_from and osp.isfile(load_from):
-            # mmengine loads with strict=False: a wrong file would only warn (resume needs all)
-            check_checkpoint_or_exit(runner.model, load_from,
-                                     'test' if cfg.get('resume') else 'load_from', 'train')
-        runner.train()
+        with exit_on_registry_error('train'):
+            runner = build_runner(cfg, scope)
+            if load_from and osp.isfile(load_from):
+                # mmengine loads with strict=False: a wrong file would only warn
+                check_checkpoint_or_exit(runner.model, load_from,
+                                         'test' if cfg.get('resume') else 'load_from', 'train')
+            runner.train()
     except CheckpointWriteError as exc:
         raise SystemExit(f'tools/train.py: {exc}') from None
-    except KeyError as exc:
-        message = registry_error_or_none(exc)
-        if message is None:
-            raise
-        raise SystemExit(f'tools/train.py: {message}') from None
     return runner
 
 
