@@ -36,7 +36,17 @@ _OUT_NORM = re.compile(r'^norm\d\.')
 
 
 def register_converter(*families, model, drops, out_norms=False):
-    """Decorator: register ``convert`` for ``families`` (the backbones' ``family`` names)."""
+    """Decorator: register a family's ``convert(state_dict) -> (state_dict, kwargs)``.
+
+    Args:
+        *families (str): the backbones' ``family`` names it serves (``tools/convert_ckpt.py``'s
+            first argument).
+        model (str): the backbone class name in ``mmattn.registry.MODELS`` that ``kwargs``
+            build; the converted keys and shapes must be exactly its state dict.
+        drops (str): what the official files hold that the backbone has not (for the log).
+        out_norms (bool): the official det/seg backbone has output norms ``norm{i}`` that a
+            classification file lacks: add them as weight 1 / bias 0. Default: False.
+    """
 
     def _register(convert):
         for family in families:
