@@ -50,6 +50,13 @@ def test_tools_find_every_family():
     assert {f'{m.__name__}:{fn}' for m in OPS.values() for fn in m.OP_MACS} <= set(OP_HANDLES)
 
 
+def test_every_plug_block_has_a_plug_spec_name():
+    # the one list docs/adding_a_family.md names: the HOST+OP short names of the plug blocks
+    from mmattn.analysis.models import PLUG_OPS
+    from mmattn.plug import PLUG_BLOCKS
+    assert sorted(PLUG_OPS.values()) == sorted(cls.__name__ for cls in PLUG_BLOCKS)
+
+
 @pytest.mark.parametrize('op', list(OPS))
 def test_op_module_declares_what_the_tools_read(op):
     module = OPS[op]
