@@ -83,8 +83,29 @@ def test_parse_arch_names_zoo_and_checks_custom_keys():
     with pytest.raises(ValueError, match=r"keys \['a'\] and optionally \['b'\]"):
         model.parse_arch(dict(a=1, c=2), ('a', ), optional_keys=('b', ))
     assert model.parse_arch(dict(a=1, c=2), ('a', ), allow_extra_keys=True) == dict(a=1, c=2)
-    with pytest.raises(ValueError, match=r"arch\['a'\] needs 4 values"):
-        model.parse_arch(dict(a=[1, 2]), ('a', ), per_stage_keys=('a', ))
-    custom = dict(a=[[1], [2], [3], [4]])
-    parsed = model.parse_arch(custom, ('a', ), per_stage_keys=('a', ))
-    assert parsed == custom and parsed['a'] is not custom['a']  # a copy
+    with pytest.raises(ValueError, match=r"arch\['depths'\] needs 4 values"):
+        model.parse_arch(dict(TINY, depths=[1, 2]))
+    custom = dict(embed_dims=[8, 16, 32, 64], depths=[1] * 4, num_heads=[1] * 4,
+                  mlp_ratios=[2.] * 4)
+    parsed = model.parse_arch(custom)
+    assert parsed == custom and parsed['depths'] is not custom['depths']  # a copy
+
+
+def test_arch_schema_in_every_zoo_and_older_spellings_normalised():
+    from mmattn.models import backbones
+    from mmattn.models.backbones.base import ARCH_KEYS
+    for name in backbones.__all__:
+        cls = getattr(backbones, name)
+        for key, arch in cls.arch_zoo.items():
+            assert all(len(arch[k]) == 4 for k in ARCH_KEYS), (name, key)
+    model = NAT(arch=TINY)
+    # an int width doubles per stage, a scalar mlp_ratio applies to every stage
+    assert model.parse_arch(TINY) == dict(embed_dims=[16, 32, 64, 128], depths=[1, 1, 1, 1],
+                                          num_heads=[1, 2, 4, 8], mlp_ratios=[2.] * 4)
+    assert model.embed_dims == [16, 32, 64, 128]
+
+
+def test_drop_path_rates_linear_over_all_blocks_split_per_stage():
+    rates = NAT(arch=TINY).drop_path_rates(0.3, [1, 2, 0, 1])
+    assert [len(r) for r in rates] == [1, 2, 0, 1]
+    torch.testing.assert_close(torch.tensor(sum(rates, [])), torch.linspace(0, 0.3, 4))

@@ -328,7 +328,7 @@ def test_test_time_tiling():
     with torch.no_grad():
         tiled = model(x)
         parts = [model(x[..., a:b]) for a, b in ((0, 64), (64, 128), (96, 160))]
-        whole = model._forward_whole(x)
+        whole = model.forward_stages(x)
     assert [tuple(t.shape[2:]) for t in tiled] == [(16, 40), (4, 10)]
     for out, (left, mid, last), stride in zip(tiled, zip(*parts), (4, 16)):
         t = 64 // stride
@@ -346,7 +346,7 @@ def test_test_time_tiling():
                                atol=0, rtol=0)
     small = torch.randn(1, 3, 64, 48)
     with torch.no_grad():
-        assert torch.equal(model(small)[1], model._forward_whole(small)[1])
+        assert torch.equal(model(small)[1], model.forward_stages(small)[1])
     model.train()
     assert model(x)[0].shape == tiled[0].shape and model.training
     with pytest.raises(ValueError, match='test_tile_size must be None or a positive multiple'):

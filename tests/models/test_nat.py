@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from mmattn.converters import CheckpointKeyError, convert_checkpoint
 from mmattn.models import DiNAT, NAT
+from mmattn.models.backbones.base import normalize_arch
 from mmattn.models.backbones.nat import DILATION_SCHEDULES, NATBlock, expand_dilations
 from mmattn.ops.neighborhood import neighborhood_attention_2d_reference
 
@@ -44,14 +45,15 @@ def official_state_dict(arch, classifier=True, out_norms=False, num_classes=10, 
         return {f'{prefix}.weight': rnd(out_c, in_c, scale=in_c**-0.5),
                 f'{prefix}.bias': rnd(out_c)}
 
-    e, k = arch['embed_dims'], arch.get('kernel_size', 7)
+    arch = normalize_arch(arch)  # the arch_zoo schema: per-stage embed_dims and mlp_ratios
+    e, k = arch['embed_dims'][0], arch.get('kernel_size', 7)
     sd = {'patch_embed.proj.0.weight': rnd(e // 2, 3, 3, 3, scale=0.3),
           'patch_embed.proj.0.bias': rnd(e // 2),
           'patch_embed.proj.1.weight': rnd(e, e // 2, 3, 3, scale=0.3),
           'patch_embed.proj.1.bias': rnd(e), **affine('patch_embed.norm', e)}
     for i, (depth, heads) in enumerate(zip(arch['depths'], arch['num_heads'])):
         c = e * 2**i
-        hidden = int(c * arch['mlp_ratio'])
+        hidden = int(c * arch['mlp_ratios'][i])
         for j in range(depth):
             p = f'levels.{i}.blocks.{j}'
             sd.update(affine(f'{p}.norm1', c))

@@ -2,7 +2,9 @@
 import copy
 
 import torch
-from mmengine.model import BaseModule
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmengine.model import BaseModule, ModuleList
 from mmengine.model.weight_init import trunc_normal_
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -17,13 +19,54 @@ def parse_out_norms(out_norms):
     return out_norms
 
 
-class DenseBackbone(BaseModule):
-    """Base of the 4-stage backbones: out_indices, out_norms, init_cfg, frozen_stages, norm_eval.
+ARCH_KEYS = ('embed_dims', 'depths', 'num_heads', 'mlp_ratios')  # every arch_zoo entry's
 
-    Subclasses set ``family`` (their converter), ``in_channels``, ``out_indices`` (via
-    :meth:`parse_out_indices`), ``frozen_stages``, ``norm_eval``, the output norms ``norm{i}``
-    (via :meth:`add_out_norms`, applied with :meth:`out_norm`), and implement
-    :meth:`stem_and_stages`.
+
+def normalize_arch(arch, num_stages=4):
+    """A custom arch dict in the common schema: an int ``embed_dims`` E becomes the doubling
+    widths ``[E, 2E, 4E, ...]`` and a scalar ``mlp_ratio`` the per-stage ``mlp_ratios`` (the
+    older spellings, still accepted)."""
+    arch = copy.deepcopy(arch)
+    if isinstance(arch.get('embed_dims'), int):
+        arch['embed_dims'] = [arch['embed_dims'] * 2**i for i in range(num_stages)]
+    if 'mlp_ratio' in arch and 'mlp_ratios' not in arch:
+        arch['mlp_ratios'] = [arch.pop('mlp_ratio')] * num_stages
+    return arch
+
+
+class Stage(BaseModule):
+    """The modules of one stage under their state-dict names (``blocks`` and named parts such
+    as ``downsample`` or ``patch_embed``, in the given order); the backbone's
+    :meth:`DenseBackbone.forward_stage` runs them."""
+
+    def __init__(self, **parts):
+        super().__init__()
+        for name, part in parts.items():
+            setattr(self, name, ModuleList(part) if name == 'blocks' else part)
+
+
+class DenseBackbone(BaseModule):
+    """Base of the 4-stage dense-prediction backbones (the mmpretrain Swin conventions).
+
+    It owns what every family shares: the common constructor arguments (``in_channels``,
+    ``out_indices``, ``out_norms``, ``frozen_stages``, ``norm_eval``, ``with_cp``,
+    ``init_cfg``), the ``arch`` argument (:meth:`parse_arch`, schema :data:`ARCH_KEYS`), the
+    stochastic-depth schedule (:meth:`drop_path_rates`), the 0-based output norms ``norm{i}``
+    (:meth:`add_out_norms`), the forward skeleton (input checks, padding, stem, stage loop with
+    activation checkpointing per block, output norms, early exit after the last returned
+    stage, crop), weight initialisation and loading, ``frozen_stages`` and ``norm_eval``.
+
+    A family implements :meth:`forward_stem`, :meth:`forward_stage` and
+    :meth:`stem_and_stages`, and sets these class attributes:
+
+    - ``arch_zoo`` (dict): named variants, each with the keys :data:`ARCH_KEYS` as per-stage
+      lists plus family keys.
+    - ``family`` (str): its converter in ``mmattn.converters`` (None: the file holds mmattn keys).
+    - ``size_divisor`` (int, optional): pad the input at the bottom/right to a multiple of it
+      and crop each output to ``ceil(H / stride)`` (what mmdet's ``pad_size_divisor`` does);
+      None (default): the input runs as it is.
+    - ``channels_last`` (bool): the stage maps are NHWC (converted to NCHW after the output
+      norm). Default: False.
 
     Class attributes the tools read (one place per family):
 
@@ -32,14 +75,37 @@ class DenseBackbone(BaseModule):
     - ``test_arch`` (dict): constructor keyword arguments of a tiny variant of the class, fast
       enough to export or compile on a 2-core CPU in seconds.
     """
+    arch_zoo = {}
     family = None
     headline_arch = None
     test_arch = None
     num_stages = 4
     min_input_size = 32  # any H, W >= 32: at least one pixel per side at stride 32
+    size_divisor = None
+    channels_last = False
     out_norms = True
 
-    def add_out_norms(self, out_norms, build_norm):
+    def __init__(self, in_channels=3, out_indices=(0, 1, 2, 3), out_norms=True,
+                 frozen_stages=-1, norm_eval=False, with_cp=False, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        if isinstance(frozen_stages, bool) or not isinstance(frozen_stages, int) \
+                or not -1 <= frozen_stages <= self.num_stages:
+            raise ValueError(f'frozen_stages must be an int in -1..{self.num_stages}, '
+                             f'got {frozen_stages!r}')
+        self.in_channels = in_channels
+        self.out_indices = self.parse_out_indices(out_indices)
+        self.out_norms = parse_out_norms(out_norms)
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+
+    def drop_path_rates(self, drop_path_rate, depths):
+        """Per-stage lists of the blocks' stochastic-depth rates: linear from 0 to
+        ``drop_path_rate`` over all blocks (every family's official rule)."""
+        rates = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
+        return [rates[sum(depths[:i]):sum(depths[:i + 1])] for i in range(len(depths))]
+
+    def add_out_norms(self, build_norm):
         """Output norms ``norm{i} = build_norm(i)`` of the returned stages ``i`` (0-based).
 
         An output norm normalises the returned copy of a stage map only (the next stage reads
@@ -48,14 +114,18 @@ class DenseBackbone(BaseModule):
         habit); a checkpoint's ``norm{i}`` tensors are then skipped by the loader, which logs
         their number (``unused output norms``).
         """
-        self.out_norms = parse_out_norms(out_norms)
         if self.out_norms:
             for i in self.out_indices:
                 self.add_module(f'norm{i}', build_norm(i))
 
+    def out_norm_module(self, i):
+        """The output norm of stage ``i``, or None."""
+        return getattr(self, f'norm{i}') if self.out_norms else None
+
     def out_norm(self, i, x):
         """The map returned for stage ``i``: ``norm{i}(x)``, or ``x`` without output norms."""
-        return getattr(self, f'norm{i}')(x) if self.out_norms else x
+        norm = self.out_norm_module(i)
+        return x if norm is None else norm(x)
 
     def parse_out_indices(self, out_indices):
         if isinstance(out_indices, int):
@@ -65,14 +135,16 @@ class DenseBackbone(BaseModule):
                              f'got {out_indices}')
         return sorted({i % self.num_stages for i in out_indices})
 
-    def parse_arch(self, arch, required_keys, optional_keys=(), allow_extra_keys=False,
-                   per_stage_keys=()):
-        """An ``arch`` argument as a new settings dict.
+    def parse_arch(self, arch, required_keys=ARCH_KEYS, optional_keys=(), defaults=None,
+                   allow_extra_keys=False):
+        """An ``arch`` argument as a new settings dict in the common schema.
 
-        A string names an ``arch_zoo`` entry (case-insensitive). A dict must hold
+        A string names an ``arch_zoo`` entry (case-insensitive). A dict is first normalised
+        (:func:`normalize_arch`: int ``embed_dims``, scalar ``mlp_ratio``), then must hold
         ``required_keys`` and nothing but ``optional_keys`` (anything more with
-        ``allow_extra_keys``); each of its ``per_stage_keys`` must give ``num_stages`` values.
-        Family-specific checks of a custom dict are left to the caller.
+        ``allow_extra_keys``); ``defaults`` fill the optional keys it omits, and each of
+        :data:`ARCH_KEYS` must give ``num_stages`` values. Family-specific checks of a custom
+        dict are left to the caller.
         """
         name = type(self).__name__
         if isinstance(arch, str):
@@ -81,6 +153,8 @@ class DenseBackbone(BaseModule):
                                  f'{sorted(self.arch_zoo)} or pass a dict')
             return copy.deepcopy(self.arch_zoo[arch.lower()])
         required, optional = set(required_keys), set(optional_keys)
+        if isinstance(arch, dict):
+            arch = normalize_arch(arch, self.num_stages)
         if not isinstance(arch, dict) or not required <= set(arch) or not (
                 allow_extra_keys or set(arch) <= required | optional):
             if allow_extra_keys:
@@ -90,15 +164,78 @@ class DenseBackbone(BaseModule):
             else:
                 keys = f'exactly the keys {sorted(required)}'
             raise ValueError(f'A custom {name} arch must be a dict with {keys}, got {arch!r}')
-        arch = copy.deepcopy(arch)
-        for key in per_stage_keys:
-            if len(arch[key]) != self.num_stages:
+        arch = dict(copy.deepcopy(defaults or {}), **arch)
+        for key in ARCH_KEYS:
+            if key in arch and len(arch[key]) != self.num_stages:
                 raise ValueError(f'arch[{key!r}] needs {self.num_stages} values, got {arch[key]}')
         return arch
 
+    def check_widths(self, settings, doubling=False):
+        """A custom arch's widths: divisible by their stage's ``num_heads``, and, for families
+        whose downsamplers double the width (C -> 2C), doubling from stage to stage."""
+        widths = settings['embed_dims']
+        if doubling and any(b != 2 * a for a, b in zip(widths, widths[1:])):
+            raise ValueError(f"arch['embed_dims'] must double from stage to stage "
+                             f'({type(self).__name__} downsamples C -> 2C), got {widths}')
+        for i, (width, heads) in enumerate(zip(widths, settings['num_heads'])):
+            if width % heads:
+                raise ValueError(f'stage {i}: width {width} is not divisible by '
+                                 f'num_heads={heads}')
+
     def stem_and_stages(self):
-        """(stem module, sequence of stage modules) in forward order."""
+        """(stem module or None, sequence of stage modules) in forward order, for freezing."""
         raise NotImplementedError
+
+    def forward_stem(self, x):
+        """The stem on the (padded) input; returns the first stage's input state."""
+        raise NotImplementedError
+
+    def forward_stage(self, i, state):
+        """Stage ``i`` on its input state; returns (stage map, next stage's input state). Each
+        block runs through :meth:`run_block`."""
+        raise NotImplementedError
+
+    def run_block(self, block, x, *args):
+        """``block(x, *args)``, under activation checkpointing with ``with_cp`` (when gradients
+        flow through ``x``)."""
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(block, x, *args, use_reentrant=False)
+        return block(x, *args)
+
+    def run_blocks(self, blocks, x, *args):
+        for block in blocks:
+            x = self.run_block(block, x, *args)
+        return x
+
+    def forward(self, x):
+        """NCHW maps of the ``out_indices`` stages (strides 4, 8, 16, 32), contiguous."""
+        self.check_input(x)
+        return self.forward_stages(x)
+
+    def forward_stages(self, x):
+        height, width = x.shape[2:]
+        divisor = self.size_divisor
+        if divisor:
+            # No branch on the size (it would be frozen into an exported / compiled graph) and
+            # no negative operands (ONNX's integer Div / Mod do not floor).
+            x = F.pad(x, (0, (divisor - width % divisor) % divisor,
+                          0, (divisor - height % divisor) % divisor))
+        state = self.forward_stem(x)
+        outs = []
+        for i in range(self.num_stages):
+            feat, state = self.forward_stage(i, state)
+            if i in self.out_indices:
+                out = self.out_norm(i, feat)
+                if self.channels_last:
+                    out = out.permute(0, 3, 1, 2)
+                if divisor:
+                    stride = 2**(i + 2)
+                    out = out[:, :, :(height + stride - 1) // stride,
+                              :(width + stride - 1) // stride]
+                outs.append(out.contiguous())  # mmcv's CPU roi_align misreads strided input
+            if i == self.out_indices[-1]:
+                break  # later stages feed nothing
+        return tuple(outs)
 
     def check_input(self, x):
         """Shape checks only: NaN/Inf are not looked for (that would cost a device sync per
@@ -141,6 +278,43 @@ class DenseBackbone(BaseModule):
                              f'Pretrained checkpoints, expected at most one')
         return pretrained[0] if pretrained else None
 
+    def pretrained_load_options(self):
+        """Extra keyword arguments of ``load_pretrained`` for a ``Pretrained`` ``init_cfg``
+        (``ignore``: a regex of model keys the file does not give, which keep the official
+        init; ``convert``: a state-dict conversion). None by default: the family's converter,
+        every key strict."""
+        return {}
+
+    def official_init(self):
+        """The official classification init: trunc-normal Linear (std .02, zero bias),
+        LayerNorm 1 / 0; families add theirs."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_(m.weight, std=.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def init_conv_fan_out(self):
+        """Conv2d weights ~ N(0, 2 / fan_out), fan_out = k * k * out / groups, zero biases
+        (the official init of Dual-ViT and PVT)."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+                nn.init.normal_(m.weight, 0, (2. / fan_out)**0.5)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def _init_with(self, init_cfg):
+        """mmengine's init (children's own ``init_weights`` included) under ``init_cfg``."""
+        saved, self.init_cfg = self.init_cfg, init_cfg
+        try:
+            super().init_weights()
+        finally:
+            self.init_cfg = saved
+
     def init_weights(self):
         pretrained = self.pretrained_init_cfg()
         if isinstance(self.init_cfg, (list, tuple)):
@@ -148,37 +322,29 @@ class DenseBackbone(BaseModule):
             # BaseModule does), the checkpoint read by load_pretrained (key conversion)
             others = [c for c in self.init_cfg if c is not pretrained]
             if others or pretrained is None:
-                init_cfg = self.init_cfg
-                self.init_cfg = others
-                try:
-                    super().init_weights()
-                finally:
-                    self.init_cfg = init_cfg
+                self._init_with(others)
         elif pretrained is None:
             super().init_weights()
-        if pretrained is not None:
-            load_pretrained(self, self.family, pretrained['checkpoint'],
-                            prefix=pretrained.get('prefix'))
+        if pretrained is None:
+            if self.init_cfg is None:
+                self.official_init()
             return
-        if self.init_cfg is None:  # the official classification init of every family
-            for m in self.modules():
-                if isinstance(m, nn.Linear):
-                    trunc_normal_(m.weight, std=.02)
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
-                elif isinstance(m, nn.LayerNorm):
-                    nn.init.ones_(m.weight)
-                    nn.init.zeros_(m.bias)
+        options = self.pretrained_load_options()
+        if options.get('ignore'):  # the keys the file does not give keep the official init
+            self._init_with(None)
+            self.official_init()
+        load_pretrained(self, self.family, pretrained['checkpoint'],
+                        prefix=pretrained.get('prefix'), **options)
 
     def _freeze_stages(self):
         if self.frozen_stages < 0:
             return
         stem, stages = self.stem_and_stages()
         frozen = [stem] + [stages[i] for i in range(min(self.frozen_stages, len(stages)))]
-        if self.out_norms:
-            frozen += [getattr(self, f'norm{i}') for i in self.out_indices
-                       if i < self.frozen_stages]
+        frozen += [self.out_norm_module(i) for i in self.out_indices if i < self.frozen_stages]
         for module in frozen:
+            if module is None:
+                continue
             module.eval()
             for param in module.parameters():
                 param.requires_grad = False

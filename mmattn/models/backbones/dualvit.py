@@ -16,7 +16,6 @@ modules, which live under ``semantic_init.`` (official ``q`` -> ``semantic_init.
 """
 
 import torch
-import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import ModuleList
@@ -25,7 +24,7 @@ from torch import nn
 from mmattn.ops.dual import (LAYER_SCALE_INIT, POOL, DualPathAttention, MergeAttention,
                              SemanticTokenInit)
 from mmattn.registry import register_model
-from .base import DenseBackbone, parse_out_norms
+from .base import DenseBackbone
 
 NUM_STAGES = 4
 SEP_STAGES = 2  # stages 1-2 use DualBlocks, stages 3-4 MergeBlocks
@@ -205,22 +204,22 @@ class DualViT(DenseBackbone):
             ``mlp_ratios`` (4 values each; stage 3 alternates ratio r for even and r - 1 for
             odd blocks, as the official code). Default: ``'small'``.
         in_channels (int): input channels. Default: 3.
-        out_indices (Sequence[int]): stages (0..3) whose maps, after ``norm{i+1}``, are
-            returned. Default: (0, 1, 2, 3).
-        out_norms (bool): ``norm1``..``norm3`` are part of the trunk (their output feeds the
-            next stage), so they stay; ``norm4`` is the only output norm (the classification
-            model applies it in its head, after the stage-4 tokens). False builds no ``norm4``
-            and returns the raw stage-4 map. Default: True.
         drop_path_rate (float): stochastic depth, linear from 0 over all blocks; a DualBlock
             uses its rate for its own DropPath and for the one inside its attention.
             Official: 0.15 (S/B detection, S segmentation), 0.3 (B segmentation). Default: 0.
-        stem_norm_cfg (dict): norm of the stem convs. Official detection:
-            ``dict(type='BN', requires_grad=False)`` (affine frozen, statistics updated);
-            segmentation: ``dict(type='SyncBN', requires_grad=True)``. Default: ``dict(type='BN')``.
+        out_indices (Sequence[int]): stages (0..3) whose maps, after ``norm{i+1}``, are
+            returned. Default: (0, 1, 2, 3).
+        out_norms (bool): ``norm1``..``norm3`` (official names, 1-based) are part of the trunk
+            (their output feeds the next stage), so they stay; ``norm4`` is the only output norm
+            (the classification model applies it in its head, after the stage-4 tokens). False
+            builds no ``norm4`` and returns the raw stage-4 map. Default: True.
         frozen_stages (int): 0 freezes the stem; k >= 1 also stages 1..k with their
             downsamplers, norms, semantic embeddings and (stage 1) the semantic-token init;
             -1 freezes nothing. Default: -1.
         norm_eval (bool): keep the stem BatchNorms in eval mode while training. Default: False.
+        stem_norm_cfg (dict): norm of the stem convs (the only BatchNorms). Official detection:
+            ``dict(type='BN', requires_grad=False)`` (affine frozen, statistics updated);
+            segmentation: ``dict(type='SyncBN', requires_grad=True)``. Default: ``dict(type='BN')``.
         with_cp (bool): activation checkpointing per block. Default: False.
         test_tile_size (int, optional): eval mode only: an input taller or wider than this is
             run as tiles of at most this size, each with its own semantic tokens, and the tiles'
@@ -231,6 +230,7 @@ class DualViT(DenseBackbone):
             classification file (flat state dict or timm ``state_dict`` container), an official
             det/seg file or a converted one, through the ``dualvit`` converter (names checked
             strictly). None: the official init (trunc-normal Linear, fan-out normal convs).
+            Default: None.
     """
     arch_zoo = {
         **dict.fromkeys(['s', 'small'], dict(
@@ -256,29 +256,21 @@ class DualViT(DenseBackbone):
     def __init__(self,
                  arch='small',
                  in_channels=3,
+                 drop_path_rate=0.,
                  out_indices=(0, 1, 2, 3),
                  out_norms=True,
-                 drop_path_rate=0.,
-                 stem_norm_cfg=dict(type='BN'),
                  frozen_stages=-1,
                  norm_eval=False,
+                 stem_norm_cfg=dict(type='BN'),
                  with_cp=False,
                  test_tile_size=None,
                  init_cfg=None):
-        super().__init__(init_cfg=init_cfg)
+        super().__init__(in_channels, out_indices, out_norms, frozen_stages, norm_eval, with_cp,
+                         init_cfg)
         self.arch_settings = self._parse_arch(arch)
         settings = self.arch_settings
         dims, depths = settings['embed_dims'], settings['depths']
         self.embed_dims = list(dims)
-        self.in_channels = in_channels
-        self.out_indices = self.parse_out_indices(out_indices)
-        self.out_norms = parse_out_norms(out_norms)
-        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= NUM_STAGES:
-            raise ValueError(f'frozen_stages must be an int in -1..{NUM_STAGES}, '
-                             f'got {frozen_stages!r}')
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
-        self.with_cp = with_cp
         if test_tile_size is not None and (
                 isinstance(test_tile_size, bool) or not isinstance(test_tile_size, int)
                 or test_tile_size < 32 or test_tile_size % 32):
@@ -287,7 +279,7 @@ class DualViT(DenseBackbone):
         self.test_tile_size = test_tile_size
 
         self.semantic_init = SemanticTokenInit(dims[0])
-        dpr = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
+        dpr = self.drop_path_rates(drop_path_rate, depths)
         for i in range(NUM_STAGES):
             stage = i + 1
             if i == 0:
@@ -300,14 +292,13 @@ class DualViT(DenseBackbone):
             for j in range(depths[i]):
                 # official quirk: stage 3's odd blocks use mlp ratio - 1 (4, 3, 4, 3, ...)
                 ratio = settings['mlp_ratios'][i] - (1 if i == 2 and j % 2 else 0)
-                rate = dpr[sum(depths[:i]) + j]
                 if i < SEP_STAGES:
                     blocks.append(DualBlock(dims[i], settings['num_heads'][i],
-                                            int(dims[i] * ratio), rate))
+                                            int(dims[i] * ratio), dpr[i][j]))
                 else:
                     is_last = i == NUM_STAGES - 1 and j == depths[i] - 1
                     blocks.append(MergeBlock(dims[i], settings['num_heads'][i],
-                                             int(dims[i] * ratio), rate, is_last))
+                                             int(dims[i] * ratio), dpr[i][j], is_last))
             self.add_module(f'block{stage}', ModuleList(blocks))
             if self._has_norm(stage):
                 self.add_module(f'norm{stage}', _layer_norm(dims[i]))
@@ -316,14 +307,11 @@ class DualViT(DenseBackbone):
 
     def _parse_arch(self, arch):
         settings = self.parse_arch(
-            arch, ('stem_hidden', 'embed_dims', 'num_heads', 'depths', 'mlp_ratios'),
-            per_stage_keys=('embed_dims', 'num_heads', 'depths', 'mlp_ratios'))
+            arch, ('stem_hidden', 'embed_dims', 'num_heads', 'depths', 'mlp_ratios'))
         if isinstance(arch, str):
             return settings
         arch = settings
-        for i, (c, h) in enumerate(zip(arch['embed_dims'], arch['num_heads'])):
-            if c % h:
-                raise ValueError(f'stage {i}: embed_dims {c} is not divisible by num_heads {h}')
+        self.check_widths(arch)
         if arch['depths'][3] < 1:
             raise ValueError(f'arch["depths"][3] must be >= 1, got {arch["depths"]}')
         return arch
@@ -333,40 +321,34 @@ class DualViT(DenseBackbone):
         ``out_norms``."""
         return stage < NUM_STAGES or self.out_norms
 
-    def _block(self, block, x, z, hw):
-        if self.with_cp and x.requires_grad:
-            return cp.checkpoint(block, x, z, hw, use_reentrant=False)
-        return block(x, z, hw)
+    def out_norm_module(self, i):
+        return None  # norm{i+1} are trunk norms, applied inside the stage (official names)
 
     def forward(self, x):
         self.check_input(x)
         tile = self.test_tile_size
         if self.training or tile is None or max(x.shape[2:]) <= tile:
-            return self._forward_whole(x)
+            return self.forward_stages(x)
         return self._forward_tiles(x, tile)
 
-    def _forward_whole(self, x):
-        b = x.shape[0]
+    def forward_stem(self, x):
         x, hw = self.patch_embed1(x)
-        z = self.semantic_init(x, hw)
-        outs = []
-        for i in range(NUM_STAGES):
-            stage = i + 1
-            if i > 0:
-                x, hw = getattr(self, f'patch_embed{stage}')(x)
-                z = getattr(self, f'proxy_embed{stage}')(z)
-            for block in getattr(self, f'block{stage}'):
-                x, z = self._block(block, x, z, hw)
-            if self._has_norm(stage):
-                x = getattr(self, f'norm{stage}')(x)
-            x = x.reshape(b, *hw, -1).permute(0, 3, 1, 2).contiguous()
-            if stage < NUM_STAGES:
-                z = getattr(self, f'norm_proxy{stage}')(z)
-            if i in self.out_indices:
-                outs.append(x)
-            if i == self.out_indices[-1]:
-                break  # later stages feed nothing
-        return tuple(outs)
+        return x, self.semantic_init(x, hw), hw
+
+    def forward_stage(self, i, state):
+        x, z, hw = state
+        stage = i + 1
+        if i > 0:
+            x, hw = getattr(self, f'patch_embed{stage}')(x)
+            z = getattr(self, f'proxy_embed{stage}')(z)
+        for block in getattr(self, f'block{stage}'):
+            x, z = self.run_block(block, x, z, hw)
+        if self._has_norm(stage):
+            x = getattr(self, f'norm{stage}')(x)
+        x = x.reshape(x.shape[0], *hw, -1).permute(0, 3, 1, 2).contiguous()
+        if stage < NUM_STAGES:
+            z = getattr(self, f'norm_proxy{stage}')(z)
+        return x, (x, z, hw)
 
     def _forward_tiles(self, x, tile):
         """Official mmseg test-time tiling (``forward_test`` of the official mmseg backbone):
@@ -386,7 +368,7 @@ class DualViT(DenseBackbone):
         for r, (h0, h1) in enumerate(rows):
             left = [0] * len(sizes)
             for c, (w0, w1) in enumerate(cols):
-                feats = self._forward_whole(x[:, :, h0:h1, w0:w1])
+                feats = self.forward_stages(x[:, :, h0:h1, w0:w1])
                 if outs is None:
                     outs = [f.new_zeros(*f.shape[:2], *size) for f, size in zip(feats, sizes)]
                 for j, (feat, (height, width)) in enumerate(zip(feats, sizes)):
@@ -411,24 +393,7 @@ class DualViT(DenseBackbone):
         return self.patch_embed1, [
             nn.ModuleList(self.stage_modules(i)) for i in range(NUM_STAGES)]
 
-    def _freeze_stages(self):
-        if self.frozen_stages < 0:
-            return
-        stem, stages = self.stem_and_stages()
-        for module in [stem] + list(stages[:self.frozen_stages]):
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
-
-    def init_weights(self):
-        super().init_weights()
-        if self.init_cfg is not None:
-            return  # pretrained weights (or an explicit mmengine init) are left as loaded
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                # official init: normal(0, sqrt(2 / fan_out)), fan_out = k*k*out/groups
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-                nn.init.normal_(m.weight, 0, (2. / fan_out)**0.5)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+    def official_init(self):
+        super().official_init()
+        self.init_conv_fan_out()
         nn.init.trunc_normal_(self.semantic_init.query, std=.02, a=-2., b=2.)

@@ -15,21 +15,18 @@ zeros take part in the global token softmax and the batch statistics, as they wo
 data preprocessor's padding.
 """
 
-import torch
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import ModuleList
 from torch import nn
 
-from mmattn.ops.group_mix import GroupMixAttention, SeparableConv2d, check_embed_dims
+from mmattn.ops.group_mix import (NUM_HEADS, GroupMixAttention, SeparableConv2d,
+                                  check_embed_dims)
 from mmattn.registry import register_model
 from ..layers import Mlp
-from .base import DenseBackbone
+from .base import DenseBackbone, Stage
 
-NUM_STAGES = 4
-SIZE_DIVISOR = 32  # the official stride-2 steps need even sizes down to stride 32
 LN_EPS = 1e-6
 
 
@@ -70,13 +67,10 @@ class GroupMixBlock(nn.Module):
         drop_path (float): stochastic depth of both residual branches (one module, a fresh
             mask per call, as the official block).
         norm_cfg (dict): BatchNorm of the attention's aggregators.
-        with_cp (bool): activation checkpointing of the block.
     """
 
-    def __init__(self, embed_dims, mlp_ratio, drop=0., drop_path=0., norm_cfg=dict(type='BN'),
-                 with_cp=False):
+    def __init__(self, embed_dims, mlp_ratio, drop=0., drop_path=0., norm_cfg=dict(type='BN')):
         super().__init__()
-        self.with_cp = with_cp
         self.cpe = nn.Conv2d(embed_dims, embed_dims, 3, 1, 1, groups=embed_dims)
         self.norm1 = nn.LayerNorm(embed_dims, eps=LN_EPS)
         self.attn = GroupMixAttention(embed_dims, proj_drop=drop, norm_cfg=norm_cfg)
@@ -84,32 +78,12 @@ class GroupMixBlock(nn.Module):
         self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def _forward(self, x):
+    def forward(self, x):
         hw = x.shape[2:]
         x = (x + self.cpe(x)).flatten(2).transpose(1, 2)  # the CPE output is the residual stream
         x = x + self.drop_path(self.attn(self.norm1(x), hw))
         x = x + self.drop_path(self.mlp(self.norm2(x)))
         return x.transpose(1, 2).reshape(x.shape[0], -1, *hw)
-
-    def forward(self, x):
-        if self.with_cp and x.requires_grad:
-            return cp.checkpoint(self._forward, x, use_reentrant=False)
-        return self._forward(x)
-
-
-class GroupMixStage(nn.Module):
-    """Patch embedding, then ``depth`` blocks at constant resolution."""
-
-    def __init__(self, patch_embed, blocks):
-        super().__init__()
-        self.patch_embed = patch_embed
-        self.blocks = ModuleList(blocks)
-
-    def forward(self, x):
-        x = self.patch_embed(x)
-        for block in self.blocks:
-            x = block(x)
-        return x
 
 
 @register_model
@@ -119,24 +93,25 @@ class GroupMixFormer(DenseBackbone):
     Args:
         arch (str | dict): ``'miny'`` (``'m'``, ``'mini'``), ``'tiny'`` (``'t'``), ``'small'``
             (``'s'``), ``'base'`` (``'b'``), ``'large'`` (``'l'``; the official yaml marked
-            "need to adjust", no released weights), or a dict with ``embed_dims`` (4 ints,
-            multiples of 10), ``depths`` (4 ints) and ``mlp_ratios`` (4 numbers).
-            Default: ``'small'``.
+            "need to adjust", no released weights), or a dict with ``embed_dims`` (multiples of
+            10), ``depths`` and ``mlp_ratios`` (4 values each) and optionally ``num_heads``
+            (fixed at 8 per stage: 4 attention segments of 2 heads, the fifth segment is a
+            convolution branch). Default: ``'small'``.
         in_channels (int): input channels. Default: 3.
+        drop_rate (float): dropout after the attention projection and in the MLPs (0 in every
+            official setting). Default: 0.
+        drop_path_rate (float): stochastic depth, linear from 0 over all blocks. Default: 0.
         out_indices (Sequence[int]): stages whose maps are returned. Default: (0, 1, 2, 3).
         out_norms (bool): accepted for parity with the other backbones: the official
             downstream backbone has no output norms, so the maps are the raw stage maps either
             way (True keeps parameter-free ``norm{i}`` identities). Default: True.
-        drop_rate (float): dropout after the attention projection and in the MLPs (0 in every
-            official setting). Default: 0.
-        drop_path_rate (float): stochastic depth, linear from 0 over all blocks. Default: 0.
-        norm_cfg (dict): every BatchNorm (stem, patch embeddings, aggregators); the official
-            code uses SyncBN. Default: ``dict(type='BN')``.
         frozen_stages (int): freeze the stem (0) and the stages ``< frozen_stages`` (with their
             patch embeddings); -1 freezes nothing. Default: -1.
         norm_eval (bool): keep every BatchNorm in eval mode while training (running statistics
             frozen; useful with 2 images per GPU, i.e. 6 stacked q/k/v images per aggregator BN
             call). Default: False.
+        norm_cfg (dict): every BatchNorm (stem, patch embeddings, aggregators); the official
+            code uses SyncBN. Default: ``dict(type='BN')``.
         with_cp (bool): activation checkpointing per block. Default: False.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=path[, prefix=...])``
             loads an official ImageNet file (weights under ``model``, ``norm4``/``head``
@@ -145,92 +120,88 @@ class GroupMixFormer(DenseBackbone):
     """
     arch_zoo = {
         **dict.fromkeys(['m', 'mini', 'miny'], dict(
-            embed_dims=[40, 80, 160, 160], depths=[3, 3, 12, 4], mlp_ratios=[4, 4, 4, 4])),
+            embed_dims=[40, 80, 160, 160], depths=[3, 3, 12, 4], num_heads=[NUM_HEADS] * 4,
+            mlp_ratios=[4, 4, 4, 4])),
         **dict.fromkeys(['t', 'tiny'], dict(
-            embed_dims=[80, 160, 200, 240], depths=[4, 4, 12, 4], mlp_ratios=[4, 4, 4, 4])),
+            embed_dims=[80, 160, 200, 240], depths=[4, 4, 12, 4], num_heads=[NUM_HEADS] * 4,
+            mlp_ratios=[4, 4, 4, 4])),
         **dict.fromkeys(['s', 'small'], dict(
-            embed_dims=[80, 160, 320, 320], depths=[2, 4, 12, 4], mlp_ratios=[4, 4, 4, 4])),
+            embed_dims=[80, 160, 320, 320], depths=[2, 4, 12, 4], num_heads=[NUM_HEADS] * 4,
+            mlp_ratios=[4, 4, 4, 4])),
         **dict.fromkeys(['b', 'base'], dict(
-            embed_dims=[200, 240, 320, 480], depths=[8, 8, 12, 8], mlp_ratios=[2, 2, 4, 4])),
+            embed_dims=[200, 240, 320, 480], depths=[8, 8, 12, 8], num_heads=[NUM_HEADS] * 4,
+            mlp_ratios=[2, 2, 4, 4])),
         **dict.fromkeys(['l', 'large'], dict(  # yaml "need to adjust": 71.8M, not the README's 70.3M
-            embed_dims=[240, 320, 360, 480], depths=[8, 10, 30, 10], mlp_ratios=[4, 4, 2, 2])),
+            embed_dims=[240, 320, 360, 480], depths=[8, 10, 30, 10], num_heads=[NUM_HEADS] * 4,
+            mlp_ratios=[4, 4, 2, 2])),
     }
     family = 'groupmixformer'
     headline_arch = 'small'
     test_arch = dict(arch=dict(embed_dims=[10, 20, 30, 40], depths=[1, 1, 1, 1],
-                               mlp_ratios=[2, 2, 4, 4]))
+                               num_heads=[NUM_HEADS] * 4, mlp_ratios=[2, 2, 4, 4]))
+    # the official stride-2 steps compute sizes as H // 2 while the convs give ceil(H / 2):
+    # sides must stay even down to stride 32
+    size_divisor = 32
 
     def __init__(self,
                  arch='small',
                  in_channels=3,
-                 out_indices=(0, 1, 2, 3),
-                 out_norms=True,
                  drop_rate=0.,
                  drop_path_rate=0.,
-                 norm_cfg=dict(type='BN'),
+                 out_indices=(0, 1, 2, 3),
+                 out_norms=True,
                  frozen_stages=-1,
                  norm_eval=False,
+                 norm_cfg=dict(type='BN'),
                  with_cp=False,
                  init_cfg=None):
-        super().__init__(init_cfg=init_cfg)
+        super().__init__(in_channels, out_indices, out_norms, frozen_stages, norm_eval, with_cp,
+                         init_cfg)
         self.arch_settings = self._parse_arch(arch)
         dims = self.arch_settings['embed_dims']
         depths = self.arch_settings['depths']
         self.embed_dims = list(dims)
-        self.in_channels = in_channels
-        self.out_indices = self.parse_out_indices(out_indices)
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
 
-        dpr = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
+        dpr = self.drop_path_rates(drop_path_rate, depths)
         self.stem = ConvStem(in_channels, dims[0], norm_cfg)
         self.stages = ModuleList()
         for i, (dim, depth) in enumerate(zip(dims, depths)):
             # stage 0: a stride-1 embedding after the stride-4 stem (official, easy to miss)
             patch_embed = PatchEmbed(dims[max(i - 1, 0)], dim, 2 if i else 1, norm_cfg)
             blocks = [GroupMixBlock(dim, self.arch_settings['mlp_ratios'][i], drop_rate,
-                                    dpr[sum(depths[:i]) + j], norm_cfg, with_cp)
-                      for j in range(depth)]
-            self.stages.append(GroupMixStage(patch_embed, blocks))
+                                    dpr[i][j], norm_cfg) for j in range(depth)]
+            self.stages.append(Stage(patch_embed=patch_embed, blocks=blocks))
         # The official downstream path (models/groupmixformer.py, return_interm_layers=True)
         # has no output norms; real ones would change the features of a loaded checkpoint.
         # The identities only keep the norm{i} names of the other backbones.
-        self.add_out_norms(out_norms, lambda i: nn.Identity())
+        self.add_out_norms(lambda i: nn.Identity())
 
     def _parse_arch(self, arch):
         settings = self.parse_arch(arch, ('embed_dims', 'depths', 'mlp_ratios'),
-                                   per_stage_keys=('depths', 'embed_dims', 'mlp_ratios'))
+                                   optional_keys=('num_heads', ),
+                                   defaults=dict(num_heads=[NUM_HEADS] * self.num_stages))
         if isinstance(arch, str):
             return settings
-        arch = settings
-        for i, dim in enumerate(arch['embed_dims']):
+        if any(h != NUM_HEADS for h in settings['num_heads']):
+            raise ValueError(f"arch['num_heads'] is fixed by group-mix attention ({NUM_HEADS} "
+                             f"per stage), got {settings['num_heads']}")
+        for i, dim in enumerate(settings['embed_dims']):
             try:
                 check_embed_dims(dim)
             except ValueError as exc:
                 raise ValueError(f"arch['embed_dims'][{i}]: {exc}") from None
-        if any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in arch['depths']):
-            raise ValueError(f"arch['depths'] must be integers >= 1, got {arch['depths']}")
-        return arch
+        if any(isinstance(d, bool) or not isinstance(d, int) or d < 1
+               for d in settings['depths']):
+            raise ValueError(f"arch['depths'] must be integers >= 1, got {settings['depths']}")
+        return settings
 
-    def forward(self, x):
-        self.check_input(x)
-        height, width = x.shape[2:]
-        # No branch on the size (it would be frozen into an exported / compiled graph) and no
-        # negative operands in the size arithmetic (ONNX's integer Div / Mod do not floor).
-        x = F.pad(x, (0, (SIZE_DIVISOR - width % SIZE_DIVISOR) % SIZE_DIVISOR,
-                      0, (SIZE_DIVISOR - height % SIZE_DIVISOR) % SIZE_DIVISOR))
-        x = self.stem(x)
-        outs = []
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
-            if i in self.out_indices:
-                stride = 2**(i + 2)
-                # contiguous: mmcv's CPU roi_align misreads strided input
-                outs.append(x[:, :, :(height + stride - 1) // stride,
-                              :(width + stride - 1) // stride].contiguous())
-            if i == self.out_indices[-1]:
-                break  # later stages feed nothing
-        return tuple(outs)
+    def forward_stem(self, x):
+        return self.stem(x)
+
+    def forward_stage(self, i, x):
+        stage = self.stages[i]
+        x = self.run_blocks(stage.blocks, stage.patch_embed(x))
+        return x, x
 
     def stem_and_stages(self):
         return self.stem, self.stages

@@ -15,7 +15,6 @@ only drops the ImageNet classifier and adds the output norms.
 """
 
 import torch
-import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import ModuleList
 from torch import nn
@@ -23,7 +22,7 @@ from torch import nn
 from mmattn.ops.neighborhood import NeighborhoodAttention
 from mmattn.registry import register_model
 from ..layers import Mlp
-from .base import DenseBackbone
+from .base import DenseBackbone, Stage
 
 NUM_LEVELS = 4
 
@@ -137,13 +136,11 @@ class NATBlock(nn.Module):
         drop (float): dropout after the attention projection and in the MLP.
         attn_drop (float): dropout on the attention probabilities.
         drop_path (float): stochastic depth rate of both residual branches.
-        with_cp (bool): activation checkpointing of the whole block.
     """
 
     def __init__(self, embed_dims, num_heads, kernel_size=7, dilation=1, mlp_ratio=3.,
-                 layer_scale=None, drop=0., attn_drop=0., drop_path=0., with_cp=False):
+                 layer_scale=None, drop=0., attn_drop=0., drop_path=0.):
         super().__init__()
-        self.with_cp = with_cp
         self.kernel_size = kernel_size
         self.dilation = dilation
         self.norm1 = nn.LayerNorm(embed_dims)
@@ -165,31 +162,11 @@ class NATBlock(nn.Module):
         """NA on a LayerNorm-ed NHWC map of any size (padding path for small maps)."""
         return self.attn.forward_any_size(x)
 
-    def _forward(self, x):
+    def forward(self, x):
         a = self.attention(self.norm1(x))
         x = x + self.drop_path(self.gamma1 * a if self.layer_scale else a)
         m = self.mlp(self.norm2(x))
         return x + self.drop_path(self.gamma2 * m if self.layer_scale else m)
-
-    def forward(self, x):
-        if self.with_cp and x.requires_grad:
-            return cp.checkpoint(self._forward, x, use_reentrant=False)
-        return self._forward(x)
-
-
-class NATLevel(nn.Module):
-    """``depth`` blocks at constant resolution, then the downsampler (levels 0-2)."""
-
-    def __init__(self, blocks, downsample=None):
-        super().__init__()
-        self.blocks = ModuleList(blocks)
-        self.downsample = downsample
-
-    def forward(self, x):
-        """Returns (pre-downsample map, next level's input)."""
-        for block in self.blocks:
-            x = block(x)
-        return x, (self.downsample(x) if self.downsample is not None else x)
 
 
 @register_model
@@ -198,8 +175,9 @@ class NAT(DenseBackbone):
 
     Args:
         arch (str | dict): ``'mini'``, ``'tiny'``, ``'small'``, ``'base'`` (or ``m/t/s/b``), or
-            a dict with ``embed_dims`` (int E; level widths E, 2E, 4E, 8E), ``depths`` (4 ints),
-            ``num_heads`` (4 ints), ``mlp_ratio`` and optionally ``kernel_size`` (default 7) and
+            a dict with ``embed_dims`` (4 widths, each twice the last; an int E means E, 2E,
+            4E, 8E), ``depths``, ``num_heads`` and ``mlp_ratios`` (4 values each; a scalar
+            ``mlp_ratio`` is accepted) and optionally ``kernel_size`` (default 7) and
             ``layer_scale`` (float or None, default None). Default: ``'tiny'``.
         in_channels (int): input channels. Default: 3.
         kernel_size (int, optional): odd neighborhood size; None uses the arch's (7 for every
@@ -212,12 +190,12 @@ class NAT(DenseBackbone):
         drop_rate (float): dropout after the attention projection and in the MLPs (0 in every
             official setting). Default: 0.
         attn_drop_rate (float): attention-probability dropout (0 officially). Default: 0.
+        drop_path_rate (float): stochastic depth, linear from 0 over all blocks. Default: 0.
         out_indices (Sequence[int]): levels whose pre-downsample maps are returned.
             Default: (0, 1, 2, 3).
         out_norms (bool): pass each returned map through its LayerNorm ``norm{i}`` (official
             det/seg backbones); False returns the raw pre-downsample maps of the
             classification trunk and builds no ``norm{i}``. Default: True.
-        drop_path_rate (float): stochastic depth, linear from 0 over all blocks. Default: 0.
         frozen_stages (int): freeze the tokenizer (0) and the levels ``< frozen_stages``
             (with their downsamplers and output norms); -1 freezes nothing. Default: -1.
         norm_eval (bool): keep BatchNorm layers in eval mode during training. NAT has no
@@ -228,26 +206,28 @@ class NAT(DenseBackbone):
             loads an official classification file (raw state dict), an official det/seg file
             (``state_dict`` with ``backbone.`` keys) or a converted file; names are checked
             strictly. None: the official classification init (trunc-normal Linear, std .02).
+            Default: None.
     """
     arch_zoo = {
         **dict.fromkeys(['m', 'mini'], dict(
-            embed_dims=64, depths=[3, 4, 6, 5], num_heads=[2, 4, 8, 16], mlp_ratio=3.,
-            kernel_size=7, layer_scale=None)),
+            embed_dims=[64, 128, 256, 512], depths=[3, 4, 6, 5], num_heads=[2, 4, 8, 16],
+            mlp_ratios=[3.] * 4, kernel_size=7, layer_scale=None)),
         **dict.fromkeys(['t', 'tiny'], dict(
-            embed_dims=64, depths=[3, 4, 18, 5], num_heads=[2, 4, 8, 16], mlp_ratio=3.,
-            kernel_size=7, layer_scale=None)),
+            embed_dims=[64, 128, 256, 512], depths=[3, 4, 18, 5], num_heads=[2, 4, 8, 16],
+            mlp_ratios=[3.] * 4, kernel_size=7, layer_scale=None)),
         **dict.fromkeys(['s', 'small'], dict(  # NAT-Small has layer scale (DiNAT-Small has not)
-            embed_dims=96, depths=[3, 4, 18, 5], num_heads=[3, 6, 12, 24], mlp_ratio=2.,
-            kernel_size=7, layer_scale=1e-5)),
+            embed_dims=[96, 192, 384, 768], depths=[3, 4, 18, 5], num_heads=[3, 6, 12, 24],
+            mlp_ratios=[2.] * 4, kernel_size=7, layer_scale=1e-5)),
         **dict.fromkeys(['b', 'base'], dict(
-            embed_dims=128, depths=[3, 4, 18, 5], num_heads=[4, 8, 16, 32], mlp_ratio=2.,
-            kernel_size=7, layer_scale=1e-5)),
+            embed_dims=[128, 256, 512, 1024], depths=[3, 4, 18, 5], num_heads=[4, 8, 16, 32],
+            mlp_ratios=[2.] * 4, kernel_size=7, layer_scale=1e-5)),
     }
     num_levels = NUM_LEVELS
+    channels_last = True
     family = 'nat'  # converter / load_pretrained family
     headline_arch = 'tiny'
-    test_arch = dict(arch=dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8],
-                               mlp_ratio=2.), kernel_size=3)
+    test_arch = dict(arch=dict(embed_dims=[16, 32, 64, 128], depths=[1, 1, 1, 1],
+                               num_heads=[1, 2, 4, 8], mlp_ratios=[2.] * 4), kernel_size=3)
 
     def __init__(self,
                  arch='tiny',
@@ -256,66 +236,53 @@ class NAT(DenseBackbone):
                  dilations=None,
                  drop_rate=0.,
                  attn_drop_rate=0.,
+                 drop_path_rate=0.,
                  out_indices=(0, 1, 2, 3),
                  out_norms=True,
-                 drop_path_rate=0.,
                  frozen_stages=-1,
                  norm_eval=False,
                  with_cp=False,
                  init_cfg=None):
-        super().__init__(init_cfg=init_cfg)
+        super().__init__(in_channels, out_indices, out_norms, frozen_stages, norm_eval, with_cp,
+                         init_cfg)
         self.arch_settings = self._parse_arch(arch)
         if kernel_size is not None:
             self.arch_settings['kernel_size'] = kernel_size
         settings = self.arch_settings
         depths, heads = settings['depths'], settings['num_heads']
-        self.embed_dims = [settings['embed_dims'] * 2**i for i in range(self.num_levels)]
-        self.in_channels = in_channels
+        self.embed_dims = list(settings['embed_dims'])
         self.kernel_size = settings['kernel_size']
         self.dilations = expand_dilations(dilations, depths)
-        self.out_indices = self.parse_out_indices(out_indices)
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
 
-        dpr = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
+        dpr = self.drop_path_rates(drop_path_rate, depths)
         self.patch_embed = ConvTokenizer(in_channels, self.embed_dims[0])
         self.levels = ModuleList()
         for i, dim in enumerate(self.embed_dims):
             blocks = [
                 NATBlock(dim, heads[i], self.kernel_size, self.dilations[i][j],
-                         settings['mlp_ratio'], settings['layer_scale'], drop_rate,
-                         attn_drop_rate, dpr[sum(depths[:i]) + j], with_cp)
+                         settings['mlp_ratios'][i], settings['layer_scale'], drop_rate,
+                         attn_drop_rate, dpr[i][j])
                 for j in range(depths[i])
             ]
             downsample = ConvDownsampler(dim) if i < self.num_levels - 1 else None
-            self.levels.append(NATLevel(blocks, downsample))
-        self.add_out_norms(out_norms, lambda i: nn.LayerNorm(self.embed_dims[i]))
+            self.levels.append(Stage(blocks=blocks, downsample=downsample))
+        self.add_out_norms(lambda i: nn.LayerNorm(self.embed_dims[i]))
 
     def _parse_arch(self, arch):
-        settings = self.parse_arch(arch, ('embed_dims', 'depths', 'num_heads', 'mlp_ratio'),
-                                   optional_keys=('kernel_size', 'layer_scale'),
-                                   per_stage_keys=('depths', 'num_heads'))
+        settings = self.parse_arch(arch, optional_keys=('kernel_size', 'layer_scale'),
+                                   defaults=dict(kernel_size=7, layer_scale=None))
         if isinstance(arch, str):
             return settings
-        arch = dict(dict(kernel_size=7, layer_scale=None), **settings)
-        for i, heads in enumerate(arch['num_heads']):
-            if (arch['embed_dims'] * 2**i) % heads:
-                raise ValueError(f'level {i}: width {arch["embed_dims"] * 2**i} is not divisible '
-                                 f'by num_heads={heads}')
-        return arch
+        self.check_widths(settings, doubling=True)
+        return settings
 
-    def forward(self, x):
-        self.check_input(x)
-        x = self.patch_embed(x)
-        outs = []
-        for i, level in enumerate(self.levels):
-            feat, x = level(x)
-            if i in self.out_indices:
-                out = self.out_norm(i, feat)
-                outs.append(out.permute(0, 3, 1, 2).contiguous())
-            if i == self.out_indices[-1]:
-                break  # later levels feed nothing
-        return tuple(outs)
+    def forward_stem(self, x):
+        return self.patch_embed(x)
+
+    def forward_stage(self, i, x):
+        level = self.levels[i]
+        x = self.run_blocks(level.blocks, x)
+        return x, (x if level.downsample is None else level.downsample(x))
 
     def stem_and_stages(self):
         return self.patch_embed, self.levels
@@ -334,16 +301,17 @@ class DiNAT(NAT):
     arch_zoo = {
         **{k: v for k, v in NAT.arch_zoo.items() if k not in ('s', 'small')},
         **dict.fromkeys(['s', 'small'], dict(
-            embed_dims=96, depths=[3, 4, 18, 5], num_heads=[3, 6, 12, 24], mlp_ratio=2.,
-            kernel_size=7, layer_scale=None)),
+            embed_dims=[96, 192, 384, 768], depths=[3, 4, 18, 5], num_heads=[3, 6, 12, 24],
+            mlp_ratios=[2.] * 4, kernel_size=7, layer_scale=None)),
         **dict.fromkeys(['l', 'large'], dict(
-            embed_dims=192, depths=[3, 4, 18, 5], num_heads=[6, 12, 24, 48], mlp_ratio=2.,
-            kernel_size=7, layer_scale=None)),
+            embed_dims=[192, 384, 768, 1536], depths=[3, 4, 18, 5], num_heads=[6, 12, 24, 48],
+            mlp_ratios=[2.] * 4, kernel_size=7, layer_scale=None)),
     }
     family = 'dinat'
     headline_arch = 'tiny'
-    test_arch = dict(arch=dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8],
-                               mlp_ratio=2.), kernel_size=3, dilations=[[2], [2], [1], [1]])
+    test_arch = dict(arch=dict(embed_dims=[16, 32, 64, 128], depths=[1, 1, 1, 1],
+                               num_heads=[1, 2, 4, 8], mlp_ratios=[2.] * 4), kernel_size=3,
+                     dilations=[[2], [2], [1], [1]])
 
     def __init__(self, arch='tiny', in_channels=3, kernel_size=None, dilations='imagenet',
                  **kwargs):

@@ -6,15 +6,15 @@ mmdet's own Swin / PVT blocks. Both backbones take any input of at least 32x32 a
 contiguous NCHW maps at strides 4, 8, 16, 32.
 """
 
+import math
+
 import torch
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
 from mmcv.cnn.bricks.transformer import FFN, AdaptivePadding, PatchEmbed, PatchMerging
-from mmdet.models.backbones.pvt import (AbsolutePositionEmbedding, PVTEncoderLayer,
-                                        PyramidVisionTransformer)
+from mmdet.models.backbones.pvt import AbsolutePositionEmbedding, PVTEncoderLayer
+from mmdet.models.layers import PatchEmbed as PVTPatchEmbed
 from mmdet.models.backbones.swin import ShiftWindowMSA, SwinBlock
-from mmengine.config import ConfigDict
 from mmengine.logging import print_log
 from mmengine.model import BaseModule, ModuleList
 from torch import nn
@@ -22,9 +22,9 @@ from torch import nn
 from mmattn.ops.slide import SlideAttention
 from mmattn.registry import register_model
 from mmattn.converters import load_pretrained
-from .base import DenseBackbone, parse_out_norms
+from .base import DenseBackbone, Stage
 
-OUTPUT_STRIDE = 32  # SlidePVT pads inside to a multiple of its last stride, then crops
+PVT_NORM = dict(type='LN', eps=1e-6)  # mmdet's PVT norm_cfg
 
 
 
@@ -193,33 +193,23 @@ class SlideBlock(BaseModule):
         return self.ffn(self.norm2(x), identity=x)
 
 
-def _run_block(block, x, hw_shape, with_cp):
-    if with_cp and x.requires_grad:
-        return cp.checkpoint(block, x, hw_shape, use_reentrant=False)
-    return block(x, hw_shape)
+class SlideBackbone(DenseBackbone):
+    """What Slide-Swin and Slide-PVT share: one-hot shift kernels after any init, and the
+    re-parameterisation of their slide attentions."""
 
+    def init_weights(self):
+        super().init_weights()
+        # a file read through a conversion that leaves the slide attention out (official PVT
+        # v1) gives no shift kernels: they are re-created like in a random init
+        _init_shift_kernels(self, self.pretrained_init_cfg() is not None
+                            and not self.pretrained_load_options())
 
-class SlideSwinStage(BaseModule):
-    """Blocks at one resolution, then mmcv's PatchMerging (stages 0-2)."""
-
-    def __init__(self, blocks, downsample=None, with_cp=False):
-        super().__init__()
-        self.blocks = ModuleList(blocks)
-        self.downsample = downsample
-        self.with_cp = with_cp
-
-    def forward(self, x, hw_shape):
-        """Returns (pre-merge tokens, their hw, next stage's tokens, their hw)."""
-        for block in self.blocks:
-            x = _run_block(block, x, hw_shape, self.with_cp)
-        if self.downsample is None:
-            return x, hw_shape, x, hw_shape
-        down, down_hw = self.downsample(x, hw_shape)
-        return x, hw_shape, down, down_hw
+    def switch_to_deploy(self):
+        switch_to_deploy(self)
 
 
 @register_model
-class SlideSwin(DenseBackbone):
+class SlideSwin(SlideBackbone):
     """Slide-Swin: slide attention in stages 1-2, Swin (shifted) window attention in 3-4.
 
     Stages 3-4: the paper's FLOPs fit Swin's shifted window 7 (4.57 GMACs for T at 224 with the
@@ -248,7 +238,9 @@ class SlideSwin(DenseBackbone):
 
     Args:
         arch (str | dict): ``'tiny'``, ``'small'``, ``'base'`` (or ``t/s/b``), or a dict with
-            ``embed_dims`` (int), ``depths`` and ``num_heads`` (4 ints each). Default: 'tiny'.
+            ``embed_dims`` (4 widths, each twice the last; an int E means E, 2E, 4E, 8E),
+            ``depths`` and ``num_heads`` (4 values each) and optionally ``mlp_ratios``
+            (default 4 per stage). Default: 'tiny'.
         in_channels (int): input channels. Default: 3.
         pretrain_img_size (int): classification input size; its stage maps
             (``pretrain_img_size // 4 // 2**i``) bound the windows (see above). Default: 224.
@@ -259,16 +251,18 @@ class SlideSwin(DenseBackbone):
             Ignored in global mode. Default: 7.
         kernel_size (int): odd slide-attention kernel k. Default: 3.
         num_slide_stages (int): stages (from the first) with slide attention. Default: 2.
-        mlp_ratio (float): FFN width ratio. Default: 4.
+        mlp_ratio (float, optional): one FFN width ratio for every stage instead of the
+            arch's ``mlp_ratios``; None: the arch's. Default: None.
         drop_rate (float): dropout after projections and in the FFN. Default: 0.
         attn_drop_rate (float): attention-probability dropout. Default: 0.
-        drop_path_rate (float): stochastic depth, linear over all blocks (T/S/B ImageNet: 0.2 /
-            0.3 / 0.5). Default: 0.1.
+        drop_path_rate (float): stochastic depth, linear from 0 over all blocks (T/S/B
+            ImageNet: 0.2 / 0.3 / 0.5; the configs set their task's value). Default: 0.
         out_indices (Sequence[int]): stages returned. Default: (0, 1, 2, 3).
         out_norms (bool): pass each returned map through its LayerNorm ``norm{i}`` (the
             dense-prediction norms added to the classification model, as mmdet's Swin); False
             returns the raw stage maps and builds no ``norm{i}``. Default: True.
-        frozen_stages (int): freeze the stem and stages < frozen_stages. Default: -1.
+        frozen_stages (int): freeze the stem (0) and stages ``< frozen_stages`` with their
+            output norms; -1 freezes nothing. Default: -1.
         norm_eval (bool): BatchNorm in eval mode (there is none; config parity). Default: False.
         with_cp (bool): activation checkpointing per block. Default: False.
         deploy (bool): build the re-parameterised slide convs (see :meth:`switch_to_deploy`).
@@ -276,27 +270,33 @@ class SlideSwin(DenseBackbone):
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=...)`` reads an
             official (``model``), converted, or det/seg (``backbone.``) file through the
             ``slide_swin`` converter with strict names. None: the official init (trunc-normal
-            Linear std .02, PyTorch conv defaults, one-hot shift kernels).
+            Linear std .02, PyTorch conv defaults, one-hot shift kernels). Default: None.
     """
     arch_zoo = {
-        **dict.fromkeys(['t', 'tiny'], dict(embed_dims=96, depths=[2, 2, 6, 2],
-                                            num_heads=[3, 6, 12, 24])),
-        **dict.fromkeys(['s', 'small'], dict(embed_dims=96, depths=[2, 2, 18, 2],
-                                             num_heads=[3, 6, 12, 24])),
-        **dict.fromkeys(['b', 'base'], dict(embed_dims=128, depths=[2, 2, 18, 2],
-                                            num_heads=[4, 8, 16, 32])),
+        **dict.fromkeys(['t', 'tiny'], dict(
+            embed_dims=[96, 192, 384, 768], depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
+            mlp_ratios=[4.] * 4)),
+        **dict.fromkeys(['s', 'small'], dict(
+            embed_dims=[96, 192, 384, 768], depths=[2, 2, 18, 2], num_heads=[3, 6, 12, 24],
+            mlp_ratios=[4.] * 4)),
+        **dict.fromkeys(['b', 'base'], dict(
+            embed_dims=[128, 256, 512, 1024], depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32],
+            mlp_ratios=[4.] * 4)),
     }
     family = 'slide_swin'
     headline_arch = 'tiny'
-    test_arch = dict(arch=dict(embed_dims=16, depths=[1, 1, 2, 1], num_heads=[1, 2, 2, 4]))
+    test_arch = dict(arch=dict(embed_dims=[16, 32, 64, 128], depths=[1, 1, 2, 1],
+                               num_heads=[1, 2, 2, 4], mlp_ratios=[4.] * 4))
+    channels_last = True
     attn_modes = ('window', 'global')
 
     def __init__(self, arch='tiny', in_channels=3, pretrain_img_size=224, attn_mode='window',
-                 window_size=7, kernel_size=3, num_slide_stages=2, mlp_ratio=4., drop_rate=0.,
-                 attn_drop_rate=0., drop_path_rate=0.1, out_indices=(0, 1, 2, 3),
+                 window_size=7, kernel_size=3, num_slide_stages=2, mlp_ratio=None, drop_rate=0.,
+                 attn_drop_rate=0., drop_path_rate=0., out_indices=(0, 1, 2, 3),
                  out_norms=True, frozen_stages=-1, norm_eval=False, with_cp=False,
                  deploy=False, init_cfg=None):
-        super().__init__(init_cfg=init_cfg)
+        super().__init__(in_channels, out_indices, out_norms, frozen_stages, norm_eval, with_cp,
+                         init_cfg)
         settings = self._parse_arch(arch)
         _check_slide_stages(num_slide_stages, kernel_size)
         if attn_mode not in self.attn_modes:
@@ -315,14 +315,13 @@ class SlideSwin(DenseBackbone):
                 isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in windows):
             raise ValueError('window_size must be an integer >= 1 or one per stage '
                              f'({self.num_stages}), got {window_size!r}')
+        if mlp_ratio is not None:
+            settings['mlp_ratios'] = [mlp_ratio] * self.num_stages
+        self.arch_settings = settings
         depths, heads = settings['depths'], settings['num_heads']
-        self.embed_dims = [settings['embed_dims'] * 2**i for i in range(self.num_stages)]
-        self.in_channels = in_channels
+        self.embed_dims = list(settings['embed_dims'])
         self.attn_mode = attn_mode
         self.num_slide_stages = num_slide_stages
-        self.out_indices = self.parse_out_indices(out_indices)
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
         self.deploy = deploy
         # Stage map sides at the classification size (56, 28, 14, 7 at 224).
         maps = [pretrain_img_size // 2**(i + 2) for i in range(self.num_stages)]
@@ -337,7 +336,7 @@ class SlideSwin(DenseBackbone):
         self.window_sizes = [min(w, m) for w, m in zip(windows, maps)]
         self.window_shifts = [attn_mode == 'window' and w <= m for w, m in zip(windows, maps)]
 
-        dpr = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
+        dpr = self.drop_path_rates(drop_path_rate, depths)
         self.patch_embed = PatchEmbed(in_channels, self.embed_dims[0], kernel_size=4, stride=4,
                                       norm_cfg=dict(type='LN'))
         self.stages = ModuleList()
@@ -345,9 +344,9 @@ class SlideSwin(DenseBackbone):
             blocks = []
             for j in range(depths[i]):
                 common = dict(embed_dims=dim, num_heads=heads[i],
-                              feedforward_channels=int(mlp_ratio * dim), drop_rate=drop_rate,
-                              attn_drop_rate=attn_drop_rate,
-                              drop_path_rate=dpr[sum(depths[:i]) + j])
+                              feedforward_channels=int(settings['mlp_ratios'][i] * dim),
+                              drop_rate=drop_rate, attn_drop_rate=attn_drop_rate,
+                              drop_path_rate=dpr[i][j])
                 if i < num_slide_stages:
                     blocks.append(SlideBlock(kernel_size=kernel_size, deploy=deploy, **common))
                 else:
@@ -356,22 +355,20 @@ class SlideSwin(DenseBackbone):
                                                    **common))
             downsample = PatchMerging(dim, 2 * dim, stride=2, norm_cfg=dict(type='LN'),
                                       bias=False) if i < self.num_stages - 1 else None
-            self.stages.append(SlideSwinStage(blocks, downsample, with_cp))
+            self.stages.append(Stage(blocks=blocks, downsample=downsample))
         for layer in [self.patch_embed] + [stage.downsample for stage in self.stages]:
             if layer is not None:  # same padding, no parameters: change the forward only
                 layer.adaptive_padding.__class__ = CeilPadding
-        self.add_out_norms(out_norms, lambda i: nn.LayerNorm(self.embed_dims[i]))
+        self.add_out_norms(lambda i: nn.LayerNorm(self.embed_dims[i]))
         self._register_load_state_dict_pre_hook(self._fit_window_tables)
 
     def _parse_arch(self, arch):
         settings = self.parse_arch(arch, ('embed_dims', 'depths', 'num_heads'),
-                                   per_stage_keys=('depths', 'num_heads'))
+                                   optional_keys=('mlp_ratios', ),
+                                   defaults=dict(mlp_ratios=[4.] * self.num_stages))
         if isinstance(arch, str):
             return settings
-        for i, heads in enumerate(settings['num_heads']):
-            if (settings['embed_dims'] * 2**i) % heads:
-                raise ValueError(f'stage {i}: width {settings["embed_dims"] * 2**i} is not '
-                                 f'divisible by num_heads={heads}')
+        self.check_widths(settings, doubling=True)
         return settings
 
     def _fit_window_tables(self, state_dict, prefix, *args):
@@ -390,27 +387,17 @@ class SlideSwin(DenseBackbone):
                           'from the checkpoint; outputs are not those of the checkpoint\'s model',
                           logger='current', level=30)
 
-    def init_weights(self):
-        pretrained = self.pretrained_init_cfg() is not None
-        super().init_weights()
-        _init_shift_kernels(self, pretrained)
+    def forward_stem(self, x):
+        return self.patch_embed(x)  # mmcv pads H, W up to multiples of 4
 
-    def switch_to_deploy(self):
-        switch_to_deploy(self)
-
-    def forward(self, x):
-        self.check_input(x)
-        x, hw_shape = self.patch_embed(x)  # mmcv pads H, W up to multiples of 4
-        outs = []
-        for i, stage in enumerate(self.stages):
-            feat, feat_hw, x, hw_shape = stage(x, hw_shape)
-            if i in self.out_indices:
-                out = self.out_norm(i, feat)
-                outs.append(out.view(-1, *feat_hw, out.shape[-1]).permute(0, 3, 1, 2)
-                            .contiguous())
-            if i == self.out_indices[-1]:
-                break
-        return tuple(outs)
+    def forward_stage(self, i, state):
+        x, hw_shape = state
+        stage = self.stages[i]
+        x = self.run_blocks(stage.blocks, x, hw_shape)
+        feat = x.view(x.shape[0], *hw_shape, x.shape[-1])
+        if stage.downsample is not None:
+            x, hw_shape = stage.downsample(x, hw_shape)
+        return feat, (x, hw_shape)
 
     def stem_and_stages(self):
         return self.patch_embed, self.stages
@@ -425,8 +412,8 @@ def resize_bias_table(table, rows):
 
 
 @register_model
-class SlidePVT(PyramidVisionTransformer):
-    """Slide-PVT (v1): mmdet's PyramidVisionTransformer with slide attention in stages 1-2.
+class SlidePVT(SlideBackbone):
+    """Slide-PVT (v1): PVT v1 (mmdet's parts) with slide attention in stages 1-2.
 
     Only numbers were published for Slide-PVT (the released code is Slide-Swin only); these
     details are **inferred**:
@@ -435,8 +422,11 @@ class SlidePVT(PyramidVisionTransformer):
       first ``num_slide_stages = 2`` stages; stages 3-4 keep SRA. This matches the published
       parameter deltas of the paper's table (PVT-T -1.0M, PVT-S -1.8M = the stage-1/2 ``sr``
       convs), which the Slide-PVT parameter-count tests check.
-    * Everything else is PVT v1 as in mmdet: patch embeddings, absolute position embeddings
-      (kept in every stage: removing them would not fit the deltas), FFNs, no stage norms.
+    * Everything else is PVT v1 as in mmdet's ``PyramidVisionTransformer`` (its
+      ``PatchEmbed``, ``AbsolutePositionEmbedding`` and ``PVTEncoderLayer``, its parameter
+      names ``layers.{i}.{0: patch embedding, 1: [position embedding, blocks...], 2: stage
+      norm}``): absolute position embeddings (kept in every stage: removing them would not fit
+      the deltas), FFNs, no stage norms.
     * Slide attention as in Slide-Swin: k = 3, full width (no dim reduction), head-major qkv,
       key-side bias; the head width is PVT's 64.
 
@@ -447,133 +437,111 @@ class SlidePVT(PyramidVisionTransformer):
     attention must fit, and that attention keeps its random initialisation.
 
     Args:
-        arch (str): ``'tiny'``, ``'small'``, ``'medium'``, ``'large'`` (PVT v1 depths).
-            Default: 'small'.
+        arch (str | dict): ``'tiny'``, ``'small'``, ``'medium'``, ``'large'`` (PVT v1 depths), or
+            a dict with ``embed_dims``, ``depths``, ``num_heads`` and ``mlp_ratios`` (4 values
+            each) and optionally ``sr_ratios`` (default 8, 4, 2, 1). Default: 'small'.
         in_channels (int): input channels. Default: 3.
         pretrain_img_size (int): size of the position embeddings. Default: 224.
         kernel_size (int): odd slide-attention kernel. Default: 3.
         num_slide_stages (int): stages (from the first) with slide attention. Default: 2.
+        drop_rate (float): dropout after projections, in the FFNs and on the position
+            embeddings. Default: 0.
+        attn_drop_rate (float): attention-probability dropout. Default: 0.
+        drop_path_rate (float): stochastic depth, linear from 0 over all blocks (PVT: 0.1; the
+            configs set it). Default: 0.
         out_indices (Sequence[int]): stages returned. Default: (0, 1, 2, 3).
         out_norms (bool): accepted for parity with the other backbones: PVT v1 has no stage or
             output norms (mmdet's ``norm_after_stage=False``), so the maps are the raw stage
-            maps either way. Default: True.
-        drop_rate, attn_drop_rate (float): dropouts. Default: 0.
-        drop_path_rate (float): stochastic depth (PVT: 0.1). Default: 0.1.
-        frozen_stages (int): freeze stages < frozen_stages (patch embedding, position
-            embedding, blocks). Default: -1.
+            maps either way (True keeps parameter-free ``norm{i}`` identities). Default: True.
+        frozen_stages (int): freeze stages ``< frozen_stages`` (patch embedding, position
+            embedding, blocks); -1 or 0 freezes nothing (PVT has no separate stem).
+            Default: -1.
         norm_eval (bool): BatchNorm in eval mode (there is none; config parity). Default: False.
         with_cp (bool): activation checkpointing per block. Default: False.
         deploy (bool): build re-parameterised slide convs. Default: False.
         convert_weights (bool): mmdet's ``pvt_convert`` on a Pretrained file. Default: False.
-        init_cfg (dict, optional): see above. Default: None.
+        init_cfg (dict, optional): see above. None: the official PVT init (trunc-normal Linear
+            std .02, fan-out normal convs, trunc-normal position embeddings). Default: None.
     """
     arch_zoo = {
-        **dict.fromkeys(['t', 'tiny'], [2, 2, 2, 2]),
-        **dict.fromkeys(['s', 'small'], [3, 4, 6, 3]),
-        **dict.fromkeys(['m', 'medium'], [3, 4, 18, 3]),
-        **dict.fromkeys(['l', 'large'], [3, 8, 27, 3]),
+        **dict.fromkeys(['t', 'tiny'], dict(depths=[2, 2, 2, 2])),
+        **dict.fromkeys(['s', 'small'], dict(depths=[3, 4, 6, 3])),
+        **dict.fromkeys(['m', 'medium'], dict(depths=[3, 4, 18, 3])),
+        **dict.fromkeys(['l', 'large'], dict(depths=[3, 8, 27, 3])),
     }
-    num_heads = [1, 2, 5, 8]  # PVT v1, head width 64
+    for _arch in arch_zoo.values():  # PVT v1 widths, heads (width 64), ratios of every size
+        _arch.update(embed_dims=[64, 128, 320, 512], num_heads=[1, 2, 5, 8],
+                     mlp_ratios=[8, 8, 4, 4], sr_ratios=[8, 4, 2, 1])
+    del _arch
+    patch_sizes = [4, 2, 2, 2]
     headline_arch = 'small'
     test_arch = dict(arch='tiny')  # PVT v1 widths are fixed (64..512); the shallowest depths
-    parse_out_indices = DenseBackbone.parse_out_indices
+    size_divisor = 32
 
     def __init__(self, arch='small', in_channels=3, pretrain_img_size=224, kernel_size=3,
-                 num_slide_stages=2, out_indices=(0, 1, 2, 3), out_norms=True, drop_rate=0.,
-                 attn_drop_rate=0., drop_path_rate=0.1, frozen_stages=-1, norm_eval=False,
+                 num_slide_stages=2, drop_rate=0., attn_drop_rate=0., drop_path_rate=0.,
+                 out_indices=(0, 1, 2, 3), out_norms=True, frozen_stages=-1, norm_eval=False,
                  with_cp=False, deploy=False, convert_weights=False, init_cfg=None):
-        if not isinstance(arch, str) or arch.lower() not in self.arch_zoo:
-            raise ValueError(f'Unknown SlidePVT arch {arch!r}; choose one of '
-                             f'{sorted(self.arch_zoo)}')
+        super().__init__(in_channels, out_indices, out_norms, frozen_stages, norm_eval, with_cp,
+                         init_cfg)
+        settings = self.parse_arch(arch, optional_keys=('sr_ratios', ),
+                                   defaults=dict(sr_ratios=[8, 4, 2, 1]))
+        if not isinstance(arch, str):
+            self.check_widths(settings)
         _check_slide_stages(num_slide_stages, kernel_size)
-        self.num_stages = 4
-        out_indices = self.parse_out_indices(out_indices)
-        super().__init__(pretrain_img_size=pretrain_img_size, in_channels=in_channels,
-                         num_layers=self.arch_zoo[arch.lower()], num_heads=self.num_heads,
-                         out_indices=out_indices, drop_rate=drop_rate,
-                         attn_drop_rate=attn_drop_rate, drop_path_rate=drop_path_rate,
-                         convert_weights=convert_weights, init_cfg=init_cfg)
-        if isinstance(self.init_cfg, dict):  # mmdet's init_weights reads init_cfg.checkpoint
-            self.init_cfg = ConfigDict(self.init_cfg)
-        self.in_channels = in_channels
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
-        self.with_cp = with_cp
+        self.arch_settings = settings
+        self.embed_dims = list(settings['embed_dims'])
         self.deploy = deploy
+        self.convert_weights = convert_weights
         self.num_slide_stages = num_slide_stages
-        self.out_norms = parse_out_norms(out_norms)
-        self.embed_dims = [64 * h for h in self.num_heads]
-        for _, blocks, _ in self.layers:
-            for m in blocks:
-                if isinstance(m, AbsolutePositionEmbedding):
-                    # mmdet stores numpy ints here; torch.compile cannot trace slicing by them
-                    m.pos_shape = tuple(int(s) for s in m.pos_shape)
-        for i in range(num_slide_stages):
-            for block in self.layers[i][1]:
-                if isinstance(block, PVTEncoderLayer):
-                    sra = block.attn
+        dpr = self.drop_path_rates(drop_path_rate, settings['depths'])
+        self.layers = ModuleList()
+        for i, dim in enumerate(self.embed_dims):
+            patch = self.patch_sizes[i]
+            patch_embed = PVTPatchEmbed(in_channels=self.embed_dims[i - 1] if i else in_channels,
+                                        embed_dims=dim, kernel_size=patch, stride=patch,
+                                        padding=0, bias=True, norm_cfg=PVT_NORM)
+            pos_shape = pretrain_img_size // math.prod(self.patch_sizes[:i + 1])
+            blocks = [AbsolutePositionEmbedding(pos_shape, dim, drop_rate)]
+            for j in range(settings['depths'][i]):
+                block = PVTEncoderLayer(
+                    embed_dims=dim, num_heads=settings['num_heads'][i],
+                    feedforward_channels=int(settings['mlp_ratios'][i] * dim),
+                    drop_rate=drop_rate, attn_drop_rate=attn_drop_rate, drop_path_rate=dpr[i][j],
+                    qkv_bias=True, norm_cfg=PVT_NORM, sr_ratio=settings['sr_ratios'][i])
+                if i < num_slide_stages:
                     block.attn = TokenSlideAttention(
-                        sra.embed_dims, sra.num_heads, kernel_size, attn_drop=attn_drop_rate,
-                        proj_drop=drop_rate, deploy=deploy,
-                        drop_path=getattr(sra.dropout_layer, 'drop_prob', 0.))
+                        dim, settings['num_heads'][i], kernel_size, attn_drop=attn_drop_rate,
+                        proj_drop=drop_rate, deploy=deploy, drop_path=dpr[i][j])
+                blocks.append(block)
+            self.layers.append(ModuleList([patch_embed, ModuleList(blocks), nn.Identity()]))
+        self.add_out_norms(lambda i: nn.Identity())
 
-    def init_weights(self):
-        init_cfg = self.init_cfg
-        if not (isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained'):
-            super().init_weights()  # mmdet's: normal-inits every conv, shift kernels included
-            _init_shift_kernels(self, pretrained=False)
-            return
-        # mmdet's PVT loader is strict=False (any file "loads" with a warning): initialise
-        # randomly, then load strictly through mmattn's loader
-        self.init_cfg = None
-        try:
-            super().init_weights()
-        finally:
-            self.init_cfg = init_cfg
-        _init_shift_kernels(self, pretrained=False)
-        if self.convert_weights:  # official PVT v1: its SRA weights of the slide stages go
-            from mmdet.models.backbones.pvt import pvt_convert
-            slide_attn = (r'^layers\.[0-%d]\.1\.\d+\.attn\.' % (self.num_slide_stages - 1)
-                          if self.num_slide_stages else None)
-            load_pretrained(self, None, init_cfg['checkpoint'], prefix=init_cfg.get('prefix'),
-                            ignore=slide_attn, convert=pvt_convert)
-            _init_shift_kernels(self, pretrained=False)
-        else:
-            load_pretrained(self, None, init_cfg['checkpoint'], prefix=init_cfg.get('prefix'))
-            _init_shift_kernels(self, pretrained=True)
+    def pretrained_load_options(self):
+        if not self.convert_weights:
+            return {}
+        # an official PVT v1 file: its SRA weights of the slide stages go
+        from mmdet.models.backbones.pvt import pvt_convert
+        slide_attn = (r'^layers\.[0-%d]\.1\.\d+\.attn\.' % (self.num_slide_stages - 1)
+                      if self.num_slide_stages else None)
+        return dict(ignore=slide_attn, convert=pvt_convert)
 
-    def switch_to_deploy(self):
-        switch_to_deploy(self)
+    def official_init(self):
+        super().official_init()
+        self.init_conv_fan_out()
+        for m in self.modules():
+            if isinstance(m, AbsolutePositionEmbedding):
+                m.init_weights()
 
-    # an mmdet PVT, not a DenseBackbone: borrow the shared input checks
-    min_input_size = DenseBackbone.min_input_size
-    check_input = DenseBackbone.check_input
+    def forward_stem(self, x):
+        return x  # each stage starts with its own patch embedding
 
-    def train(self, mode=True):
-        super().train(mode)
-        for layer in self.layers[:max(self.frozen_stages, 0)]:
-            layer.eval()
-            for param in layer.parameters():
-                param.requires_grad = False
-        return self
+    def forward_stage(self, i, x):
+        patch_embed, blocks, norm = self.layers[i]
+        x, hw_shape = patch_embed(x)
+        x = norm(self.run_blocks(blocks, x, hw_shape))
+        x = x.transpose(1, 2).reshape(x.shape[0], -1, *hw_shape)
+        return x, x
 
-    def forward(self, x):
-        self.check_input(x)
-        height, width = x.shape[2:]
-        # no negative operands in the size arithmetic: ONNX's integer Div / Mod do not floor
-        x = F.pad(x, (0, (OUTPUT_STRIDE - width % OUTPUT_STRIDE) % OUTPUT_STRIDE,
-                      0, (OUTPUT_STRIDE - height % OUTPUT_STRIDE) % OUTPUT_STRIDE))
-        outs = []
-        for i, (patch_embed, blocks, norm) in enumerate(self.layers):
-            x, hw_shape = patch_embed(x)
-            for block in blocks:
-                x = _run_block(block, x, hw_shape, self.with_cp)
-            x = norm(x)
-            x = x.transpose(1, 2).reshape(x.shape[0], -1, *hw_shape)
-            if i in self.out_indices:
-                stride = 2**(i + 2)
-                outs.append(x[:, :, :(height + stride - 1) // stride,
-                              :(width + stride - 1) // stride].contiguous())
-            if i == self.out_indices[-1]:
-                break
-        return tuple(outs)
+    def stem_and_stages(self):
+        return None, self.layers
