@@ -57,7 +57,9 @@ class DenseBackbone(BaseModule):
     stage, crop), weight initialisation and loading, ``frozen_stages`` and ``norm_eval``.
 
     A family implements :meth:`forward_stem`, :meth:`forward_stage` and
-    :meth:`stem_and_stages`, and sets these class attributes:
+    :meth:`stem_and_stages` (and :meth:`_parse_arch` for its arch keys and checks; the parsed
+    arch is ``self.arch_settings``, its widths ``self.embed_dims``), and sets these class
+    attributes:
 
     - ``arch_zoo`` (dict): named variants, each with the keys :data:`ARCH_KEYS` as per-stage
       lists plus family keys.
@@ -85,9 +87,11 @@ class DenseBackbone(BaseModule):
     channels_last = False
     out_norms = True
 
-    def __init__(self, in_channels=3, out_indices=(0, 1, 2, 3), out_norms=True,
+    def __init__(self, arch, in_channels=3, out_indices=(0, 1, 2, 3), out_norms=True,
                  frozen_stages=-1, norm_eval=False, with_cp=False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
+        self.arch_settings = self._parse_arch(arch)
+        self.embed_dims = list(self.arch_settings['embed_dims'])
         if isinstance(frozen_stages, bool) or not isinstance(frozen_stages, int) \
                 or not -1 <= frozen_stages <= self.num_stages:
             raise ValueError(f'frozen_stages must be an int in -1..{self.num_stages}, '
@@ -169,6 +173,10 @@ class DenseBackbone(BaseModule):
             if key in arch and len(arch[key]) != self.num_stages:
                 raise ValueError(f'arch[{key!r}] needs {self.num_stages} values, got {arch[key]}')
         return arch
+
+    def _parse_arch(self, arch):
+        """The family's ``arch`` parsing: :meth:`parse_arch` with its keys and checks."""
+        return self.parse_arch(arch)
 
     def check_widths(self, settings, doubling=False):
         """A custom arch's widths: divisible by their stage's ``num_heads``, and, for families

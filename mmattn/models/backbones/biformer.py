@@ -139,28 +139,14 @@ class BiFormer(DenseBackbone):
     test_arch = dict(arch=dict(embed_dims=[16, 32, 32, 64], depths=[1, 1, 1, 1],
                                num_heads=[1, 2, 2, 4], mlp_ratios=[2, 2, 2, 2]), n_win=4)
 
-    def __init__(self,
-                 arch='small',
-                 in_channels=3,
-                 n_win=16,
-                 topks=(1, 4, 16, -2),
-                 auto_pad=True,
-                 global_heads=8,
-                 lepe_kernel=5,
-                 drop_path_rate=0.,
-                 out_indices=(0, 1, 2, 3),
-                 out_norms=True,
-                 frozen_stages=-1,
-                 norm_eval=False,
-                 norm_cfg=dict(type='BN'),
-                 with_cp=False,
-                 init_cfg=None):
-        super().__init__(in_channels, out_indices, out_norms, frozen_stages, norm_eval, with_cp,
-                         init_cfg)
-        self.arch_settings = self._parse_arch(arch)
+    def __init__(self, arch='small', in_channels=3, n_win=16, topks=(1, 4, 16, -2), auto_pad=True,
+                 global_heads=8, lepe_kernel=5, drop_path_rate=0., out_indices=(0, 1, 2, 3),
+                 out_norms=True, frozen_stages=-1, norm_eval=False, norm_cfg=dict(type='BN'),
+                 with_cp=False, init_cfg=None):
+        super().__init__(arch, in_channels, out_indices, out_norms, frozen_stages, norm_eval,
+                         with_cp, init_cfg)
         embed_dims = self.arch_settings['embed_dims']
         depths = self.arch_settings['depths']
-        self.embed_dims = list(embed_dims)
         self.n_win = _per_stage(n_win, 'n_win')
         self.topks = _per_stage(topks, 'topks')
         for stage, topk in enumerate(self.topks):

@@ -253,24 +253,13 @@ class DualViT(DenseBackbone):
     # (no padding: M = floor(H1 / 7) * floor(W1 / 7)), so one needs one whole block
     min_input_size = 4 * (POOL - 1) + 1  # 25
 
-    def __init__(self,
-                 arch='small',
-                 in_channels=3,
-                 drop_path_rate=0.,
-                 out_indices=(0, 1, 2, 3),
-                 out_norms=True,
-                 frozen_stages=-1,
-                 norm_eval=False,
-                 stem_norm_cfg=dict(type='BN'),
-                 with_cp=False,
-                 test_tile_size=None,
-                 init_cfg=None):
-        super().__init__(in_channels, out_indices, out_norms, frozen_stages, norm_eval, with_cp,
-                         init_cfg)
-        self.arch_settings = self._parse_arch(arch)
+    def __init__(self, arch='small', in_channels=3, drop_path_rate=0., out_indices=(0, 1, 2, 3),
+                 out_norms=True, frozen_stages=-1, norm_eval=False, stem_norm_cfg=dict(type='BN'),
+                 with_cp=False, test_tile_size=None, init_cfg=None):
+        super().__init__(arch, in_channels, out_indices, out_norms, frozen_stages, norm_eval,
+                         with_cp, init_cfg)
         settings = self.arch_settings
         dims, depths = settings['embed_dims'], settings['depths']
-        self.embed_dims = list(dims)
         if test_tile_size is not None and (
                 isinstance(test_tile_size, bool) or not isinstance(test_tile_size, int)
                 or test_tile_size < 32 or test_tile_size % 32):

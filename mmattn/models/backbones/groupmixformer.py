@@ -143,24 +143,13 @@ class GroupMixFormer(DenseBackbone):
     # sides must stay even down to stride 32
     size_divisor = 32
 
-    def __init__(self,
-                 arch='small',
-                 in_channels=3,
-                 drop_rate=0.,
-                 drop_path_rate=0.,
-                 out_indices=(0, 1, 2, 3),
-                 out_norms=True,
-                 frozen_stages=-1,
-                 norm_eval=False,
-                 norm_cfg=dict(type='BN'),
-                 with_cp=False,
-                 init_cfg=None):
-        super().__init__(in_channels, out_indices, out_norms, frozen_stages, norm_eval, with_cp,
-                         init_cfg)
-        self.arch_settings = self._parse_arch(arch)
+    def __init__(self, arch='small', in_channels=3, drop_rate=0., drop_path_rate=0.,
+                 out_indices=(0, 1, 2, 3), out_norms=True, frozen_stages=-1, norm_eval=False,
+                 norm_cfg=dict(type='BN'), with_cp=False, init_cfg=None):
+        super().__init__(arch, in_channels, out_indices, out_norms, frozen_stages, norm_eval,
+                         with_cp, init_cfg)
         dims = self.arch_settings['embed_dims']
         depths = self.arch_settings['depths']
-        self.embed_dims = list(dims)
 
         dpr = self.drop_path_rates(drop_path_rate, depths)
         self.stem = ConvStem(in_channels, dims[0], norm_cfg)

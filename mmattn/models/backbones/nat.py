@@ -229,28 +229,15 @@ class NAT(DenseBackbone):
     test_arch = dict(arch=dict(embed_dims=[16, 32, 64, 128], depths=[1, 1, 1, 1],
                                num_heads=[1, 2, 4, 8], mlp_ratios=[2.] * 4), kernel_size=3)
 
-    def __init__(self,
-                 arch='tiny',
-                 in_channels=3,
-                 kernel_size=None,
-                 dilations=None,
-                 drop_rate=0.,
-                 attn_drop_rate=0.,
-                 drop_path_rate=0.,
-                 out_indices=(0, 1, 2, 3),
-                 out_norms=True,
-                 frozen_stages=-1,
-                 norm_eval=False,
-                 with_cp=False,
-                 init_cfg=None):
-        super().__init__(in_channels, out_indices, out_norms, frozen_stages, norm_eval, with_cp,
-                         init_cfg)
-        self.arch_settings = self._parse_arch(arch)
+    def __init__(self, arch='tiny', in_channels=3, kernel_size=None, dilations=None, drop_rate=0.,
+                 attn_drop_rate=0., drop_path_rate=0., out_indices=(0, 1, 2, 3), out_norms=True,
+                 frozen_stages=-1, norm_eval=False, with_cp=False, init_cfg=None):
+        super().__init__(arch, in_channels, out_indices, out_norms, frozen_stages, norm_eval,
+                         with_cp, init_cfg)
         if kernel_size is not None:
             self.arch_settings['kernel_size'] = kernel_size
         settings = self.arch_settings
         depths, heads = settings['depths'], settings['num_heads']
-        self.embed_dims = list(settings['embed_dims'])
         self.kernel_size = settings['kernel_size']
         self.dilations = expand_dilations(dilations, depths)
 

@@ -21,7 +21,6 @@ from torch import nn
 
 from mmattn.ops.slide import SlideAttention
 from mmattn.registry import register_model
-from mmattn.converters import load_pretrained
 from .base import DenseBackbone, Stage
 
 PVT_NORM = dict(type='LN', eps=1e-6)  # mmdet's PVT norm_cfg
@@ -295,9 +294,9 @@ class SlideSwin(SlideBackbone):
                  attn_drop_rate=0., drop_path_rate=0., out_indices=(0, 1, 2, 3),
                  out_norms=True, frozen_stages=-1, norm_eval=False, with_cp=False,
                  deploy=False, init_cfg=None):
-        super().__init__(in_channels, out_indices, out_norms, frozen_stages, norm_eval, with_cp,
-                         init_cfg)
-        settings = self._parse_arch(arch)
+        super().__init__(arch, in_channels, out_indices, out_norms, frozen_stages, norm_eval,
+                         with_cp, init_cfg)
+        settings = self.arch_settings
         _check_slide_stages(num_slide_stages, kernel_size)
         if attn_mode not in self.attn_modes:
             raise ValueError(f'attn_mode must be one of {self.attn_modes}, got {attn_mode!r}')
@@ -317,9 +316,7 @@ class SlideSwin(SlideBackbone):
                              f'({self.num_stages}), got {window_size!r}')
         if mlp_ratio is not None:
             settings['mlp_ratios'] = [mlp_ratio] * self.num_stages
-        self.arch_settings = settings
         depths, heads = settings['depths'], settings['num_heads']
-        self.embed_dims = list(settings['embed_dims'])
         self.attn_mode = attn_mode
         self.num_slide_stages = num_slide_stages
         self.deploy = deploy
@@ -482,15 +479,10 @@ class SlidePVT(SlideBackbone):
                  num_slide_stages=2, drop_rate=0., attn_drop_rate=0., drop_path_rate=0.,
                  out_indices=(0, 1, 2, 3), out_norms=True, frozen_stages=-1, norm_eval=False,
                  with_cp=False, deploy=False, convert_weights=False, init_cfg=None):
-        super().__init__(in_channels, out_indices, out_norms, frozen_stages, norm_eval, with_cp,
-                         init_cfg)
-        settings = self.parse_arch(arch, optional_keys=('sr_ratios', ),
-                                   defaults=dict(sr_ratios=[8, 4, 2, 1]))
-        if not isinstance(arch, str):
-            self.check_widths(settings)
+        super().__init__(arch, in_channels, out_indices, out_norms, frozen_stages, norm_eval,
+                         with_cp, init_cfg)
+        settings = self.arch_settings
         _check_slide_stages(num_slide_stages, kernel_size)
-        self.arch_settings = settings
-        self.embed_dims = list(settings['embed_dims'])
         self.deploy = deploy
         self.convert_weights = convert_weights
         self.num_slide_stages = num_slide_stages
@@ -516,6 +508,13 @@ class SlidePVT(SlideBackbone):
                 blocks.append(block)
             self.layers.append(ModuleList([patch_embed, ModuleList(blocks), nn.Identity()]))
         self.add_out_norms(lambda i: nn.Identity())
+
+    def _parse_arch(self, arch):
+        settings = self.parse_arch(arch, optional_keys=('sr_ratios', ),
+                                   defaults=dict(sr_ratios=[8, 4, 2, 1]))
+        if not isinstance(arch, str):
+            self.check_widths(settings)
+        return settings
 
     def pretrained_load_options(self):
         if not self.convert_weights:
