@@ -49,7 +49,9 @@ class ClampedShiftWindowMSA(ShiftWindowMSA):
         b, _, c = query.shape
         window, shift = self.window_size, self.shift_size
         if min(height, width) <= window:  # the official rule
-            window, shift = min(height, width), 0
+            # a Python int under torch.compile too (a guard on the short side): inductor's C++
+            # code generation over index arithmetic with a symbolic window took > 16 minutes
+            window, shift = int(min(height, width)), 0
         rows, cols = (height + window - 1) // window, (width + window - 1) // window
         x = F.pad(query.view(b, height, width, c),
                   (0, 0, 0, cols * window - width, 0, rows * window - height))
