@@ -7,6 +7,8 @@ through an official-layout reference forward written here from the released code
 attention, global MHSA with Swin's bias index, [x0, x1, x2, x3] merging) and compares it with
 the converted mmattn backbone.
 """
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -388,3 +390,55 @@ def test_slide_swin_patch_padding_is_mmcvs(size):
     for layer in layers:
         padding = layer.adaptive_padding
         assert torch.equal(padding(x), AdaptivePadding.forward(padding, x))
+
+
+def _official_pvt_v1(state_dict):
+    """An mmdet PyramidVisionTransformer state dict in the official PVT v1 layout (whai362/PVT:
+    patch_embed{s}, pos_embed{s}, block{s}.{j} with separate q / kv, Linear MLP), the layout
+    mmdet's ``pvt_convert`` reads."""
+    out = {}
+    for key, value in state_dict.items():
+        _, stage, part, rest = key.split('.', 3)  # layers.{stage}.{part}.{rest}
+        s = int(stage) + 1
+        if part == '0':
+            out[f'patch_embed{s}.' + rest.replace('projection.', 'proj.')] = value
+            continue
+        j, name = rest.split('.', 1)
+        if j == '0':
+            out[f'pos_embed{s}'] = value
+            continue
+        prefix = f'block{s}.{int(j) - 1}.'
+        if name.startswith('attn.attn.in_proj_'):
+            q, kv = value.split([value.shape[0] // 3, 2 * value.shape[0] // 3])
+            kind = name.rsplit('_', 1)[1]
+            out[prefix + f'attn.q.{kind}'], out[prefix + f'attn.kv.{kind}'] = q, kv
+        elif name.startswith('attn.attn.out_proj.'):
+            out[prefix + name.replace('attn.attn.out_proj.', 'attn.proj.')] = value
+        elif name.startswith('ffn.layers.'):
+            fc = {'0': 'fc1', '3': 'fc2'}[name.split('.')[2]]
+            out[prefix + f'mlp.{fc}.' + name.rsplit('.', 1)[1]] = value.flatten(1) \
+                if value.dim() == 4 else value
+        else:
+            out[prefix + name] = value
+    return out
+
+
+def test_slide_pvt_reads_an_official_pvt_v1_file_with_convert_weights(tmp_path):
+    from mmdet.models.backbones.pvt import PyramidVisionTransformer
+    torch.manual_seed(0)
+    host = PyramidVisionTransformer(num_layers=[2, 2, 2, 2])
+    host.init_weights()
+    path = tmp_path / 'pvt_tiny.pth'
+    torch.save({'model': _official_pvt_v1(host.state_dict())}, path)
+    model = SlidePVT('tiny', convert_weights=True,
+                     init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    model.init_weights()
+    own, theirs = model.state_dict(), host.state_dict()
+    slide_stage = r'layers\.[01]\.1\.[0-9]+\.attn\.'  # random init, shift kernels one-hot
+    shared = [k for k in own if not re.match(slide_stage, k)]
+    assert len(shared) > 100 and all(torch.equal(own[k], theirs[k]) for k in shared)
+    assert all(m.shift_kernel_is_one_hot() for m in model.modules()
+               if isinstance(m, SlideAttention))
+    strict = SlidePVT('tiny', init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    with pytest.raises(CheckpointKeyError):  # without the conversion the names do not fit
+        strict.init_weights()
