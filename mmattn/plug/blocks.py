@@ -29,6 +29,7 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from mmattn.ops.dual import DualPathAttention, SemanticTokenInit
+from mmattn.ops.group_mix import CHANNEL_MULTIPLE as GROUP_MIX_CHANNELS
 from mmattn.ops.group_mix import NUM_HEADS as GROUP_MIX_HEADS
 from mmattn.ops.group_mix import GroupMixAttention
 from mmattn.ops.neighborhood import NeighborhoodAttention
@@ -212,8 +213,9 @@ class SlideAttention2d(AttentionBlock2d):
 
 
 def group_mix_width(in_channels: int) -> int:
-    """Group-mix attention needs a multiple of 10 channels: ``in_channels`` rounded up."""
-    return 10 * math.ceil(in_channels / 10)
+    """Group-mix attention needs a multiple of ``CHANNEL_MULTIPLE`` (10) channels:
+    ``in_channels`` rounded up."""
+    return GROUP_MIX_CHANNELS * math.ceil(in_channels / GROUP_MIX_CHANNELS)
 
 
 @register_model
