@@ -3,6 +3,7 @@
 import importlib
 
 import mmattn.models.backbones as mmattn_backbones
+from mmattn.plug import PLUG_BLOCKS
 from mmattn.registry import MODELS
 
 # Baselines users know, as mmdet builds them (Swin-T: mmdet's swin config; PVTv2-B2: its pvt
@@ -24,8 +25,7 @@ PLUG_HOSTS = {
     'MiT-B0': dict(type='mmseg.MixVisionTransformer', embed_dims=32, num_layers=[2, 2, 2, 2],
                    num_heads=[1, 2, 5, 8]),
 }
-PLUG_OPS = {'bra': 'BiLevelRoutingAttention2d', 'na': 'NeighborhoodAttention2d',
-            'slide': 'SlideAttention2d', 'gma': 'GroupMixAttention2d', 'dual': 'DualAttention2d'}
+PLUG_OPS = {cls.short_name: cls.__name__ for cls in PLUG_BLOCKS}  # declared by each block
 
 
 def plug_specs() -> list:

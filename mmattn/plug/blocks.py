@@ -49,7 +49,8 @@ class AttentionBlock2d(BaseModule):
     """Base of the plug-in blocks: checks, layouts, residual, zero-init.
 
     Subclasses build ``self.attn`` (the family's channels-last layer, output projection
-    ``self.attn.proj``) and implement :meth:`attend` on (B, H, W, C) maps.
+    ``self.attn.proj``), implement :meth:`attend` on (B, H, W, C) maps and set ``short_name``,
+    the op's name in the analysis tools' ``HOST+OP`` specs (e.g. ``'R-50+bra'``).
 
     Args:
         in_channels (int): channels C of the host's feature map.
@@ -58,6 +59,7 @@ class AttentionBlock2d(BaseModule):
             (with ``residual``) or as zero (without). Defaults to True.
         init_cfg (dict | list[dict], optional): mmengine init config. Defaults to None.
     """
+    short_name = None
 
     def __init__(self, in_channels: int, residual: bool = True, zero_init: bool = True,
                  init_cfg=None):
@@ -136,6 +138,7 @@ class BiLevelRoutingAttention2d(AttentionBlock2d):
         lepe_kernel (int): LePE depthwise kernel. Defaults to 5.
         residual, zero_init, init_cfg: see :class:`AttentionBlock2d`.
     """
+    short_name = 'bra'
     _abbr_ = 'bra'
 
     def __init__(self, in_channels: int, num_heads: Optional[int] = None, n_win: int = 7,
@@ -164,6 +167,7 @@ class NeighborhoodAttention2d(AttentionBlock2d):
         dilation (int): dilation. Defaults to 1 (NAT; DiNAT alternates 1 with larger values).
         residual, zero_init, init_cfg: see :class:`AttentionBlock2d`.
     """
+    short_name = 'na'
     _abbr_ = 'na'
 
     def __init__(self, in_channels: int, num_heads: Optional[int] = None, kernel_size: int = 7,
@@ -191,6 +195,7 @@ class SlideAttention2d(AttentionBlock2d):
         kernel_size (int): odd window. Defaults to 3 (every released Slide model).
         residual, zero_init, init_cfg: see :class:`AttentionBlock2d`.
     """
+    short_name = 'slide'
     _abbr_ = 'slide_attn'
 
     def __init__(self, in_channels: int, num_heads: Optional[int] = None, kernel_size: int = 3,
@@ -239,6 +244,7 @@ class GroupMixAttention2d(AttentionBlock2d):
         norm_cfg (dict): aggregator norm. Defaults to ``dict(type='BN')``.
         residual, zero_init, init_cfg: see :class:`AttentionBlock2d`.
     """
+    short_name = 'gma'
     _abbr_ = 'gma'
 
     def __init__(self, in_channels: int, num_heads: Optional[int] = None,
@@ -271,6 +277,7 @@ class DualAttention2d(AttentionBlock2d):
         num_heads (int, optional): heads; None: C // 32. Defaults to None.
         residual, zero_init, init_cfg: see :class:`AttentionBlock2d`.
     """
+    short_name = 'dual'
     _abbr_ = 'dual_attn'
 
     def __init__(self, in_channels: int, num_heads: Optional[int] = None, residual: bool = True,

@@ -51,10 +51,13 @@ def test_tools_find_every_family():
 
 
 def test_every_plug_block_has_a_plug_spec_name():
-    # the one list docs/adding_a_family.md names: the HOST+OP short names of the plug blocks
-    from mmattn.analysis.models import PLUG_OPS
+    # each block declares its HOST+OP short name; the tools' specs list every block once
+    from mmattn.analysis.models import PLUG_OPS, plug_specs
     from mmattn.plug import PLUG_BLOCKS
+    names = [cls.short_name for cls in PLUG_BLOCKS]
+    assert all(isinstance(n, str) and n for n in names) and len(set(names)) == len(names)
     assert sorted(PLUG_OPS.values()) == sorted(cls.__name__ for cls in PLUG_BLOCKS)
+    assert {spec.partition('+')[2] for spec in plug_specs()} - {''} == set(names)
 
 
 @pytest.mark.parametrize('op', list(OPS))
