@@ -50,8 +50,8 @@ def test_compiled_graph_matches_eager_across_sizes(name):
 
 def test_compiled_slide_swin_released_setting_is_one_graph():
     """Slide-Swin's released setting (global attention in stages 3-4: a window of the whole map
-    at 224, clamped to the short side of smaller maps, a guard on that side): no graph break,
-    at most one recompile for the three sizes."""
+    at 224, clamped to the short side of smaller maps): no graph break, at most one recompile
+    for the three sizes."""
     torch._dynamo.reset()
     counters.clear()
     model = build_tiny_backbone('SlideSwin', attn_mode='global')

@@ -289,8 +289,8 @@ class DenseBackbone(BaseModule):
     def pretrained_load_options(self):
         """Extra keyword arguments of ``load_pretrained`` for a ``Pretrained`` ``init_cfg``
         (``ignore``: a regex of model keys the file does not give, which keep the official
-        init; ``convert``: a state-dict conversion). None by default: the family's converter,
-        every key strict."""
+        init; ``convert``: a state-dict conversion). Empty by default: the family's
+        converter, every key strict."""
         return {}
 
     def official_init(self):
