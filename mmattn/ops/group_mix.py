@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from mmattn.ops.common import AttentionPanel
+from mmattn.ops.depthwise import DepthwiseConv2d, depthwise_conv2d
 from mmattn.registry import register_model
 
 NUM_HEADS = 8  # fixed: the CRPE head groups below must add up to it
@@ -66,8 +67,9 @@ class SeparableConv2d(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1):
         super().__init__()
-        self.dw = nn.Conv2d(in_channels, in_channels, kernel_size, stride, kernel_size // 2,
-                            groups=in_channels, bias=False)
+        self.dw = DepthwiseConv2d(in_channels, kernel_size, bias=False) if stride == 1 else \
+            nn.Conv2d(in_channels, in_channels, kernel_size, stride, kernel_size // 2,
+                      groups=in_channels, bias=False)
         self.pw = nn.Conv2d(in_channels, out_channels, 1, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -233,9 +235,8 @@ class GroupMixAttention(nn.Module):
                 stack = stack.contiguous()
             agg_out = agg(stack)
             q, k, v = agg_out.permute(0, 2, 3, 1).reshape(3, b, n, seg).unbind(0)
-            rel = F.conv2d(v.view(b, h, w, seg).permute(0, 3, 1, 2),
-                           crpe_w[i * seg:(i + 1) * seg], crpe_b[i * seg:(i + 1) * seg],
-                           padding=CRPE_KERNEL // 2, groups=seg)
+            rel = depthwise_conv2d(v.view(b, h, w, seg).permute(0, 3, 1, 2),
+                                   crpe_w[i * seg:(i + 1) * seg], crpe_b[i * seg:(i + 1) * seg])
             rel = rel.permute(0, 2, 3, 1).reshape(b, n, seg)
             # softmax over tokens on contiguous rows; K~^T V of both heads as one (seg, seg)
             # GEMM, masked to its two diagonal blocks (the cross-head products become exact

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmattn.ops.common import AttentionPanel, check_heads
+from mmattn.ops.depthwise import DepthwiseConv2d
 from mmattn.registry import register_model
 
 
@@ -118,8 +119,7 @@ class BiLevelRoutingAttention(nn.Module):
         self.n_win, self.topk, self.auto_pad = n_win, topk, auto_pad
         self.scale = embed_dims**-0.5
         self.qkv = nn.Linear(embed_dims, 3 * embed_dims)
-        self.lepe = nn.Conv2d(embed_dims, embed_dims, lepe_kernel, padding=lepe_kernel // 2,
-                              groups=embed_dims)
+        self.lepe = DepthwiseConv2d(embed_dims, lepe_kernel)
         self.proj = nn.Linear(embed_dims, embed_dims)
 
     def forward(self, x, return_routing=False):
@@ -158,8 +158,7 @@ class GlobalAttentionLePE(nn.Module):
         check_heads(embed_dims, num_heads)
         self.embed_dims, self.num_heads = embed_dims, num_heads
         self.qkv = nn.Linear(embed_dims, 3 * embed_dims, bias=False)
-        self.lepe = nn.Conv2d(embed_dims, embed_dims, lepe_kernel, padding=lepe_kernel // 2,
-                              groups=embed_dims)
+        self.lepe = DepthwiseConv2d(embed_dims, lepe_kernel)
         self.proj = nn.Linear(embed_dims, embed_dims)
 
     def forward(self, x):
