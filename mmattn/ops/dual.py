@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 from torch import Tensor, nn
 
-from mmattn.ops.common import AttentionPanel, check_heads, check_qkv
+from mmattn.ops.common import AttentionPanel, check_heads, check_qkv, tokens_to_map
 from mmattn.registry import register_model
 
 QUERY_GRID = 8  # the learned semantic queries form an 8x8 grid (64 x C1 parameter)
@@ -129,7 +129,7 @@ class SemanticTokenInit(nn.Module):
         if min(grid) < 1:
             raise ValueError(f'the semantic-token init needs a stride-4 map of at least {POOL}x'
                              f'{POOL} (one token per {POOL}x{POOL} block), got {hw[0]}x{hw[1]}')
-        x_down = self.pool(x.transpose(1, 2).reshape(b, c, *hw)).flatten(2).transpose(1, 2)
+        x_down = self.pool(tokens_to_map(x, hw)).flatten(2).transpose(1, 2)
         k, v = self.kv(x_down).chunk(2, dim=-1)  # first C1 channels are the keys
         q = self.q_embed(self.resized_query(grid)).expand(b, -1, -1)
         s = multi_head_attention(q, k, v, 1)  # single head: scale C1 ** -0.5

@@ -23,6 +23,7 @@ from torch import nn
 
 from mmattn.ops.dual import (LAYER_SCALE_INIT, POOL, DualPathAttention, MergeAttention,
                              SemanticTokenInit)
+from mmattn.ops.common import tokens_to_map
 from mmattn.registry import register_model
 from .base import DenseBackbone
 
@@ -92,8 +93,7 @@ class DWConv(nn.Module):
         self.dwconv = nn.Conv2d(dims, dims, 3, 1, 1, groups=dims)
 
     def forward(self, x, hw):
-        b, n, c = x.shape
-        return self.dwconv(x.transpose(1, 2).reshape(b, c, *hw)).flatten(2).transpose(1, 2)
+        return self.dwconv(tokens_to_map(x, hw)).flatten(2).transpose(1, 2)
 
 
 class PVT2FFN(nn.Module):

@@ -23,6 +23,7 @@ from torch import nn
 
 from mmattn.ops.group_mix import (NUM_HEADS, GroupMixAttention, SeparableConv2d,
                                   check_embed_dims)
+from mmattn.ops.common import tokens_to_map
 from mmattn.registry import register_model
 from ..layers import Mlp
 from .base import DenseBackbone, Stage
@@ -83,7 +84,7 @@ class GroupMixBlock(nn.Module):
         x = (x + self.cpe(x)).flatten(2).transpose(1, 2)  # the CPE output is the residual stream
         x = x + self.drop_path(self.attn(self.norm1(x), hw))
         x = x + self.drop_path(self.mlp(self.norm2(x)))
-        return x.transpose(1, 2).reshape(x.shape[0], -1, *hw)
+        return tokens_to_map(x, hw)
 
 
 @register_model
