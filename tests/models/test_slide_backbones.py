@@ -7,6 +7,7 @@ through an official-layout reference forward written here from the released code
 attention, global MHSA with Swin's bias index, [x0, x1, x2, x3] merging) and compares it with
 the converted mmattn backbone.
 """
+import math
 import re
 
 import pytest
@@ -378,6 +379,44 @@ def test_window_attention_on_larger_maps_is_mmdets_bit_for_bit(hw, shift):
         attn.w_msa.relative_position_bias_table.normal_()
         x = torch.randn(2, hw[0] * hw[1], 16)
         assert torch.equal(attn(x, hw), ShiftWindowMSA.forward(attn, x, hw))
+
+
+@pytest.mark.parametrize('window,hw,shift', [(8, (8, 8), False), (8, (19, 13), True),
+                                              (8, (5, 6), False), (7, (15, 9), True)])
+def test_inference_chunks_queries_of_large_windows(monkeypatch, window, hw, shift):
+    """Inference on windows of at least CHUNKED_MIN_TOKENS tokens runs the queries in chunks:
+    the same values as mmdet's (unchunked) path, and no (windows, heads, T, T) logits: checked
+    with the thresholds lowered so that a few-token window is "large" and chunks are 5 rows."""
+    from mmdet.models.backbones.swin import ShiftWindowMSA
+
+    import mmattn.models.backbones.slide as slide
+    torch.manual_seed(0)
+    attn = slide.ClampedSwinBlock(embed_dims=16, num_heads=2, feedforward_channels=32,
+                                  window_size=window, shift=shift).eval().attn
+    x = torch.randn(2, hw[0] * hw[1], 16)
+    with torch.no_grad():
+        attn.w_msa.relative_position_bias_table.normal_()
+        expected = ShiftWindowMSA.forward(attn, x, hw) if min(hw) > window else attn(x, hw)
+        side = min(window, *hw)
+        windows = 2 * math.ceil(hw[0] / side) * math.ceil(hw[1] / side)
+        monkeypatch.setattr(slide, 'CHUNKED_MIN_TOKENS', 4)
+        monkeypatch.setattr(slide, 'CHUNKED_LOGITS', 5 * windows * 2 * side * side)
+        sizes = []
+
+        class RecordingSoftmax(torch.nn.Softmax):
+            def forward(self, t):
+                sizes.append(t.shape[2])  # query rows of this call
+                return super().forward(t)
+
+        monkeypatch.setattr(attn.w_msa, 'softmax', RecordingSoftmax(dim=-1))
+        out = attn(x, hw)
+    assert max(sizes) == 5 and sum(sizes) == side * side  # every query once, 5 rows at a time
+    # chunking changes only the GEMM row counts (bit-equal on the CI machine)
+    torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-7)
+    with torch.enable_grad():  # training keeps mmdet's one-shot path
+        sizes.clear()
+        attn(x, hw)
+        assert sizes in ([], [side * side])
 
 
 @pytest.mark.parametrize('size', [(32, 32), (33, 47), (97, 131), (35, 36)])

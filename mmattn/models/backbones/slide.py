@@ -20,10 +20,15 @@ from mmengine.model import BaseModule, ModuleList
 from torch import nn
 
 from mmattn.ops.slide import SlideAttention
+from mmattn.ops.common import tokens_to_map
 from mmattn.registry import register_model
 from .base import DenseBackbone, Stage
 
 PVT_NORM = dict(type='LN', eps=1e-6)  # mmdet's PVT norm_cfg
+# Window attention in inference: windows of at least this many tokens run their queries in
+# chunks of at most CHUNKED_LOGITS logits (64 MiB of float32)
+CHUNKED_MIN_TOKENS = 1024
+CHUNKED_LOGITS = 2**24
 
 
 
@@ -59,26 +64,49 @@ class ClampedShiftWindowMSA(ShiftWindowMSA):
             x = torch.roll(x, (-shift, -shift), dims=(1, 2))
         windows = x.view(b, rows, window, cols, window, c).transpose(2, 3).reshape(
             b * rows * cols, window * window, c)
-        if window == self.window_size:
-            mask = _shift_mask(rows, cols, window, shift, x.device) if shift else None
+        mask = _shift_mask(rows, cols, window, shift, x.device) if shift else None
+        if window == self.window_size and not self._chunk_queries(windows):
             out = self.w_msa(windows, mask=mask)
         else:
-            out = self._window_attention(windows, window)
+            out = self._window_attention(windows, window, mask)
         out = out.view(b, rows, cols, window, window, c).transpose(2, 3).reshape(
             b, rows * window, cols * window, c)
         if shift:
             out = torch.roll(out, (shift, shift), dims=(1, 2))
         return self.drop(out[:, :height, :width].reshape(b, height * width, c))
 
-    def _window_attention(self, x, window):
-        """mmdet WindowMSA on ``window`` x ``window`` windows (no mask)."""
+    @staticmethod
+    def _chunk_queries(windows):
+        """Inference on large windows (the released global setting at dense sizes: one window
+        of 2304 tokens per head at 768x768) runs the queries in chunks, so that the
+        (windows, heads, T, T) logits never exist at once; training keeps them (autograd saves
+        the attention matrix, as the official code)."""
+        return (windows.shape[1] >= CHUNKED_MIN_TOKENS and not torch.is_grad_enabled()
+                and not torch.jit.is_tracing() and not torch.compiler.is_compiling())
+
+    def _window_attention(self, x, window, mask=None):
+        """mmdet WindowMSA on ``window`` x ``window`` windows (``mask``: (windows of one image,
+        T, T), as mmdet's), the queries in chunks of at most :data:`CHUNKED_LOGITS` logits
+        when :meth:`_chunk_queries`."""
         msa = self.w_msa
         n, tokens, c = x.shape
         q, k, v = msa.qkv(x).reshape(n, tokens, 3, msa.num_heads, -1).permute(2, 0, 3, 1, 4)
-        attn = (q * msa.scale) @ k.transpose(-2, -1)
-        attn = attn + _relative_bias(msa.relative_position_bias_table, self.window_size, window)
-        attn = msa.attn_drop(msa.softmax(attn))
-        return msa.proj_drop(msa.proj((attn @ v).transpose(1, 2).reshape(n, tokens, c)))
+        q, kt = q * msa.scale, k.transpose(-2, -1)
+        heads = msa.num_heads
+        bias = _relative_bias(msa.relative_position_bias_table, self.window_size, window)
+        step = max(1, CHUNKED_LOGITS // (n * heads * tokens)) if self._chunk_queries(x) \
+            else tokens
+        out = []
+        for start in range(0, tokens, step):
+            rows = slice(start, start + step)
+            attn = q[:, :, rows] @ kt + bias[:, rows]
+            if mask is not None:  # mmdet's order of additions: bias, then mask
+                attn = attn.view(-1, mask.shape[0], heads, attn.shape[2], tokens) + \
+                    mask[:, None, rows]
+                attn = attn.view(n, heads, -1, tokens)
+            out.append(msa.attn_drop(msa.softmax(attn)) @ v)
+        out = out[0] if len(out) == 1 else torch.cat(out, dim=2)
+        return msa.proj_drop(msa.proj(out.transpose(1, 2).reshape(n, tokens, c)))
 
 
 def _shift_mask(rows, cols, window, shift, device):
@@ -541,7 +569,7 @@ class SlidePVT(SlideBackbone):
         patch_embed, blocks, norm = self.layers[i]
         x, hw_shape = patch_embed(x)
         x = norm(self.run_blocks(blocks, x, hw_shape))
-        x = x.transpose(1, 2).reshape(x.shape[0], -1, *hw_shape)
+        x = tokens_to_map(x, hw_shape)
         return x, x
 
     def stem_and_stages(self):
