@@ -51,6 +51,23 @@ def test_backbones_table_json_plot_and_readme(tmp_path):
     assert '(backbones_cpu_latency.png)' in text
 
 
+def test_backbone_table_training_rate_and_ratio_to_swin():
+    """fwd+bwd GFLOP/s counts 3x the forward MACs; fwd+bwd / Swin-T divides by Swin-T's time
+    at the same input of the same run ('-' where Swin-T was not measured)."""
+    def row(name, res, macs, train_s):
+        timing = dict(median=train_s, min=train_s, max=train_s)
+        return dict(backbone=name, resolution=res, params=1e6, macs=macs, fwd=timing,
+                    **{'fwd+bwd': timing}, gflops=1.0, gemm_share=0.01)
+    rows = [row('A', '64x64', 1e9, 0.5), row('Swin-T', '64x64', 2e9, 0.25),
+            row('A', '32x32', 1e9, 0.5)]
+    table = bench.format_model_table(rows, dict(
+        device_description='cpu', gemm_gflops=100., repeat=1, warmup=0, memory_method='-'))
+    lines = {tuple(line.split(' | ')[:2]): line for line in table.splitlines()}
+    assert lines[('| A', '64x64')].endswith('| 12 (12%) | 2.00x |')  # 6 GFLOP in 0.5 s
+    assert lines[('| Swin-T', '64x64')].endswith('| 1.00x |')
+    assert lines[('| A', '32x32')].endswith('| - |')
+
+
 def test_ops_quick_every_family(tmp_path):
     run = bench.main(['--ops', 'all', '--quick', '--warmup', '0', '--repeat', '1',
                       '--no-memory', '--out-dir', str(tmp_path)])

@@ -384,19 +384,41 @@ def _table(caption: str, columns: list, rows: list, cells) -> str:
     return '\n'.join(lines) + '\n'
 
 
+REFERENCE_BACKBONE = 'Swin-T'  # the training-time yardstick of the backbone table
+
+
+def _train_gflops(r, gemm_gflops) -> str:
+    """fwd+bwd GFLOP/s, counting the backward as twice the forward's MACs (the usual 3x)."""
+    rate = 2 * 3 * r['macs'] / r['fwd+bwd']['median'] / 1e9
+    return f'{rate:.0f} ({100 * rate / gemm_gflops:.0f}%)'
+
+
 def format_model_table(rows, run) -> str:
     gemm = run.get('gemm_text', f'measured in the same run: {run["gemm_gflops"]:.0f} GFLOP/s')
     timing = run.get('timing_text', f'median of {run["repeat"]} after {run["warmup"]} warm-up')
+    gemm_mean = float(np.mean(run.get('gemm_runs', [run['gemm_gflops']])))
+    reference = {r['resolution']: r['fwd+bwd']['median'] for r in rows
+                 if r['backbone'] == REFERENCE_BACKBONE and 'error' not in r}
+
+    def vs_reference(r):
+        base = reference.get(r['resolution'])
+        return f'{r["fwd+bwd"]["median"] / base:.2f}x' if base else '-'
+
     return _table(
         f'Device: {run["device_description"]}. fp32 GEMM rate {gemm}. Batch 1, float32; '
         f'times: {timing} (± half the min..max spread); peak MiB: {run["memory_method"]}. '
-        'GMACs: multiply-adds (the papers\' "FLOPs").',
+        'GMACs: multiply-adds (the papers\' "FLOPs"). GFLOP/s: 2 x GMACs (forward) or '
+        f'6 x GMACs (forward+backward) per second, % of the GEMM rate (mean {gemm_mean:.0f}); '
+        f'fwd+bwd / {REFERENCE_BACKBONE}: time over {REFERENCE_BACKBONE}\'s at the same input '
+        'in the same run.',
         ['backbone', 'input', 'params (M)', 'GMACs', 'fwd ms', 'fwd+bwd ms', 'peak MiB fwd',
-         'peak MiB fwd+bwd', 'fwd GFLOP/s (% of GEMM)'], rows,
+         'peak MiB fwd+bwd', 'fwd GFLOP/s (% of GEMM)', 'fwd+bwd GFLOP/s (% of GEMM)',
+         f'fwd+bwd / {REFERENCE_BACKBONE}'], rows,
         lambda r: [r['backbone'], r['resolution'], f'{r["params"] / 1e6:.1f}',
                    f'{r["macs"] / 1e9:.1f}', _ms(r['fwd']), _ms(r['fwd+bwd']),
                    _mib(r, 'mem fwd'), _mib(r, 'mem fwd+bwd'),
-                   f'{r["gflops"]:.0f} ({100 * r["gemm_share"]:.0f}%)'])
+                   f'{r["gflops"]:.0f} ({100 * r["gemm_share"]:.0f}%)',
+                   _train_gflops(r, gemm_mean), vs_reference(r)])
 
 
 def _ratios(r) -> str:
