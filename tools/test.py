@@ -24,7 +24,7 @@ import mmattn  # noqa: F401,E402  (first: registrations + checkpoint allow-list)
 from mmattn.utils import check_data_or_exit  # noqa: E402
 from mmattn.converters.check import check_checkpoint_or_exit  # noqa: E402
 from mmattn.utils.tool_cli import (add_common_args, exit_on_registry_error,  # noqa: E402
-                                   parse_tool_args)
+                                   parse_tool_args, run_and_close)
 from mmattn.utils.tool_setup import (build_runner, check_checkpoint_file_or_exit,  # noqa: E402
                                      check_model_cfg_or_exit, load_tool_config)
 
@@ -140,4 +140,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main(sys.argv[1:])
+    run_and_close(main, sys.argv[1:])

@@ -31,7 +31,7 @@ from mmattn.converters.check import check_checkpoint_or_exit  # noqa: E402
 from mmattn.engine import (CheckpointWriteError, enable_exact_resume,  # noqa: E402
                            find_resume_checkpoint, use_atomic_checkpoints)
 from mmattn.utils.tool_cli import (add_common_args, exit_on_registry_error,  # noqa: E402
-                                   parse_tool_args)
+                                   parse_tool_args, run_and_close)
 from mmattn.utils.tool_setup import (build_runner, check_checkpoint_file_or_exit,  # noqa: E402
                                      check_model_cfg_or_exit, check_work_dir_or_exit,
                                      load_tool_config)
@@ -151,4 +151,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main(sys.argv[1:])
+    run_and_close(main, sys.argv[1:])

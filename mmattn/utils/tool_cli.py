@@ -50,6 +50,19 @@ def exit_on_registry_error(tool: str):
         raise SystemExit(f'tools/{tool}.py: {message}') from None
 
 
+def run_and_close(main, argv) -> None:
+    """``main(argv)``, then the default process group destroyed (if one was created): a torchrun
+    worker of tools/test.py that left it to interpreter teardown aborted once in this project's
+    tests after its work was done ("terminate called without an active exception", exit -6),
+    which fails the whole launch."""
+    try:
+        main(argv)
+    finally:
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def load_tool(name: str, tools_dir: str):
     """``tools_dir/<name>.py`` imported as a module: tools/ is a folder of scripts, not a
     package, so one tool reuses another's functions this way instead of through sys.path."""
