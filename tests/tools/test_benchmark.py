@@ -57,7 +57,7 @@ def test_backbone_table_training_rate_and_ratio_to_swin():
     def row(name, res, macs, train_s):
         timing = dict(median=train_s, min=train_s, max=train_s)
         return dict(backbone=name, resolution=res, params=1e6, macs=macs, fwd=timing,
-                    **{'fwd+bwd': timing}, gflops=1.0, gemm_share=0.01)
+                    **{'fwd+bwd': timing}, gflops=1.0, gemm_share=0.01)  # GEMM 100
     rows = [row('A', '64x64', 1e9, 0.5), row('Swin-T', '64x64', 2e9, 0.25),
             row('A', '32x32', 1e9, 0.5)]
     table = bench.format_model_table(rows, dict(
