@@ -45,7 +45,7 @@ def tokens_to_map(x: Tensor, hw: Tuple[int, int]) -> Tensor:
     that view's batch stride is C, so PyTorch does not recognise it as channels-last: a
     convolution on it first copies it to NCHW and runs the NCHW kernels. For a 3x3 depthwise
     conv on a 512-channel 200x304 map (Dual-ViT-S's first-stage FFN at 800x1216) that is a 190 ms
-    copy plus a 3x slower kernel, forward and backward, on the 2-core CPU of the speed tables.
+    copy plus 2.5x slower kernels, forward and backward, on the 2-core CPU of the speed tables.
     """
     b, _, c = x.shape
     return x.reshape(b, *hw, c).permute(0, 3, 1, 2)
