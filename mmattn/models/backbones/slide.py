@@ -94,11 +94,13 @@ class ClampedShiftWindowMSA(ShiftWindowMSA):
         q, kt = q * msa.scale, k.transpose(-2, -1)
         heads = msa.num_heads
         bias = _relative_bias(msa.relative_position_bias_table, self.window_size, window)
-        step = max(1, CHUNKED_LOGITS // (n * heads * tokens)) if self._chunk_queries(x) \
-            else tokens
+        if self._chunk_queries(x):
+            step = max(1, CHUNKED_LOGITS // (n * heads * tokens))
+            chunks = [slice(start, start + step) for start in range(0, tokens, step)]
+        else:  # unsliced: a traced slice end would freeze the size in an export
+            chunks = [slice(None)]
         out = []
-        for start in range(0, tokens, step):
-            rows = slice(start, start + step)
+        for rows in chunks:
             attn = q[:, :, rows] @ kt + bias[:, rows]
             if mask is not None:  # mmdet's order of additions: bias, then mask
                 attn = attn.view(-1, mask.shape[0], heads, attn.shape[2], tokens) + \
