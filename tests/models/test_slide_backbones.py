@@ -381,6 +381,55 @@ def test_window_attention_on_larger_maps_is_mmdets_bit_for_bit(hw, shift):
         assert torch.equal(attn(x, hw), ShiftWindowMSA.forward(attn, x, hw))
 
 
+@pytest.mark.parametrize('hw', [(7, 7), (5, 9), (1, 4), (8, 8), (15, 22), (23, 9)])
+@pytest.mark.parametrize('shift', [False, True])
+def test_exported_window_attention_has_no_size_branch(hw, shift):
+    """The branch-free form ``torch.export`` takes (symbolic window and shift, the roll as a
+    gather, the region mask always added) computes the official rule on both sides of it."""
+    from mmattn.models.backbones.slide import ClampedSwinBlock
+    torch.manual_seed(0)
+    attn = ClampedSwinBlock(embed_dims=16, num_heads=2, feedforward_channels=32, window_size=7,
+                            shift=shift).double().eval().attn
+    with torch.no_grad():
+        attn.w_msa.relative_position_bias_table.normal_()
+        x = torch.randn(2, hw[0] * hw[1], 16, dtype=torch.float64)
+        out = attn._forward_exported(x, hw)
+        for i in range(2):
+            ref = _window_msa_reference(attn, x[i].view(*hw, 16), 7, shift)
+            torch.testing.assert_close(out[i].view(*hw, 16), ref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.slow
+def test_one_onnx_export_serves_maps_on_both_sides_of_the_window(tmp_path):
+    """Exported to ONNX with dynamic H, W at a map smaller than the window (no shift, window =
+    map), the graph still computes the shifted 7x7 windows on larger maps in onnxruntime, and
+    the other way round: the size rule is in the graph, not frozen at the traced size."""
+    from mmattn.deploy.onnx import export_onnx, onnxruntime_session, run_onnxruntime
+    from mmattn.models.backbones.slide import ClampedSwinBlock
+
+    class OnMap(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = ClampedSwinBlock(embed_dims=16, num_heads=2, feedforward_channels=32,
+                                         window_size=7, shift=True).eval().attn
+
+        def forward(self, x):  # (B, C, H, W) -> tokens
+            return self.attn(x.flatten(2).transpose(1, 2), x.shape[2:])
+
+    torch.manual_seed(0)
+    model = OnMap()
+    with torch.no_grad():
+        model.attn.w_msa.relative_position_bias_table.normal_()
+        for i, (traced, other) in enumerate([((4, 5), (11, 17)), ((11, 17), (5, 4))]):
+            path = str(tmp_path / f'attn{i}.onnx')
+            export_onnx(model, torch.randn(1, 16, *traced), path)
+            session = onnxruntime_session(path)
+            for hw in (traced, other):
+                x = torch.randn(1, 16, *hw)
+                out = torch.from_numpy(run_onnxruntime(session, x)[0])
+                torch.testing.assert_close(out, model(x), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize('window,hw,shift', [(8, (8, 8), False), (8, (19, 13), True),
                                               (8, (5, 6), False), (7, (15, 9), True)])
 def test_inference_chunks_queries_of_large_windows(monkeypatch, window, hw, shift):

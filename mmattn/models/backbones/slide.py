@@ -50,6 +50,8 @@ class ClampedShiftWindowMSA(ShiftWindowMSA):
     """
 
     def forward(self, query, hw_shape):
+        if torch.compiler.is_exporting():
+            return self._forward_exported(query, hw_shape)
         height, width = hw_shape
         b, _, c = query.shape
         window, shift = self.window_size, self.shift_size
@@ -75,14 +77,44 @@ class ClampedShiftWindowMSA(ShiftWindowMSA):
             out = torch.roll(out, (shift, shift), dims=(1, 2))
         return self.drop(out[:, :height, :width].reshape(b, height * width, c))
 
+    def _forward_exported(self, query, hw_shape):
+        """:meth:`forward` without a Python branch on the map size, for ``torch.export``
+        (ONNX) with dynamic H and W: an exported graph keeps only the branch taken at the
+        traced size, so a model traced where a stage map is smaller than its window would
+        compute the small-map rule at every size. Here the window is
+        ``min(window_size, H, W)`` and the shift is ``shift_size`` or 0, both symbolic, and
+        every step runs at every size: the cyclic shift is a gather (a roll by 0 is the
+        identity), the region mask is always added (all zeros without a shift, since every
+        window then lies in one region), the bias comes from the table's centre."""
+        height, width = hw_shape
+        b, _, c = query.shape
+        side = torch.sym_min(height, width)
+        window = torch.sym_min(side, self.window_size)
+        shift = torch.sym_ite(side <= self.window_size, 0, self.shift_size)
+        rows, cols = (height + window - 1) // window, (width + window - 1) // window
+        x = F.pad(query.view(b, height, width, c),
+                  (0, 0, 0, cols * window - width, 0, rows * window - height))
+        x = _roll2d(x, shift)
+        windows = x.view(b, rows, window, cols, window, c).transpose(2, 3).reshape(
+            b * rows * cols, window * window, c)
+        out = self._window_attention(windows, window, _shift_mask(rows, cols, window, shift,
+                                                                   x.device))
+        out = out.view(b, rows, cols, window, window, c).transpose(2, 3).reshape(
+            b, rows * window, cols * window, c)
+        out = _roll2d(out, -shift)
+        return self.drop(out[:, :height, :width].reshape(b, height * width, c))
+
     @staticmethod
     def _chunk_queries(windows):
         """Inference on large windows (the released global setting at dense sizes: one window
         of 2304 tokens per head at 768x768) runs the queries in chunks, so that the
         (windows, heads, T, T) logits never exist at once; training keeps them (autograd saves
-        the attention matrix, as the official code)."""
-        return (windows.shape[1] >= CHUNKED_MIN_TOKENS and not torch.is_grad_enabled()
-                and not torch.jit.is_tracing() and not torch.compiler.is_compiling())
+        the attention matrix, as the official code). Never while tracing: a chunk count is a
+        size a trace would freeze."""
+        if torch.jit.is_tracing() or torch.compiler.is_compiling() \
+                or torch.compiler.is_exporting():
+            return False
+        return windows.shape[1] >= CHUNKED_MIN_TOKENS and not torch.is_grad_enabled()
 
     def _window_attention(self, x, window, mask=None):
         """mmdet WindowMSA on ``window`` x ``window`` windows (``mask``: (windows of one image,
@@ -109,6 +141,19 @@ class ClampedShiftWindowMSA(ShiftWindowMSA):
             out.append(msa.attn_drop(msa.softmax(attn)) @ v)
         out = out[0] if len(out) == 1 else torch.cat(out, dim=2)
         return msa.proj_drop(msa.proj(out.transpose(1, 2).reshape(n, tokens, c)))
+
+
+def _roll2d(x, shift):
+    """``torch.roll(x, (-shift, -shift), dims=(1, 2))`` as a gather, for a symbolic ``shift``
+    with ``|shift|`` < the size (the index wraps by ``where``: an empty range, or a modulo by a
+    symbolic size, does not export)."""
+    for dim in (1, 2):
+        size = x.shape[dim]
+        index = torch.arange(size, device=x.device) + shift
+        index = torch.where(index >= size, index - size, index)
+        index = torch.where(index < 0, index + size, index)
+        x = x.index_select(dim, index)
+    return x
 
 
 def _shift_mask(rows, cols, window, shift, device):
