@@ -448,7 +448,11 @@ ATTENTION_PANELS = {'GroupMixAttention': group_mix_panels}
 # does; forward+backward train mode (BatchNorm with the stacked q/k/v images' statistics).
 # Sizes: GroupMixFormer-S maps (channels 80, 160, 320, 320 at strides 4, 8, 16, 32) of stages
 # 0-3 at 224x224, of stages 0-2 at 512x512 (an ADE20K crop) and 800x1216 (a COCO image).
-# (label, B, C, H, W, impls besides mmattn and the anchor)
+# 'projections only (floor)' runs just the qkv and output Linears of the same module (the input
+# of ``proj`` is the q part of the qkv output): GEMMs that every implementation of the
+# definition computes, so its time bounds from below what any of them can reach at that size
+# (its max abs diff is not a correctness check either).
+# (label, B, C, H, W, impls besides mmattn, the anchor and the floor)
 BENCH_SIZES = [
     ('224 stage 0 1x80x56x56', 1, 80, 56, 56, ()),
     ('224 stage 1 1x160x28x28', 1, 160, 28, 28, ()),
@@ -463,6 +467,7 @@ BENCH_SIZES = [
 ]
 BENCH_QUICK_SIZES = [('quick 2x20x12x9', 2, 20, 12, 9, ('reference', 'softmax SDPA (quadratic)'))]
 BENCH_ANCHOR = 'straightforward'
+BENCH_FLOOR = 'projections only (floor)'
 
 
 def _softmax_sdpa(module, x):
@@ -489,6 +494,8 @@ def _bench_build(impl, size, device):
                 t, (h, w), state, training=torch.is_grad_enabled())), [x]
         if impl == 'softmax SDPA (quadratic)':
             return (lambda t: _softmax_sdpa(module, t)), [x]
+        if impl == BENCH_FLOOR:
+            return (lambda t: module.proj(module.qkv(t).narrow(-1, 0, c))), [x]
 
         def run(t):  # eval for the forward (no grad), train for forward+backward
             return module.train(torch.is_grad_enabled())(t, (h, w))
@@ -499,11 +506,11 @@ def _bench_build(impl, size, device):
 
 
 def bench_cases(device='cpu', quick=False):
-    """Group-mix attention's fast path against the straightforward anchor (and the reference,
-    the quadratic softmax SDPA where listed); see :func:`~mmattn.ops.common.check_bench_case`."""
+    """Group-mix attention's fast path against the straightforward anchor and the projections'
+    floor (and the reference, the quadratic softmax SDPA where listed); see :func:`~mmattn.ops.common.check_bench_case`."""
     cases = []
     for size in BENCH_QUICK_SIZES if quick else BENCH_SIZES:
-        for impl in ('mmattn', BENCH_ANCHOR) + size[5]:
+        for impl in ('mmattn', BENCH_ANCHOR, BENCH_FLOOR) + size[5]:
             cases.append(dict(op='group-mix attention', impl=impl, size=size[0],
                               build=_bench_build(impl, size, device)))
     return cases

@@ -231,3 +231,19 @@ def test_straightforward_anchor_equals_fast_path(b, h, w, c, training, qkv_bias)
                                torch.autograd.grad(want, x, grad)[0], rtol=0, atol=1e-11)
     for (name, buf), other in zip(m.named_buffers(), anchor.buffers()):
         torch.testing.assert_close(buf, other, rtol=0, atol=1e-12, msg=name)
+
+
+def test_benchmark_floor_row_is_the_two_projections():
+    """Each benchmark size has the anchor and the floor row; the floor computes only the qkv
+    and output projections of the op's own module (nothing an implementation could skip)."""
+    from mmattn.ops.group_mix import BENCH_ANCHOR, BENCH_FLOOR, BENCH_SIZES, bench_cases
+    cases = bench_cases()
+    for label, *_ in BENCH_SIZES:
+        impls = [case['impl'] for case in cases if case['size'] == label]
+        assert impls[:3] == ['mmattn', BENCH_ANCHOR, BENCH_FLOOR]
+    case = next(case for case in bench_cases(quick=True) if case['impl'] == BENCH_FLOOR)
+    fn, (x, ) = case['build']()
+    torch.manual_seed(0)  # the module the case built: same seed, same weights
+    module = GroupMixAttention(x.shape[-1])
+    want = module.proj(module.qkv(x)[..., :x.shape[-1]])
+    torch.testing.assert_close(fn(x), want, rtol=0, atol=0)

@@ -1,0 +1,92 @@
+#!/usr/bin/env python
+"""mmattn's fast path against one anchor of an op benchmark run, size by size, as a table.
+
+Reads the JSON that ``tools/analysis/benchmark.py --ops FAMILY`` writes and prints, per size:
+mmattn's forward and forward+backward time over the anchor's, both peak memories as
+mmattn / anchor, and whether all four are within ``--target`` (time) and 1x (memory). With
+``--floor IMPL`` also that impl's time over the anchor's: the best ratio any implementation
+can reach if the floor's work is unavoidable (GroupMixFormer: its two projections).
+
+    python tools/analysis/anchor_table.py docs/benchmark/ops_cpu_group_mix.json \\
+        --anchor straightforward --floor 'projections only (floor)' --target 0.75
+"""
+import argparse
+import json
+import sys
+
+MIB = 2**20
+
+
+def anchor_rows(run, anchor, floor=None, target=0.75, fast='mmattn'):
+    """One dict per size that has both ``fast`` and ``anchor`` rows, in the run's order."""
+    by_size = {}
+    for row in run['ops']:
+        by_size.setdefault(row['size'], {})[row['impl']] = row
+    rows = []
+    for size, impls in by_size.items():
+        if fast not in impls or anchor not in impls:
+            continue
+        ours, theirs = impls[fast], impls[anchor]
+        row = dict(size=size)
+        for mode in ('fwd', 'fwd+bwd'):
+            row[f'time {mode}'] = ours[mode]['median'] / theirs[mode]['median']
+            row[f'mem {mode}'] = (ours[f'mem {mode}'], theirs[f'mem {mode}'])
+            if floor is not None and floor in impls:
+                row[f'floor {mode}'] = impls[floor][mode]['median'] / theirs[mode]['median']
+        row['met'] = (all(row[f'time {m}'] <= target for m in ('fwd', 'fwd+bwd'))
+                      and all(a <= b for a, b in (row['mem fwd'], row['mem fwd+bwd'])))
+        rows.append(row)
+    return rows
+
+
+def format_table(rows, anchor, floor=None, target=0.75):
+    def mem(pair):
+        ours, theirs = pair
+        ratio = f'{ours / theirs:.2f}x' if theirs else 'n/a'
+        return f'{ours / MIB:.0f} / {theirs / MIB:.0f} = {ratio}'
+
+    head = ['size', f'fwd mmattn/{anchor}', f'fwd+bwd mmattn/{anchor}']
+    if floor:
+        head += [f'fwd {floor}/{anchor}', f'fwd+bwd {floor}/{anchor}']
+    head += ['peak MiB fwd mmattn/anchor', 'peak MiB fwd+bwd mmattn/anchor',
+             'all four within target']
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for row in rows:
+        cells = [row['size'], f"{row['time fwd']:.2f}x", f"{row['time fwd+bwd']:.2f}x"]
+        if floor:
+            cells += [f"{row[f'floor {m}']:.2f}x" if f'floor {m}' in row else 'n/a'
+                      for m in ('fwd', 'fwd+bwd')]
+        cells += [mem(row['mem fwd']), mem(row['mem fwd+bwd']), 'yes' if row['met'] else 'no']
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    met = sum(row['met'] for row in rows)
+    lines += ['', f'{met} of {len(rows)} sizes meet all four (time <= {target}x, memory <= 1x).']
+    return '\n'.join(lines)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('run', help='JSON of a benchmark.py --ops run')
+    parser.add_argument('--anchor', required=True, help='impl name of the anchor rows')
+    parser.add_argument('--floor', help='impl name of a lower-bound row (optional)')
+    parser.add_argument('--target', type=float, default=0.75,
+                        help='largest time ratio mmattn / anchor that counts as met')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    with open(args.run) as f:
+        run = json.load(f)
+    rows = anchor_rows(run, args.anchor, args.floor, args.target)
+    if not rows:
+        impls = sorted({row['impl'] for row in run.get('ops', [])})
+        print(f'error: no size of {args.run} has both mmattn and {args.anchor!r} rows; '
+              f'impls in the run: {impls}', file=sys.stderr)
+        return 2
+    print(f"{args.run}: commit {run.get('commit')}, {run.get('device_description')}")
+    print(format_table(rows, args.anchor, args.floor, args.target))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
