@@ -102,3 +102,35 @@ def test_bad_arguments():
         bench.parse_resolution('16x64')
     with pytest.raises(ValueError, match='routing'):
         bench.load_cases('no_such_family')
+
+
+def test_ratio_to_swin_comes_from_interleaved_pairs(monkeypatch):
+    """Each pair is one reference call directly followed by one backbone call (after the
+    warm-up pairs); the ratios are per pair, and the table prints their median and range."""
+    calls, durations = [], iter([2., 3., 1., 2., 4., 4.])  # (reference, backbone) x 3
+
+    def seconds(fn, device):
+        fn()
+        return next(durations)
+
+    monkeypatch.setattr(bench, '_seconds', seconds)
+    stats = bench.paired_ratio(lambda: calls.append('x'), lambda: calls.append('ref'), 'cpu',
+                               warmup=1, repeat=3)
+    assert calls == ['ref', 'x'] * 4  # warm-up pair, then three timed pairs
+    assert stats == dict(median=1.5, min=1.0, max=2.0, n=3)
+    timing = dict(median=0.5, min=0.5, max=0.5)
+    row = dict(backbone='A', resolution='64x64', params=1e6, macs=1e9, fwd=timing,
+               gflops=1.0, gemm_share=0.01, vs_reference=stats, **{'fwd+bwd': timing})
+    table = bench.format_model_table([row], dict(
+        device_description='cpu', gemm_gflops=100., repeat=3, warmup=1, memory_method='-'))
+    assert table.splitlines()[-1].endswith('| 1.50x (1.00-2.00) |')
+
+
+@pytest.mark.slow
+def test_run_with_swin_pairs_every_other_backbone(tmp_path):
+    run = bench.main(['--backbones', 'NAT:mini,Swin-T', '--resolutions', '32', '--warmup', '0',
+                      '--repeat', '2', '--no-memory', '--out-dir', str(tmp_path)])
+    nat, swin = run['models']
+    assert nat['vs_reference']['n'] == 2 and 'vs_reference' not in swin
+    assert nat['vs_reference']['min'] <= nat['vs_reference']['median'] <= \
+        nat['vs_reference']['max']

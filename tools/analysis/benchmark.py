@@ -12,7 +12,10 @@ resolution (default 224x224, 512x512, 800x1216), batch 1, float32:
   count); on CUDA ``max_memory_allocated`` above what the model and input already hold;
 - MACs from ``get_flops`` (multiply-adds, the papers' "FLOPs") and the achieved forward
   GFLOP/s (2 x MACs / time) against the fp32 GEMM rate of the same device, measured in the same
-  run.
+  run;
+- with Swin-T in the run, each other backbone's forward+backward time over Swin-T's from
+  ``--repeat`` interleaved pairs (a Swin-T call, then one of the backbone): median and range
+  of the per-pair ratios.
 
 ``--compile`` times every backbone's forward at 512x512 in eager PyTorch, under ``torch.compile``
 (inductor) and as an exported ONNX graph in onnxruntime (``--readme`` then rewrites the README's
@@ -98,26 +101,47 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
+def _seconds(fn, device: str) -> float:
+    """Seconds of one call of ``fn`` (CUDA: events after a synchronize)."""
+    if device.startswith('cuda'):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        synchronize(device)
+        start.record()
+        fn()
+        end.record()
+        synchronize(device)
+        return start.elapsed_time(end) / 1e3
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _stats(values: list) -> dict:
+    values = sorted(values)
+    return dict(median=values[len(values) // 2], min=values[0], max=values[-1], n=len(values))
+
+
 def time_fn(fn, device: str, warmup: int, repeat: int) -> dict:
     """Median, min and max seconds of ``repeat`` calls after ``warmup`` calls."""
     for _ in range(warmup):
         fn()
-    times = []
+    return _stats([_seconds(fn, device) for _ in range(repeat)])
+
+
+def paired_ratio(fn, reference_fn, device: str, warmup: int, repeat: int) -> dict:
+    """Median, min and max of ``repeat`` ratios (time of ``fn`` / time of ``reference_fn``),
+    each from one call of ``reference_fn`` directly followed by one of ``fn``: on a shared
+    machine whose speed drifts over minutes (this project's 2-core VM: a backbone measured
+    10-40% apart in runs an hour apart), the two calls of a pair see the same machine, which
+    separate measurements minutes apart do not."""
+    for _ in range(warmup):
+        reference_fn()
+        fn()
+    ratios = []
     for _ in range(repeat):
-        if device.startswith('cuda'):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            synchronize(device)
-            start.record()
-            fn()
-            end.record()
-            synchronize(device)
-            times.append(start.elapsed_time(end) / 1e3)
-        else:
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-    times.sort()
-    return dict(median=times[len(times) // 2], min=times[0], max=times[-1], n=len(times))
+        base = _seconds(reference_fn, device)
+        ratios.append(_seconds(fn, device) / base)
+    return _stats(ratios)
 
 
 def gemm_rate(device: str, repeat: int) -> float:
@@ -195,13 +219,21 @@ def model_call(spec: str, resolution: tuple, device: str, train: bool):
     return _step(model, (x, ), train), model
 
 
-def bench_backbone(spec, resolution, args, gemm_gflops) -> dict:
+def bench_backbone(spec, resolution, args, gemm_gflops, reference=None) -> dict:
+    """Cost, latency and peak memory of one backbone at one input; with ``reference`` (the spec
+    of :data:`REFERENCE_BACKBONE` in this run) also its forward+backward time over the
+    reference's, from interleaved pairs (:func:`paired_ratio`)."""
     row = dict(backbone=short_name(spec), resolution='x'.join(map(str, resolution)))
     cost = measure_backbone(build_backbone(spec), *resolution)
     row.update(params=cost.params, macs=cost.macs)
     for train, key in ((False, 'fwd'), (True, 'fwd+bwd')):
         step, _ = model_call(spec, resolution, args.device, train)
         row[key] = time_fn(step, args.device, args.warmup, args.repeat)
+        if train and reference and short_name(reference) != row['backbone']:
+            ref_step, _ = model_call(reference, resolution, args.device, train)
+            row['vs_reference'] = paired_ratio(step, ref_step, args.device, args.warmup,
+                                               args.repeat)
+            del ref_step
         if args.memory:
             row[f'mem {key}'] = (cuda_growth(step, args.device) if args.device.startswith('cuda')
                                  else peak_in_fresh_process(
@@ -403,6 +435,9 @@ def format_model_table(rows, run) -> str:
                  if r['backbone'] == REFERENCE_BACKBONE and 'error' not in r}
 
     def vs_reference(r):
+        if 'vs_reference' in r:
+            pairs = r['vs_reference']
+            return f'{pairs["median"]:.2f}x ({pairs["min"]:.2f}-{pairs["max"]:.2f})'
         base = reference.get(r['resolution'])
         return f'{r["fwd+bwd"]["median"] / base:.2f}x' if base else '-'
 
@@ -411,8 +446,10 @@ def format_model_table(rows, run) -> str:
         f'times: {timing} (± half the min..max spread); peak MiB: {run["memory_method"]}. '
         'GMACs: multiply-adds (the papers\' "FLOPs"). GFLOP/s: 2 x GMACs (forward) or '
         '6 x GMACs (forward+backward) per second, % of the GEMM rate of the same run; '
-        f'fwd+bwd / {REFERENCE_BACKBONE}: time over {REFERENCE_BACKBONE}\'s at the same input '
-        'in the same run.',
+        f'fwd+bwd / {REFERENCE_BACKBONE}: time over {REFERENCE_BACKBONE}\'s at the same input, '
+        f'median (min-max) of per-pair ratios, each pair a {REFERENCE_BACKBONE} call directly '
+        'followed by one of the backbone (so that the machine\'s drift between measurements '
+        'cancels); a ratio without a range divides the two medians of the same run.',
         ['backbone', 'input', 'params (M)', 'GMACs', 'fwd ms', 'fwd+bwd ms', 'peak MiB fwd',
          'peak MiB fwd+bwd', 'fwd GFLOP/s (% of GEMM)', 'fwd+bwd GFLOP/s (% of GEMM)',
          f'fwd+bwd / {REFERENCE_BACKBONE}'], rows,
@@ -649,9 +686,11 @@ def main(argv=None):
             f'onnxruntime {_ms(row["onnxruntime"])} ms')
         table = format_deploy_table(run['deploy'], run)
     else:
+        specs = args.backbones.split(',') if args.backbones else default_backbones()
+        reference = next((s for s in specs if short_name(s) == REFERENCE_BACKBONE), None)
         run['models'] = measure_each(
             'backbones', args,
-            lambda spec, res: bench_backbone(spec, res, args, run['gemm_gflops']),
+            lambda spec, res: bench_backbone(spec, res, args, run['gemm_gflops'], reference),
             lambda row: f'fwd {_ms(row["fwd"])} ms, fwd+bwd {_ms(row["fwd+bwd"])} ms')
         table = format_model_table(run['models'], run)
         run['plot'] = plot_latency(run['models'], run, f'{stem}_latency.png')
