@@ -134,3 +134,29 @@ def test_run_with_swin_pairs_every_other_backbone(tmp_path):
     assert nat['vs_reference']['n'] == 2 and 'vs_reference' not in swin
     assert nat['vs_reference']['min'] <= nat['vs_reference']['median'] <= \
         nat['vs_reference']['max']
+
+
+def test_op_impls_are_timed_in_rounds(monkeypatch):
+    """The impls of one op and size take turns (one call each per round), and each ratio is
+    the median of the per-round ratios to mmattn's call of the same round."""
+    def case(impl, scale):
+        def build():
+            x = torch.ones(3, requires_grad=True)
+            return (lambda t: (t * scale).sum()), [x]
+        return dict(op='op', impl=impl, size='s', build=build)
+
+    monkeypatch.setattr(bench, 'load_cases', lambda *a: [case('mmattn', 1.), case('other', 2.)])
+    order, durations = [], iter([1., 3., 2., 2., 1., 5.,  # fwd: (mmattn, other) x 3
+                                 1., 1., 1., 1., 1., 1.])  # fwd+bwd
+
+    def seconds(step, device):
+        order.append(step)
+        return next(durations)
+
+    monkeypatch.setattr(bench, '_seconds', seconds)
+    args = bench.parse_args(['--ops', 'x', '--warmup', '0', '--repeat', '3', '--no-memory'])
+    mine, other = bench.bench_ops('fam', args)
+    assert order[0] is not order[1] and order[0] is order[2]  # alternating, both modes
+    assert other['ratio'] == {'fwd': 3.0, 'fwd+bwd': 1.0}  # per round 3, 1, 5 -> median 3
+    assert other['fwd']['median'] == 3.0 and mine['fwd']['median'] == 1.0
+    assert mine['ratio'] == {'fwd': 1.0, 'fwd+bwd': 1.0} and 'max_abs_diff' in other

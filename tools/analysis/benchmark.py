@@ -21,8 +21,9 @@ resolution (default 224x224, 512x512, 800x1216), batch 1, float32:
 (inductor) and as an exported ONNX graph in onnxruntime (``--readme`` then rewrites the README's
 deploy latency table). ``--ops routing,neighborhood`` runs the op cases each op module declares
 beside its op (``bench_cases`` in ``mmattn/ops/<name>.py``) instead (each op's first impl is
-mmattn's fast path; the others are reported as ratios to it, their forward outputs checked
-against it). Outputs: a markdown table, a JSON file and (for
+mmattn's fast path; the impls of one op and size are timed in rounds, one call each per
+round, and reported as the median of their per-round ratios to it, their forward outputs
+checked against it). Outputs: a markdown table, a JSON file and (for
 backbones) a latency-vs-resolution PNG per device in ``--out-dir``; ``--readme README.md``
 rewrites the README's "## Speed and memory" section from this run and ``--include`` JSONs.
 
@@ -294,35 +295,52 @@ def probe_op(family, op, impl, size, mode, quick) -> int:
 
 
 def bench_ops(family, args) -> list:
-    rows, first = [], {}
+    """Every case of ``family``, one (op, size) group at a time: the group's impls are timed in
+    rounds (one call of each impl per round, after ``--warmup`` rounds), so that they share
+    the machine's state of the same seconds, and each impl's ratio to the group's first impl
+    (mmattn) is the median of its per-round ratios."""
+    groups = {}
     for case in load_cases(family, args.device, args.quick):
-        row = dict(family=family, op=case['op'], size=case['size'], impl=case['impl'])
-        fn, inputs = case['build']()
-        out = _step(fn, inputs, False)()
-        group = (case['op'], case['size'])
-        if group not in first:
-            first[group] = (row, out)
-        else:
-            row['max_abs_diff'] = (out.float() - first[group][1].float()).abs().max().item()
-        modes = [('fwd', False)]
-        if any(t.requires_grad for t in inputs):
-            modes.append(('fwd+bwd', True))
-        for key, train in modes:
-            step = _step(fn, inputs, train)
-            row[key] = time_fn(step, args.device, args.warmup, args.repeat)
-            if args.memory:
-                row[f'mem {key}'] = (
-                    cuda_growth(step, args.device) if args.device.startswith('cuda') else
-                    peak_in_fresh_process(['op', family, case['op'], case['impl'], case['size'],
-                                           key, 'quick' if args.quick else 'full'],
-                                          args.threads))
-        base = first[group][0]
-        row['ratio'] = {k: row[k]['median'] / base[k]['median'] for k, _ in modes if k in base}
-        rows.append(row)
-        print(f'[ops] {family} {case["op"]} {case["size"]} {case["impl"]}: ' + ', '.join(
-            f'{k} {row[k]["median"] * 1e3:.1f} ms' for k, _ in modes), file=sys.stderr,
-            flush=True)
-        del fn, inputs, out
+        groups.setdefault((case['op'], case['size']), []).append(case)
+    rows = []
+    for (op, size), cases in groups.items():
+        built = [case['build']() for case in cases]
+        group_rows, first_out = [], None
+        for case, (fn, inputs) in zip(cases, built):
+            row = dict(family=family, op=op, size=size, impl=case['impl'])
+            out = _step(fn, inputs, False)()
+            if first_out is None:
+                first_out = out
+            else:
+                row['max_abs_diff'] = (out.float() - first_out.float()).abs().max().item()
+            del out
+            group_rows.append(row)
+        for key, train in (('fwd', False), ('fwd+bwd', True)):
+            timed = [(row, _step(fn, inputs, train)) for row, (fn, inputs) in
+                     zip(group_rows, built) if not train or any(t.requires_grad for t in inputs)]
+            for _ in range(args.warmup):
+                for _, step in timed:
+                    step()
+            rounds = [[_seconds(step, args.device) for _, step in timed]
+                      for _ in range(args.repeat)]
+            for i, (row, step) in enumerate(timed):
+                row[key] = _stats([times[i] for times in rounds])
+                if timed[0][0] is group_rows[0]:
+                    row.setdefault('ratio', {})[key] = _stats(
+                        [times[i] / times[0] for times in rounds])['median']
+                if args.memory:
+                    row[f'mem {key}'] = (
+                        cuda_growth(step, args.device) if args.device.startswith('cuda') else
+                        peak_in_fresh_process(['op', family, op, row['impl'], size, key,
+                                               'quick' if args.quick else 'full'],
+                                              args.threads))
+            del timed
+        for row in group_rows:
+            print(f'[ops] {family} {op} {size} {row["impl"]}: ' + ', '.join(
+                f'{k} {row[k]["median"] * 1e3:.1f} ms' for k in ('fwd', 'fwd+bwd') if k in row),
+                file=sys.stderr, flush=True)
+        rows += group_rows
+        del built, first_out
     return rows
 
 
@@ -469,7 +487,8 @@ def format_ops_table(rows, run) -> str:
     return _table(
         f'Device: {run["device_description"]}. float32; times: median of {run["repeat"]} '
         f'after {run["warmup"]} warm-up (± half the min..max spread); peak MiB: '
-        f'{run["memory_method"]}. Ratio: time / mmattn time in the same run.',
+        f'{run["memory_method"]}. Ratio: time / mmattn time, the median of per-round ratios '
+        '(each round times one call of every impl of the row\'s op and size in turn).',
         ['op', 'size', 'impl', 'fwd ms', 'fwd+bwd ms', 'peak MiB fwd', 'peak MiB fwd+bwd',
          'time / mmattn (fwd, fwd+bwd)', 'max abs diff vs mmattn'], rows,
         lambda r: [r['op'], r['size'], r['impl'], _ms(r.get('fwd')), _ms(r.get('fwd+bwd')),
