@@ -507,7 +507,8 @@ def _bench_build(impl, size, device):
 
 def bench_cases(device='cpu', quick=False):
     """Group-mix attention's fast path against the straightforward anchor and the projections'
-    floor (and the reference, the quadratic softmax SDPA where listed); see :func:`~mmattn.ops.common.check_bench_case`."""
+    floor (and the reference, the quadratic softmax SDPA where listed); see
+    :func:`~mmattn.ops.common.check_bench_case`."""
     cases = []
     for size in BENCH_QUICK_SIZES if quick else BENCH_SIZES:
         for impl in ('mmattn', BENCH_ANCHOR, BENCH_FLOOR) + size[5]:

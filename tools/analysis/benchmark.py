@@ -132,9 +132,9 @@ def time_fn(fn, device: str, warmup: int, repeat: int) -> dict:
 def paired_ratio(fn, reference_fn, device: str, warmup: int, repeat: int) -> dict:
     """Median, min and max of ``repeat`` ratios (time of ``fn`` / time of ``reference_fn``),
     each from one call of ``reference_fn`` directly followed by one of ``fn``: on a shared
-    machine whose speed drifts over minutes (this project's 2-core VM: a backbone measured
-    10-40% apart in runs an hour apart), the two calls of a pair see the same machine, which
-    separate measurements minutes apart do not."""
+    machine whose speed drifts over minutes (this project's 2-core VM read NAT-T at 1.02x and
+    1.48x of Swin-T in two runs that timed them separately), the two calls of a pair see the
+    same machine, which separate measurements minutes apart do not."""
     for _ in range(warmup):
         reference_fn()
         fn()
