@@ -236,6 +236,52 @@ def test_dist_train_sh_on_cpu(synthetic_data, tmp_path):
     assert (tmp_path / 'epoch_1.pth').is_file()
 
 
+RUN_AND_CLOSE_SCRIPT = """
+import atexit, logging, sys
+import torch.distributed as dist
+from mmattn.utils.tool_cli import run_and_close
+store, out, fail = sys.argv[1:]
+log = logging.getLogger('run_and_close')
+log.addHandler(logging.FileHandler(out + '.log'))
+log.setLevel(logging.INFO)
+
+def report():
+    with open(out + '.atexit', 'w') as f:
+        f.write(f'initialized={dist.is_initialized()}')
+
+def main(argv):
+    dist.init_process_group('gloo', init_method=f'file://{store}', rank=0, world_size=1)
+    atexit.register(report)
+    log.info('main done')
+    if fail == '1':
+        raise SystemExit('tools/train.py: a one-line error')
+
+run_and_close(main, [])
+print('after run_and_close')
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('fail', [False, True])
+def test_run_and_close_ends_a_distributed_worker(tmp_path, fail):
+    """A torchrun worker of tools/train.py / test.py: the process group is destroyed, exit
+    handlers run with the interpreter whole (log file flushed), and a successful run ends with
+    exit 0 without interpreter teardown; a failing one keeps its message and exit status."""
+    out = str(tmp_path / 'out')
+    proc = subprocess.run(
+        [sys.executable, '-c', RUN_AND_CLOSE_SCRIPT, str(tmp_path / 'store'), out, str(int(fail))],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == (1 if fail else 0), proc.stderr[-2000:]
+    with open(out + '.atexit') as f:
+        assert f.read() == 'initialized=False'
+    with open(out + '.log') as f:
+        assert f.read() == 'main done\n'
+    if fail:
+        assert 'tools/train.py: a one-line error' in proc.stderr
+    else:  # os._exit(0): nothing after run_and_close runs
+        assert 'after run_and_close' not in proc.stdout
+
+
 def test_missing_pretrained_checkpoint_is_named(tmp_path):
     from mmengine.config import Config
 

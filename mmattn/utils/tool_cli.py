@@ -1,7 +1,9 @@
 """The command-line flags tools/train.py and tools/test.py share with upstream mmdet / mmseg."""
+import atexit
 import importlib.util
 import os
 import os.path as osp
+import sys
 from contextlib import contextmanager
 
 from mmengine.config import DictAction
@@ -51,16 +53,35 @@ def exit_on_registry_error(tool: str):
 
 
 def run_and_close(main, argv) -> None:
-    """``main(argv)``, then the default process group destroyed (if one was created): a torchrun
-    worker of tools/test.py that left it to interpreter teardown aborted once in this project's
-    tests after its work was done ("terminate called without an active exception", exit -6),
-    which fails the whole launch."""
+    """``main(argv)``; in a distributed run, the default process group destroyed and, after a
+    successful ``main``, the process ended without interpreter teardown.
+
+    A torchrun worker that finished its work could still abort at exit ("terminate called
+    without an active exception", exit -6), which fails the whole launch: this project's tests
+    saw it for about one run in four of tools/dist_train.sh on 2 CPU processes. A core dump
+    shows the cause: a gloo worker thread of the process group (still referenced by the DDP
+    wrapper, so ``destroy_process_group`` does not join it) drops the last reference to a
+    finished collective whose tensors still own Python objects; freeing them needs the GIL, and
+    a thread that asks for the GIL while Python is finalizing is unwound, which C++ turns into
+    ``std::terminate`` (pytorch/pytorch#179291, an abandoned upstream fix, describes the same
+    crash). So after a
+    successful distributed ``main`` the exit handlers run while the interpreter is still whole
+    (log files flushed and closed, DataLoader workers joined), then ``os._exit(0)`` ends the
+    process without finalization. Every file the run writes (checkpoints, logs, visualizer
+    backends, ``--out``) is closed inside ``main``; failures keep Python's normal exit."""
+    import torch.distributed as dist
+    distributed = False
     try:
         main(argv)
     finally:
-        import torch.distributed as dist
         if dist.is_available() and dist.is_initialized():
+            distributed = True
             dist.destroy_process_group()
+    if distributed:
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def load_tool(name: str, tools_dir: str):
