@@ -49,7 +49,10 @@ class _DepthwiseConv2dFunction(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             # dense NCHW operands and one conv per image: on channels-last operands, or with
             # the batch folded into the groups, oneDNN is several times slower
-            xp = F.pad(x.contiguous(), (pad, pad, pad, pad))
+            # zero-padded NCHW copy of x in one pass (x is often channels-last: a
+            # ``contiguous()`` then ``F.pad`` would copy it twice)
+            xp = x.new_zeros(n, c, x.shape[2] + 2 * pad, x.shape[3] + 2 * pad)
+            xp[:, :, pad:pad + x.shape[2], pad:pad + x.shape[3]] = x
             grad_out = grad_out.contiguous()
             grad_w = sum(F.conv2d(xp[i:i + 1], grad_out[i:i + 1].transpose(0, 1), groups=c)
                          for i in range(n))
