@@ -33,6 +33,26 @@ def test_ratios_and_target():
     assert text.endswith('1 of 2 sizes meet all four (time <= 0.75x, memory <= 1x).')
 
 
+def test_per_round_ratios_and_their_range():
+    """With benchmark.py's per-round ratios to mmattn, mmattn / anchor is the reciprocal of the
+    anchor's median ratio and its range the reciprocals of the anchor's max and min."""
+    run = json.loads(json.dumps(RUN))
+    big = {row['impl']: row for row in run['ops'] if row['size'] == 'big'}
+    big['mmattn'].update(ratio={'fwd': 1.0, 'fwd+bwd': 1.0},
+                         ratio_range={'fwd': [1.0, 1.0], 'fwd+bwd': [1.0, 1.0]})
+    big['anchor'].update(ratio={'fwd': 2.5, 'fwd+bwd': 1.25},
+                         ratio_range={'fwd': [2.0, 4.0], 'fwd+bwd': [1.0, 2.0]})
+    big['floor'].update(ratio={'fwd': 0.5, 'fwd+bwd': 0.5},
+                        ratio_range={'fwd': [0.25, 1.0], 'fwd+bwd': [0.5, 0.5]})
+    row = tool.anchor_rows(run, 'anchor', 'floor', 0.75)[0]
+    assert (row['time fwd'], row['time fwd+bwd']) == (0.4, 0.8)  # not the medians' 0.5, 0.6
+    assert (row['range fwd'], row['range fwd+bwd']) == ((0.25, 0.5), (0.5, 1.0))
+    assert (row['floor fwd'], row['floor fwd+bwd']) == (0.2, 0.4)
+    assert not row['met']  # forward+backward 0.8x
+    assert '| big | 0.40x (0.25-0.50) | 0.80x (0.50-1.00) | 0.20x | 0.40x |' in \
+        tool.format_table([row], 'anchor', 'floor', 0.75)
+
+
 def test_cli_names_the_missing_anchor(tmp_path, capsys):
     path = tmp_path / 'run.json'
     path.write_text(json.dumps(RUN))

@@ -158,5 +158,6 @@ def test_op_impls_are_timed_in_rounds(monkeypatch):
     mine, other = bench.bench_ops('fam', args)
     assert order[0] is not order[1] and order[0] is order[2]  # alternating, both modes
     assert other['ratio'] == {'fwd': 3.0, 'fwd+bwd': 1.0}  # per round 3, 1, 5 -> median 3
+    assert other['ratio_range'] == {'fwd': [1.0, 5.0], 'fwd+bwd': [1.0, 1.0]}
     assert other['fwd']['median'] == 3.0 and mine['fwd']['median'] == 1.0
     assert mine['ratio'] == {'fwd': 1.0, 'fwd+bwd': 1.0} and 'max_abs_diff' in other

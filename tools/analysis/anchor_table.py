@@ -2,7 +2,8 @@
 """mmattn's fast path against one anchor of an op benchmark run, size by size, as a table.
 
 Reads the JSON that ``tools/analysis/benchmark.py --ops FAMILY`` writes and prints, per size:
-mmattn's forward and forward+backward time over the anchor's, both peak memories as
+mmattn's forward and forward+backward time over the anchor's (with the range of the
+per-round ratios where the run has them), both peak memories as
 mmattn / anchor, and whether all four are within ``--target`` (time) and 1x (memory). With
 ``--floor IMPL`` also that impl's time over the anchor's: the best ratio any implementation
 can reach if the floor's work is unavoidable (GroupMixFormer: its two projections).
@@ -17,6 +18,24 @@ import sys
 MIB = 2**20
 
 
+def _over_anchor(row, anchor, mode, first=False):
+    """(time of ``row`` / time of ``anchor``, (min, max) or None) in ``mode``; ``first``:
+    ``row`` is the impl the run's ratios are taken to (mmattn).
+
+    benchmark.py times an op's impls in rounds and keeps each impl's median per-round ratio to
+    mmattn (``ratio``) with its min and max (``ratio_range``): mmattn / anchor is then the
+    reciprocal of the anchor's median ratio, and its range the reciprocals of the anchor's max
+    and min; another impl / anchor is the quotient of the two median ratios (no range). Runs
+    without per-round ratios give the quotient of the two median times."""
+    if mode in row.get('ratio', {}) and mode in anchor.get('ratio', {}):
+        value = row['ratio'][mode] / anchor['ratio'][mode]
+        spread = anchor.get('ratio_range', {}).get(mode)
+        if first and spread:
+            return value, (1 / spread[1], 1 / spread[0])
+        return value, None
+    return row[mode]['median'] / anchor[mode]['median'], None
+
+
 def anchor_rows(run, anchor, floor=None, target=0.75, fast='mmattn'):
     """One dict per size that has both ``fast`` and ``anchor`` rows, in the run's order."""
     by_size = {}
@@ -29,10 +48,10 @@ def anchor_rows(run, anchor, floor=None, target=0.75, fast='mmattn'):
         ours, theirs = impls[fast], impls[anchor]
         row = dict(size=size)
         for mode in ('fwd', 'fwd+bwd'):
-            row[f'time {mode}'] = ours[mode]['median'] / theirs[mode]['median']
+            row[f'time {mode}'], row[f'range {mode}'] = _over_anchor(ours, theirs, mode, True)
             row[f'mem {mode}'] = (ours[f'mem {mode}'], theirs[f'mem {mode}'])
             if floor is not None and floor in impls:
-                row[f'floor {mode}'] = impls[floor][mode]['median'] / theirs[mode]['median']
+                row[f'floor {mode}'] = _over_anchor(impls[floor], theirs, mode)[0]
         row['met'] = (all(row[f'time {m}'] <= target for m in ('fwd', 'fwd+bwd'))
                       and all(a <= b for a, b in (row['mem fwd'], row['mem fwd+bwd'])))
         rows.append(row)
@@ -45,6 +64,11 @@ def format_table(rows, anchor, floor=None, target=0.75):
         ratio = f'{ours / theirs:.2f}x' if theirs else 'n/a'
         return f'{ours / MIB:.0f} / {theirs / MIB:.0f} = {ratio}'
 
+    def _time(row, mode):
+        spread = row.get(f'range {mode}')
+        text = f"{row[f'time {mode}']:.2f}x"
+        return text + (f' ({spread[0]:.2f}-{spread[1]:.2f})' if spread else '')
+
     head = ['size', f'fwd mmattn/{anchor}', f'fwd+bwd mmattn/{anchor}']
     if floor:
         head += [f'fwd {floor}/{anchor}', f'fwd+bwd {floor}/{anchor}']
@@ -52,7 +76,7 @@ def format_table(rows, anchor, floor=None, target=0.75):
              'all four within target']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for row in rows:
-        cells = [row['size'], f"{row['time fwd']:.2f}x", f"{row['time fwd+bwd']:.2f}x"]
+        cells = [row['size']] + [_time(row, m) for m in ('fwd', 'fwd+bwd')]
         if floor:
             cells += [f"{row[f'floor {m}']:.2f}x" if f'floor {m}' in row else 'n/a'
                       for m in ('fwd', 'fwd+bwd')]

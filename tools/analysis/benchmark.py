@@ -298,7 +298,8 @@ def bench_ops(family, args) -> list:
     """Every case of ``family``, one (op, size) group at a time: the group's impls are timed in
     rounds (one call of each impl per round, after ``--warmup`` rounds), so that they share
     the machine's state of the same seconds, and each impl's ratio to the group's first impl
-    (mmattn) is the median of its per-round ratios."""
+    (mmattn) is the median of its per-round ratios (``ratio``; their min and max in
+    ``ratio_range``)."""
     groups = {}
     for case in load_cases(family, args.device, args.quick):
         groups.setdefault((case['op'], case['size']), []).append(case)
@@ -326,8 +327,9 @@ def bench_ops(family, args) -> list:
             for i, (row, step) in enumerate(timed):
                 row[key] = _stats([times[i] for times in rounds])
                 if timed[0][0] is group_rows[0]:
-                    row.setdefault('ratio', {})[key] = _stats(
-                        [times[i] / times[0] for times in rounds])['median']
+                    ratio = _stats([times[i] / times[0] for times in rounds])
+                    row.setdefault('ratio', {})[key] = ratio['median']
+                    row.setdefault('ratio_range', {})[key] = [ratio['min'], ratio['max']]
                 if args.memory:
                     row[f'mem {key}'] = (
                         cuda_growth(step, args.device) if args.device.startswith('cuda') else
