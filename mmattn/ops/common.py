@@ -76,7 +76,8 @@ BENCH_CASE_KEYS = ('op', 'impl', 'size', 'build')
 def check_bench_case(module_name: str, case: dict) -> None:
     """A benchmark case is a dict with ``op`` (str), ``impl`` (str), ``size`` (str label) and
     ``build`` (zero-argument callable returning ``(fn, inputs)``; ``fn(*inputs)`` returns a
-    tensor; inputs that need gradients have ``requires_grad`` set). For each (op, size) the
+    tensor, or a tuple of tensors for a floor that has no output comparable to the op's;
+    inputs that need gradients have ``requires_grad`` set). For each (op, size) the
     first impl is mmattn's fast path, the others are reported as ratios to it."""
     missing = set(BENCH_CASE_KEYS) - set(case)
     if missing:

@@ -14,8 +14,9 @@ than NCHW). The qkv projection is one GEMM whose output one copy deals out into 
 (3B, H, W, seg) block per aggregator segment (:class:`_SegmentedQKV`, with its own backward), so
 no slice of a shared stack is taken (slice backwards zero-fill the whole stack) and the weight
 is used as stored. Each segment (two heads) then runs
-to its share of the output: the CRPE as one depthwise conv with kernels zero-padded to 7x7, and
-the factorized product as one GEMM of q with the block-diagonal ``scale * softmax_N(k)^T v``.
+to its share of the output: the CRPE as one depthwise conv at its heads' kernel size (heads 4
+and 5, 5x5 and 7x7, share one 7x7 conv, the 5x5 kernel zero-padded), and the factorized product
+as one GEMM of q with the block-diagonal ``scale * softmax_N(k)^T v``.
 :func:`group_mix_attention_reference` follows the definition token-major, one segment and one
 head at a time; :class:`GroupMixAttentionStraightforward` (after it) is the definition written
 plainly with the official structure, the anchor of the op benchmark; then what the tools read
@@ -40,7 +41,6 @@ AGG_KERNELS = (None, 3, 5, 7)  # segments s0..s3; None: identity (still BN + Har
 # (kernel, heads) of the relative-position convs: heads 0-1 k3, 2-4 k5, 5-7 k7 -- NOT the
 # aggregator grouping (heads 0-1 identity, 2-3 3x3, 4-5 5x5, 6-7 7x7)
 CRPE_WINDOWS = ((3, 2), (5, 3), (7, 3))
-CRPE_KERNEL = max(k for k, _ in CRPE_WINDOWS)  # the fast path runs every CRPE head at 7x7
 LOCAL_NORM_EPS = 1e-5  # the non-attention branch's LayerNorm keeps torch's default eps
 BN_EPS = 1e-5  # the aggregators' BatchNorm (torch's default), in the reference
 # embed_dims must split into 5 segments of 2 heads each: a multiple of 10
@@ -216,11 +216,7 @@ class GroupMixAttention(nn.Module):
         *stacks, local = _SegmentedQKV.apply(x.reshape(b * n, c), self.qkv.weight,
                                              self.qkv.bias, seg)
 
-        # CRPE kernels zero-padded to 7x7 (the padded taps add exact zeros), so that each
-        # segment's two heads take one conv although heads 4 and 5 have different kernels
-        crpe_w = torch.cat([F.pad(conv.weight, [(CRPE_KERNEL - conv.kernel_size[0]) // 2] * 4)
-                            for conv in self.crpe])
-        crpe_b = torch.cat([conv.bias for conv in self.crpe])
+        crpe = self._crpe_per_segment()
         ch = seg // HEADS_PER_SEGMENT
         block_mask = torch.block_diag(*x.new_ones(HEADS_PER_SEGMENT, ch, ch)) * self.scale
 
@@ -235,8 +231,7 @@ class GroupMixAttention(nn.Module):
                 stack = stack.contiguous()
             agg_out = agg(stack)
             q, k, v = agg_out.permute(0, 2, 3, 1).reshape(3, b, n, seg).unbind(0)
-            rel = depthwise_conv2d(v.view(b, h, w, seg).permute(0, 3, 1, 2),
-                                   crpe_w[i * seg:(i + 1) * seg], crpe_b[i * seg:(i + 1) * seg])
+            rel = depthwise_conv2d(v.view(b, h, w, seg).permute(0, 3, 1, 2), *crpe[i])
             rel = rel.permute(0, 2, 3, 1).reshape(b, n, seg)
             # softmax over tokens on contiguous rows; K~^T V of both heads as one (seg, seg)
             # GEMM, masked to its two diagonal blocks (the cross-head products become exact
@@ -247,6 +242,29 @@ class GroupMixAttention(nn.Module):
 
         outs.append(self.local_branch(local.view(b, h, w, 3 * seg).permute(0, 3, 1, 2)))
         return self.proj_drop(self.proj(torch.cat(outs, -1)))
+
+    def _crpe_per_segment(self):
+        """(weight, bias) of each attention segment's CRPE: its two heads' rows of the CRPE
+        convs, at their own kernel size; where the two heads have different kernels (heads 4
+        and 5: 5x5 and 7x7), the smaller one zero-padded to the larger (the padded taps add
+        exact zeros), so that every segment takes one depthwise conv."""
+        ch = self.seg // HEADS_PER_SEGMENT
+        rows = [(conv, j) for conv, (_, heads) in zip(self.crpe, CRPE_WINDOWS)
+                for j in range(heads)]  # (conv, head within it) of heads 0..7
+        per_segment = []
+        for i in range(NUM_HEADS // HEADS_PER_SEGMENT):
+            heads = rows[i * HEADS_PER_SEGMENT:(i + 1) * HEADS_PER_SEGMENT]
+            (first, j0), (last, _) = heads[0], heads[-1]
+            if first is last:  # one conv: a view of its rows
+                span = slice(j0 * ch, (j0 + HEADS_PER_SEGMENT) * ch)
+                per_segment.append((first.weight[span], first.bias[span]))
+                continue
+            k = max(conv.kernel_size[0] for conv, _ in heads)
+            per_segment.append((
+                torch.cat([F.pad(conv.weight[j * ch:(j + 1) * ch],
+                                 [(k - conv.kernel_size[0]) // 2] * 4) for conv, j in heads]),
+                torch.cat([conv.bias[j * ch:(j + 1) * ch] for conv, j in heads])))
+        return per_segment
 
     def extra_repr(self) -> str:
         return f'embed_dims={self.embed_dims}, num_heads={NUM_HEADS}, scale={self.scale:.4f}'
@@ -452,7 +470,15 @@ ATTENTION_PANELS = {'GroupMixAttention': group_mix_panels}
 # of ``proj`` is the q part of the qkv output): GEMMs that every implementation of the
 # definition computes, so its time bounds from below what any of them can reach at that size
 # (its max abs diff is not a correctness check either).
-# (label, B, C, H, W, impls besides mmattn, the anchor and the floor)
+# 'definition kernels (floor)' runs every kernel of the definition once, each on its own
+# input already in the layout it reads best, with no copy, permute or concatenation between
+# them: the projections, each aggregator's separable conv, BatchNorm and Hardswish on the stacked
+# q/k/v images, the three CRPE convs on their head groups, the softmax of k over the tokens and
+# the two products of the factorized attention per head, the CRPE product and the sum, and the
+# non-attention branch (:func:`_definition_kernels`). An implementation made of PyTorch's kernels
+# pays this plus whatever its data movement costs (no max abs diff: it returns the kernels' own
+# outputs, not the op's).
+# (label, B, C, H, W, impls besides mmattn, the anchor and the floors)
 BENCH_SIZES = [
     ('224 stage 0 1x80x56x56', 1, 80, 56, 56, ()),
     ('224 stage 1 1x160x28x28', 1, 160, 28, 28, ()),
@@ -468,6 +494,7 @@ BENCH_SIZES = [
 BENCH_QUICK_SIZES = [('quick 2x20x12x9', 2, 20, 12, 9, ('reference', 'softmax SDPA (quadratic)'))]
 BENCH_ANCHOR = 'straightforward'
 BENCH_FLOOR = 'projections only (floor)'
+BENCH_KERNELS = 'definition kernels (floor)'
 
 
 def _softmax_sdpa(module, x):
@@ -477,6 +504,43 @@ def _softmax_sdpa(module, x):
     q, k, v = qkv[..., :attn_dims].reshape(b, n, 3, NUM_HEADS, -1).permute(2, 0, 3, 1, 4)
     out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, attn_dims)
     return module.proj(torch.cat([out, qkv[:, :, 2, attn_dims:]], -1))
+
+
+def _definition_kernels(module, b, h, w, device):
+    """(fn, leaves) of the 'definition kernels' floor: ``fn(*leaves)`` runs each kernel of
+    ``module``'s definition once on its own leaf input, laid out as that kernel reads it
+    (channels-last maps for the convs, token-major rows for the Linears and LayerNorm, each
+    head's k as contiguous (Ch, N) rows for the softmax over tokens), and returns every output."""
+    n, c, seg = h * w, module.embed_dims, module.seg
+    ch = seg // HEADS_PER_SEGMENT
+    gen = torch.Generator(device).manual_seed(1)
+
+    def leaf(*shape, channels_last=False):
+        t = torch.randn(*shape, generator=gen, device=device)
+        if channels_last:
+            t = t.contiguous(memory_format=torch.channels_last)
+        return t.requires_grad_()
+
+    leaves = [leaf(b, n, module.in_channels)]  # qkv input
+    leaves += [leaf(3 * b, seg, h, w, channels_last=True) for _ in module.aggregators]
+    leaves += [leaf(b, heads * ch, h, w, channels_last=True) for _, heads in CRPE_WINDOWS]
+    leaves += [leaf(b * NUM_HEADS, ch, n), leaf(b * NUM_HEADS, n, ch),  # k rows, v
+               leaf(b * NUM_HEADS, n, ch), leaf(b * NUM_HEADS, n, ch)]  # q, CRPE output
+    leaves += [leaf(b, 3 * seg, h, w, channels_last=True), leaf(b, n, c)]  # local, proj input
+    n_agg, n_crpe = len(module.aggregators), len(CRPE_WINDOWS)
+
+    def run(x, *rest):
+        module.train(torch.is_grad_enabled())  # as the mmattn row: BN statistics in training
+        stacks, rest = rest[:n_agg], rest[n_agg:]
+        groups, (k, v, q, rel, local, tokens) = rest[:n_crpe], rest[n_crpe:]
+        outs = [module.qkv(x)]
+        outs += [agg(stack) for agg, stack in zip(module.aggregators, stacks)]
+        outs += [conv(group) for conv, group in zip(module.crpe, groups)]
+        outs.append(torch.baddbmm(q * rel, q, k.softmax(-1) @ v, alpha=module.scale))
+        outs += [module.local_branch(local), module.proj(tokens)]
+        return tuple(outs)
+
+    return run, leaves
 
 
 def _bench_build(impl, size, device):
@@ -496,6 +560,9 @@ def _bench_build(impl, size, device):
             return (lambda t: _softmax_sdpa(module, t)), [x]
         if impl == BENCH_FLOOR:
             return (lambda t: module.proj(module.qkv(t).narrow(-1, 0, c))), [x]
+        if impl == BENCH_KERNELS:
+            kernels, leaves = _definition_kernels(module, b, h, w, device)
+            return (lambda *ts: kernels(*ts)), leaves
 
         def run(t):  # eval for the forward (no grad), train for forward+backward
             return module.train(torch.is_grad_enabled())(t, (h, w))
@@ -506,12 +573,13 @@ def _bench_build(impl, size, device):
 
 
 def bench_cases(device='cpu', quick=False):
-    """Group-mix attention's fast path against the straightforward anchor and the projections'
-    floor (and the reference, the quadratic softmax SDPA where listed); see
+    """Group-mix attention's fast path against the straightforward anchor, the projections'
+    floor and the definition kernels' floor (and the reference, the quadratic softmax SDPA
+    where listed); see
     :func:`~mmattn.ops.common.check_bench_case`."""
     cases = []
     for size in BENCH_QUICK_SIZES if quick else BENCH_SIZES:
-        for impl in ('mmattn', BENCH_ANCHOR, BENCH_FLOOR) + size[5]:
+        for impl in ('mmattn', BENCH_ANCHOR, BENCH_FLOOR, BENCH_KERNELS) + size[5]:
             cases.append(dict(op='group-mix attention', impl=impl, size=size[0],
                               build=_bench_build(impl, size, device)))
     return cases

@@ -236,14 +236,53 @@ def test_straightforward_anchor_equals_fast_path(b, h, w, c, training, qkv_bias)
 def test_benchmark_floor_row_is_the_two_projections():
     """Each benchmark size has the anchor and the floor row; the floor computes only the qkv
     and output projections of the op's own module (nothing an implementation could skip)."""
-    from mmattn.ops.group_mix import BENCH_ANCHOR, BENCH_FLOOR, BENCH_SIZES, bench_cases
+    from mmattn.ops.group_mix import (BENCH_ANCHOR, BENCH_FLOOR, BENCH_KERNELS, BENCH_SIZES,
+                                      bench_cases)
     cases = bench_cases()
     for label, *_ in BENCH_SIZES:
         impls = [case['impl'] for case in cases if case['size'] == label]
-        assert impls[:3] == ['mmattn', BENCH_ANCHOR, BENCH_FLOOR]
+        assert impls[:4] == ['mmattn', BENCH_ANCHOR, BENCH_FLOOR, BENCH_KERNELS]
     case = next(case for case in bench_cases(quick=True) if case['impl'] == BENCH_FLOOR)
     fn, (x, ) = case['build']()
     torch.manual_seed(0)  # the module the case built: same seed, same weights
     module = GroupMixAttention(x.shape[-1])
     want = module.proj(module.qkv(x)[..., :x.shape[-1]])
     torch.testing.assert_close(fn(x), want, rtol=0, atol=0)
+
+
+def test_benchmark_kernels_floor_runs_the_definitions_kernels():
+    """The 'definition kernels' floor runs the anchor's convolutions (same weights, same input
+    shapes and memory layout classes), gives every parameter of the module a gradient, and its
+    BatchNorms use batch statistics in training and running ones in the forward alone."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from mmattn.ops.group_mix import _definition_kernels
+
+    class Convs(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.convolution.default:
+                self.calls.append((tuple(args[0].shape), tuple(args[1].shape)))
+            return func(*args, **(kwargs or {}))
+
+    b, c, h, w = 2, 20, 6, 7
+    torch.manual_seed(0)
+    module = GroupMixAttention(c).train()
+    anchor = GroupMixAttentionStraightforward.from_module(module)
+    fn, leaves = _definition_kernels(module, b, h, w, 'cpu')
+    with Convs() as floor_convs:
+        outs = fn(*leaves)
+    with Convs() as anchor_convs:
+        anchor(torch.randn(b, h * w, c), (h, w))
+    assert sorted(floor_convs.calls) == sorted(anchor_convs.calls)
+    sum(o.sum() for o in outs).backward()
+    missing = [name for name, p in module.named_parameters() if p.grad is None]
+    assert not missing
+    assert all(t.grad is not None for t in leaves)
+    assert module.training
+    with torch.no_grad():
+        fn(*leaves)
+    assert not module.training  # forward alone: BatchNorm with running statistics
