@@ -24,7 +24,7 @@ def test_ratios_and_target():
     assert [r['size'] for r in rows] == ['big', 'small']  # 'alone' has no anchor row
     big, small = rows
     assert (big['time fwd'], big['time fwd+bwd']) == (0.5, 0.6)
-    assert (big['floor fwd'], big['floor fwd+bwd']) == (0.25, 0.25)
+    assert (big['floor floor fwd'], big['floor floor fwd+bwd']) == (0.25, 0.25)
     assert big['met'] and not small['met']  # small: forward 1.0x and more forward memory
     text = tool.format_table(rows, 'anchor', 'floor', 0.75)
     assert '| big | 0.50x | 0.60x | 0.25x | 0.25x | 10 / 12 = 0.83x | 20 / 20 = 1.00x | yes |' \
@@ -47,10 +47,21 @@ def test_per_round_ratios_and_their_range():
     row = tool.anchor_rows(run, 'anchor', 'floor', 0.75)[0]
     assert (row['time fwd'], row['time fwd+bwd']) == (0.4, 0.8)  # not the medians' 0.5, 0.6
     assert (row['range fwd'], row['range fwd+bwd']) == ((0.25, 0.5), (0.5, 1.0))
-    assert (row['floor fwd'], row['floor fwd+bwd']) == (0.2, 0.4)
+    assert (row['floor floor fwd'], row['floor floor fwd+bwd']) == (0.2, 0.4)
     assert not row['met']  # forward+backward 0.8x
     assert '| big | 0.40x (0.25-0.50) | 0.80x (0.50-1.00) | 0.20x | 0.40x |' in \
         tool.format_table([row], 'anchor', 'floor', 0.75)
+
+
+def test_several_floors():
+    run = json.loads(json.dumps(RUN))
+    run['ops'].append(_row('big', 'kernels', 4.5, 8.0, 1, 1))
+    rows = tool.anchor_rows(run, 'anchor', ['floor', 'kernels'], 0.75)
+    assert (rows[0]['floor kernels fwd'], rows[0]['floor kernels fwd+bwd']) == (0.75, 0.8)
+    text = tool.format_table(rows, 'anchor', ['floor', 'kernels'], 0.75)
+    assert '| fwd floor/anchor | fwd+bwd floor/anchor | fwd kernels/anchor | ' in text
+    assert '| big | 0.50x | 0.60x | 0.25x | 0.25x | 0.75x | 0.80x |' in text
+    assert '| small | 1.00x | 0.50x | n/a | n/a | n/a | n/a |' in text
 
 
 def test_cli_names_the_missing_anchor(tmp_path, capsys):
@@ -58,6 +69,8 @@ def test_cli_names_the_missing_anchor(tmp_path, capsys):
     path.write_text(json.dumps(RUN))
     assert tool.main([str(path), '--anchor', 'anchor']) == 0
     assert 'commit abc' in capsys.readouterr().out
+    assert tool.main([str(path), '--anchor', 'anchor', '--floor', 'floor', '--floor', 'x']) == 0
+    assert '| fwd floor/anchor | fwd+bwd floor/anchor | fwd x/anchor |' in capsys.readouterr().out
     assert tool.main([str(path), '--anchor', 'official']) == 2
     err = capsys.readouterr().err
     assert "'official'" in err and "['anchor', 'floor', 'mmattn']" in err

@@ -5,11 +5,13 @@ Reads the JSON that ``tools/analysis/benchmark.py --ops FAMILY`` writes and prin
 mmattn's forward and forward+backward time over the anchor's (with the range of the
 per-round ratios where the run has them), both peak memories as
 mmattn / anchor, and whether all four are within ``--target`` (time) and 1x (memory). With
-``--floor IMPL`` also that impl's time over the anchor's: the best ratio any implementation
-can reach if the floor's work is unavoidable (GroupMixFormer: its two projections).
+``--floor IMPL`` (repeatable) also that impl's time over the anchor's: how far below the
+anchor the floor's work alone already is (GroupMixFormer: its two projections; the
+definition's kernels without any data movement).
 
     python tools/analysis/anchor_table.py docs/benchmark/ops_cpu_group_mix.json \\
-        --anchor straightforward --floor 'projections only (floor)' --target 0.75
+        --anchor straightforward --floor 'projections only (floor)' \\
+        --floor 'definition kernels (floor)' --target 0.75
 """
 import argparse
 import json
@@ -36,8 +38,13 @@ def _over_anchor(row, anchor, mode, first=False):
     return row[mode]['median'] / anchor[mode]['median'], None
 
 
+def _floors(floor):
+    return [] if floor is None else [floor] if isinstance(floor, str) else list(floor)
+
+
 def anchor_rows(run, anchor, floor=None, target=0.75, fast='mmattn'):
-    """One dict per size that has both ``fast`` and ``anchor`` rows, in the run's order."""
+    """One dict per size that has both ``fast`` and ``anchor`` rows, in the run's order;
+    ``floor``: one impl name or several."""
     by_size = {}
     for row in run['ops']:
         by_size.setdefault(row['size'], {})[row['impl']] = row
@@ -50,8 +57,9 @@ def anchor_rows(run, anchor, floor=None, target=0.75, fast='mmattn'):
         for mode in ('fwd', 'fwd+bwd'):
             row[f'time {mode}'], row[f'range {mode}'] = _over_anchor(ours, theirs, mode, True)
             row[f'mem {mode}'] = (ours[f'mem {mode}'], theirs[f'mem {mode}'])
-            if floor is not None and floor in impls:
-                row[f'floor {mode}'] = _over_anchor(impls[floor], theirs, mode)[0]
+            for name in _floors(floor):
+                if name in impls:
+                    row[f'floor {name} {mode}'] = _over_anchor(impls[name], theirs, mode)[0]
         row['met'] = (all(row[f'time {m}'] <= target for m in ('fwd', 'fwd+bwd'))
                       and all(a <= b for a, b in (row['mem fwd'], row['mem fwd+bwd'])))
         rows.append(row)
@@ -70,16 +78,16 @@ def format_table(rows, anchor, floor=None, target=0.75):
         return text + (f' ({spread[0]:.2f}-{spread[1]:.2f})' if spread else '')
 
     head = ['size', f'fwd mmattn/{anchor}', f'fwd+bwd mmattn/{anchor}']
-    if floor:
-        head += [f'fwd {floor}/{anchor}', f'fwd+bwd {floor}/{anchor}']
+    for name in _floors(floor):
+        head += [f'fwd {name}/{anchor}', f'fwd+bwd {name}/{anchor}']
     head += ['peak MiB fwd mmattn/anchor', 'peak MiB fwd+bwd mmattn/anchor',
              'all four within target']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for row in rows:
         cells = [row['size']] + [_time(row, m) for m in ('fwd', 'fwd+bwd')]
-        if floor:
-            cells += [f"{row[f'floor {m}']:.2f}x" if f'floor {m}' in row else 'n/a'
-                      for m in ('fwd', 'fwd+bwd')]
+        for name in _floors(floor):
+            cells += [f"{row[f'floor {name} {m}']:.2f}x" if f'floor {name} {m}' in row
+                      else 'n/a' for m in ('fwd', 'fwd+bwd')]
         cells += [mem(row['mem fwd']), mem(row['mem fwd+bwd']), 'yes' if row['met'] else 'no']
         lines.append('| ' + ' | '.join(cells) + ' |')
     met = sum(row['met'] for row in rows)
@@ -91,7 +99,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('run', help='JSON of a benchmark.py --ops run')
     parser.add_argument('--anchor', required=True, help='impl name of the anchor rows')
-    parser.add_argument('--floor', help='impl name of a lower-bound row (optional)')
+    parser.add_argument('--floor', action='append',
+                        help='impl name of a floor row (optional, repeatable)')
     parser.add_argument('--target', type=float, default=0.75,
                         help='largest time ratio mmattn / anchor that counts as met')
     return parser.parse_args(argv)
