@@ -475,9 +475,10 @@ ATTENTION_PANELS = {'GroupMixAttention': group_mix_panels}
 # them: the projections, each aggregator's separable conv, BatchNorm and Hardswish on the stacked
 # q/k/v images, the three CRPE convs on their head groups, the softmax of k over the tokens and
 # the two products of the factorized attention per head, the CRPE product and the sum, and the
-# non-attention branch (:func:`_definition_kernels`). An implementation made of PyTorch's kernels
-# pays this plus whatever its data movement costs (no max abs diff: it returns the kernels' own
-# outputs, not the op's).
+# non-attention branch (:func:`_definition_kernels`): the anchor's own kernels without its data
+# movement. Not a strict bound: in forward+backward its CRPE convs take oneDNN's backward, which
+# mmattn replaces for 5x5 / 7x7 kernels (mmattn.ops.depthwise). No max abs diff: it returns the
+# kernels' own outputs, not the op's.
 # (label, B, C, H, W, impls besides mmattn, the anchor and the floors)
 BENCH_SIZES = [
     ('224 stage 0 1x80x56x56', 1, 80, 56, 56, ()),
@@ -561,8 +562,7 @@ def _bench_build(impl, size, device):
         if impl == BENCH_FLOOR:
             return (lambda t: module.proj(module.qkv(t).narrow(-1, 0, c))), [x]
         if impl == BENCH_KERNELS:
-            kernels, leaves = _definition_kernels(module, b, h, w, device)
-            return (lambda *ts: kernels(*ts)), leaves
+            return _definition_kernels(module, b, h, w, device)
 
         def run(t):  # eval for the forward (no grad), train for forward+backward
             return module.train(torch.is_grad_enabled())(t, (h, w))
