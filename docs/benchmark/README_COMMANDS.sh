@@ -2,9 +2,9 @@
 # The commands behind the README's "Speed and memory" section (CPU, this project's 2-core VM).
 # One invocation per group so that the machine's shared lock is taken in pieces; --readme-only
 # then merges the runs per device into one table and one plot.
-# The tables now in the README: backbones at commit f07f174, ops at 184678c, 2026-12-03 on the
-# 2-core AMD EPYC VM (written outside the tree, then copied here). group_mix now runs 9 rounds
-# and has a second floor row; its README table is regenerated at the next run.
+# The tables now in the README (2026-12-03, the 2-core AMD EPYC VM; written outside the tree,
+# then copied here): the backbones and the group_mix op at commit 5ec4f12, the routing,
+# neighborhood, dual and slide ops at 184678c (their op code has not changed since).
 set -e
 OUT=docs/benchmark
 B="python tools/analysis/benchmark.py --out-dir $OUT"
