@@ -2,9 +2,8 @@
 # The commands behind the README's "Speed and memory" section (CPU, this project's 2-core VM).
 # One invocation per group so that the machine's shared lock is taken in pieces; --readme-only
 # then merges the runs per device into one table and one plot.
-# The tables now in the README (2026-12-03, the 2-core AMD EPYC VM; written outside the tree,
-# then copied here): the backbones and the group_mix op at commit 5ec4f12, the routing,
-# neighborhood, dual and slide ops at 184678c (their op code has not changed since).
+# The tables now in the README: one run of this script (2026-12-03/04, the 2-core AMD EPYC VM,
+# commit 0d1323d; written outside the tree, then copied here).
 set -e
 OUT=docs/benchmark
 B="python tools/analysis/benchmark.py --out-dir $OUT"
