@@ -1,6 +1,7 @@
 """benchmark.py: backbone and op benchmarks end to end on tiny sizes (no timing asserted)."""
 import json
 import os.path as osp
+import re
 
 import pytest
 import torch
@@ -17,12 +18,13 @@ def test_default_list_has_every_family_and_the_baselines():
     assert {s.split(':')[0] for s in specs} == set(family_classes()) | {'Swin-T', 'PVTv2-B2'}
 
 
-def test_backbones_table_json_plot_and_readme(tmp_path):
-    readme = tmp_path / 'README.md'
-    readme.write_text('# x\n\n## Speed: old a\ntext\n\n## Speed: old b\nmore\n\n## Exactness\nkeep\n')
+def test_backbones_table_json_plot_and_docs_page(tmp_path):
+    page = tmp_path / 'benchmarks.md'
+    page.write_text('# Benchmarks\n\nintro\n\n<!-- benchmark-tables -->\nold table\n'
+                    '<!-- /benchmark-tables -->\n\nkeep\n')
     run = bench.main(['--backbones', 'BiFormer:tiny,NAT:mini', '--resolutions', '32x64,64',
                       '--warmup', '0', '--repeat', '1', '--no-memory', '--out-dir',
-                      str(tmp_path), '--readme', str(readme)])
+                      str(tmp_path), '--docs', str(page)])
     assert [(r['backbone'], r['resolution']) for r in run['models']] == [
         ('BiFormer-tiny', '32x64'), ('BiFormer-tiny', '64x64'), ('NAT-mini', '32x64'),
         ('NAT-mini', '64x64')]
@@ -32,23 +34,55 @@ def test_backbones_table_json_plot_and_readme(tmp_path):
             2 * row['macs'] / row['fwd']['median'] / 1e9)
     saved = json.loads((tmp_path / 'backbones_cpu.json').read_text())
     assert saved['gemm_gflops'] > 0 and len(saved['models']) == 4
+    assert re.fullmatch(r'\d{4}-\d{2}-\d{2}', saved['date']) and saved['commit']
     table = (tmp_path / 'backbones_cpu.md').read_text()
     assert 'threads' in table and table.count('| NAT-mini |') == 2
     png = Image.open(tmp_path / 'backbones_cpu_latency.png').convert('L')
     assert len(png.getcolors(maxcolors=2**16)) > 20  # lines, labels, legend: not a blank canvas
-    text = readme.read_text()
-    assert text.count('## Speed') == 1 and '## Speed and memory' in text
-    assert 'old a' not in text and '## Exactness\nkeep' in text and '| BiFormer-tiny |' in text
+    text = page.read_text()
+    assert text.startswith('# Benchmarks\n\nintro\n') and text.endswith('\n\nkeep\n')
+    assert 'old table' not in text and '| BiFormer-tiny |' in text
+    # one caption line: machine, date and commit measured, what the ratio column means
+    caption = next(line for line in text.splitlines() if line.startswith('Measured on'))
+    assert 'threads' in caption and f'on {saved["date"]} at commit {saved["commit"]}' in caption
+    assert 'fwd+bwd / Swin-T:' in caption
 
     # A second run (another resolution) merged with the first into one table and one plot
     bench.main(['--backbones', 'NAT:mini', '--resolutions', '32', '--warmup', '0', '--repeat',
                 '1', '--no-memory', '--out-dir', str(tmp_path), '--name', 'second'])
-    bench.main(['--readme-only', '--readme', str(readme), '--out-dir', str(tmp_path),
+    bench.main(['--docs-only', '--docs', str(page), '--out-dir', str(tmp_path),
                 '--include', str(tmp_path / 'backbones_cpu.json'), str(tmp_path / 'second.json')])
-    text = readme.read_text()
-    assert text.count('### Backbones') == 1 and text.count('| NAT-mini |') == 3
+    text = page.read_text()
+    assert text.count('## Backbones') == 1 and text.count('| NAT-mini |') == 3
     assert text.index('| NAT-mini | 32x32 |') < text.index('| NAT-mini | 32x64 |')
-    assert '(backbones_cpu_latency.png)' in text
+    assert '(backbones_cpu_latency.png)' in text and text.endswith('\n\nkeep\n')
+
+
+def test_docs_page_block_is_created_or_must_have_its_markers(tmp_path):
+    page = tmp_path / 'new.md'
+    bench.update_block(str(page), 'benchmark-tables', '## Tables')
+    assert page.read_text().startswith('<!-- benchmark-tables -->\n')
+    assert '## Tables' in page.read_text()
+    bench.update_block(str(page), 'benchmark-tables', '## Other')
+    assert page.read_text().count('<!-- benchmark-tables -->') == 1
+    assert '## Other' in page.read_text() and '## Tables' not in page.read_text()
+    unmarked = tmp_path / 'unmarked.md'
+    unmarked.write_text('# Page\n')
+    with pytest.raises(ValueError, match='no "<!-- benchmark-tables -->"'):
+        bench.update_block(str(unmarked), 'benchmark-tables', 'x')
+
+
+@pytest.mark.parametrize('argv', [['--readme', 'README.md'], ['--readme-only']])
+def test_old_readme_options_say_what_replaced_them(argv, capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(argv)
+    assert '--docs docs/benchmarks.md' in capsys.readouterr().err
+
+
+def test_docs_only_needs_a_page_and_runs(capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(['--docs-only', '--docs', 'page.md'])
+    assert '--docs-only needs' in capsys.readouterr().err
 
 
 def test_backbone_table_training_rate_and_ratio_to_swin():

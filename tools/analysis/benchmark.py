@@ -18,20 +18,27 @@ resolution (default 224x224, 512x512, 800x1216), batch 1, float32:
   of the per-pair ratios.
 
 ``--compile`` times every backbone's forward at 512x512 in eager PyTorch, under ``torch.compile``
-(inductor) and as an exported ONNX graph in onnxruntime (``--readme`` then rewrites the README's
-deploy latency table). ``--ops routing,neighborhood`` runs the op cases each op module declares
-beside its op (``bench_cases`` in ``mmattn/ops/<name>.py``) instead (each op's first impl is
-mmattn's fast path; the impls of one op and size are timed in rounds, one call each per
-round, and reported as the median of their per-round ratios to it, their forward outputs
-checked against it). Outputs: a markdown table, a JSON file and (for
-backbones) a latency-vs-resolution PNG per device in ``--out-dir``; ``--readme README.md``
-rewrites the README's "## Speed and memory" section from this run and ``--include`` JSONs.
+(inductor) and as an exported ONNX graph in onnxruntime (``--docs PAGE`` then rewrites the
+``<!-- deploy-latency -->`` block of that page). ``--ops routing,neighborhood`` runs the op
+cases each op module declares beside its op (``bench_cases`` in ``mmattn/ops/<name>.py``)
+instead (each op's first impl is mmattn's fast path; the impls of one op and size are timed in
+rounds, one call each per round, and reported as the median of their per-round ratios to it,
+their forward outputs checked against it).
+
+Outputs: a markdown table, a JSON file and (for backbones) a latency-vs-resolution PNG per
+device in ``--out-dir``. ``--docs docs/benchmarks.md`` rewrites that page's generated block
+(between ``<!-- benchmark-tables -->`` and ``<!-- /benchmark-tables -->``) from this run and
+the ``--include`` JSONs; ``--docs-only`` does it from the JSONs alone, measuring nothing. Every
+table has one caption line naming the machine, the date and commit measured, and what its
+ratio columns mean.
 
     python tools/analysis/benchmark.py --repeat 3
     python tools/analysis/benchmark.py --backbones NAT:tiny,Swin-T --resolutions 512x512
     python tools/analysis/benchmark.py --ops routing,neighborhood --quick --no-memory
     python tools/analysis/benchmark.py --plug --backbones R-50,Swin-T
-    python tools/analysis/benchmark.py --compile --readme README.md
+    python tools/analysis/benchmark.py --compile --docs docs/deploy.md
+    python tools/analysis/benchmark.py --docs-only --docs docs/benchmarks.md \
+        --out-dir docs/benchmark --include docs/benchmark/*.json
     python tools/analysis/benchmark.py --device cuda
 """
 import argparse
@@ -450,8 +457,14 @@ def _train_gflops(r) -> str:
     return f'{rate:.0f} ({100 * rate * r["gemm_share"] / r["gflops"]:.0f}%)'
 
 
+def measured_on(run) -> str:
+    """Where and when a run was measured: machine, date and commit (the caption's start)."""
+    return (f'Measured on {run["device_description"]}, on {run.get("date", "an unrecorded date")} '
+            f'at commit {run.get("commit", "unknown")}')
+
+
 def format_model_table(rows, run) -> str:
-    gemm = run.get('gemm_text', f'measured in the same run: {run["gemm_gflops"]:.0f} GFLOP/s')
+    gemm = run.get('gemm_text', f'{run["gemm_gflops"]:.0f} GFLOP/s')
     timing = run.get('timing_text', f'median of {run["repeat"]} after {run["warmup"]} warm-up')
     reference = {r['resolution']: r['fwd+bwd']['median'] for r in rows
                  if r['backbone'] == REFERENCE_BACKBONE and 'error' not in r}
@@ -464,14 +477,12 @@ def format_model_table(rows, run) -> str:
         return f'{r["fwd+bwd"]["median"] / base:.2f}x' if base else '-'
 
     return _table(
-        f'Device: {run["device_description"]}. fp32 GEMM rate {gemm}. Batch 1, float32; '
-        f'times: {timing} (± half the min..max spread); peak MiB: {run["memory_method"]}. '
-        'GMACs: multiply-adds (the papers\' "FLOPs"). GFLOP/s: 2 x GMACs (forward) or '
-        '6 x GMACs (forward+backward) per second, % of the GEMM rate of the same run; '
-        f'fwd+bwd / {REFERENCE_BACKBONE}: time over {REFERENCE_BACKBONE}\'s at the same input, '
-        f'median (min-max) of per-pair ratios, each pair a {REFERENCE_BACKBONE} call directly '
-        'followed by one of the backbone (so that the machine\'s drift between measurements '
-        'cancels); a ratio without a range divides the two medians of the same run.',
+        f'{measured_on(run)}. Batch 1, float32; {timing} (± half the min..max spread); peak '
+        f'MiB: {run["memory_method"]}; % of GEMM: of the fp32 GEMM rate measured in the run '
+        f'({gemm}). fwd+bwd / {REFERENCE_BACKBONE}: time over {REFERENCE_BACKBONE}\'s at the '
+        f'same input, median (min-max) of per-pair ratios, each pair a {REFERENCE_BACKBONE} '
+        'call directly followed by one of the backbone; without a range, the quotient of the '
+        'two medians.',
         ['backbone', 'input', 'params (M)', 'GMACs', 'fwd ms', 'fwd+bwd ms', 'peak MiB fwd',
          'peak MiB fwd+bwd', 'fwd GFLOP/s (% of GEMM)', 'fwd+bwd GFLOP/s (% of GEMM)',
          f'fwd+bwd / {REFERENCE_BACKBONE}'], rows,
@@ -495,10 +506,10 @@ def _ratios(r) -> str:
 
 def format_ops_table(rows, run) -> str:
     return _table(
-        f'Device: {run["device_description"]}. float32; times: median of {run["repeat"]} '
-        f'after {run["warmup"]} warm-up (± half the min..max spread); peak MiB: '
-        f'{run["memory_method"]}. Ratio: time / mmattn time, the median of per-round ratios '
-        '(each round times one call of every impl of the row\'s op and size in turn).',
+        f'{measured_on(run)}. float32; median of {run["repeat"]} after {run["warmup"]} '
+        f'warm-up (± half the min..max spread); peak MiB: {run["memory_method"]}. time / '
+        'mmattn: the median of per-round ratios to mmattn\'s time (each round calls every '
+        'impl of the row\'s op and size once, in turn).',
         ['op', 'size', 'impl', 'fwd ms', 'fwd+bwd ms', 'peak MiB fwd', 'peak MiB fwd+bwd',
          'time / mmattn (fwd, fwd+bwd)', 'max abs diff vs mmattn'], rows,
         lambda r: [r['op'], r['size'], r['impl'], _ms(r.get('fwd')), _ms(r.get('fwd+bwd')),
@@ -508,10 +519,10 @@ def format_ops_table(rows, run) -> str:
 
 def format_deploy_table(rows, run) -> str:
     return _table(
-        f'Device: {run["device_description"]}. Batch 1, float32, eval forward; times: '
-        f'median of {run["repeat"]} after {run["warmup"]} warm-up (± half the min..max '
-        'spread). compiled: `torch.compile` (inductor, static shape; first call = compile '
-        'time with the cache of this run). onnxruntime: CPUExecutionProvider of a fixed-shape '
+        f'{measured_on(run)}. Batch 1, float32, eval forward; median of {run["repeat"]} '
+        f'after {run["warmup"]} warm-up (± half the min..max spread). compiled: '
+        '`torch.compile` (inductor, static shape; first call = compile time with the cache of '
+        'this run). onnxruntime: CPUExecutionProvider of a fixed-shape '
         'export (opset 18), intra-op threads = torch threads. Ratios: time / eager time.',
         ['backbone', 'input', 'eager ms', 'compiled ms', 'compiled / eager',
          'first compiled call s', 'onnxruntime ms', 'onnxruntime / eager',
@@ -559,19 +570,20 @@ def merge_backbone_runs(runs: list, plot_dir: str) -> list:
         if not run.get('models'):
             continue
         into = merged.setdefault(run['device'], dict(run, models=[], gemm_runs=[], timings={},
-                                                     commits=[]))
+                                                     commits=[], dates=[]))
         into['models'] += run['models']
         into['gemm_runs'].append(run['gemm_gflops'])
-        into['commits'].append(run.get('commit', '?'))
+        into['commits'].append(run.get('commit', 'unknown'))
+        into['dates'].append(run.get('date', 'an unrecorded date'))
         into['timings'].setdefault((run['repeat'], run['warmup']), []).extend(
             r['resolution'] for r in run['models'])
     for device, run in merged.items():
-        run['gemm_text'] = ('measured at the start of each run: ' +
-                            ', '.join(f'{g:.0f}' for g in run['gemm_runs']) + ' GFLOP/s')
+        run['gemm_text'] = ', '.join(f'{g:.0f}' for g in run['gemm_runs']) + ' GFLOP/s'
         run['timing_text'] = '; '.join(
             f'{", ".join(dict.fromkeys(res))}: median of {rep} after {warm} warm-up'
             for (rep, warm), res in run['timings'].items())
         run['commit'] = ', '.join(dict.fromkeys(run['commits']))
+        run['date'] = ', '.join(dict.fromkeys(run['dates']))
         # a (backbone, resolution) measured again (e.g. after a failure) keeps its last success
         rows = {}
         for r in run['models']:
@@ -587,37 +599,45 @@ def merge_backbone_runs(runs: list, plot_dir: str) -> list:
     return list(merged.values())
 
 
-def readme_section(runs: list, readme_dir: str, plot_dir: str) -> str:
-    parts = ['## Speed and memory', '',
-             'Generated by `python tools/analysis/benchmark.py` (see [docs/speed.md](docs/speed.md)'
-             ' for the commands, options and how each number is measured). Absolute numbers hold '
-             'for the named machine only; ratios were measured side by side in one run.', '']
+TABLES_BLOCK = 'benchmark-tables'  # the generated block of the --docs page
+DEPLOY_BLOCK = 'deploy-latency'  # the block --compile --docs rewrites
+
+
+def docs_section(runs: list, page_dir: str, plot_dir: str) -> str:
+    """The generated block of the --docs page: one table per device for the backbones (the
+    runs merged, with their latency plot), one per op run."""
+    parts = []
     for run in merge_backbone_runs(runs, plot_dir):
-        parts += [f'### Backbones ({run["device"]}, commit {run["commit"]})', '',
-                  format_model_table(run['models'], run),
-                  f'![latency vs resolution, {run["device"]}]'
-                  f'({osp.relpath(run["plot"], readme_dir)})', '']
+        plot = osp.relpath(run['plot'], page_dir)
+        parts += [f'## Backbones ({run["device"]})', '', format_model_table(run['models'], run),
+                  f'![latency vs resolution, {run["device"]}]({plot})', '']
     for run in runs:
         if run.get('ops'):
-            parts += [f'### Ops vs their naive anchors: {", ".join(run["families"])} '
-                      f'({run["device"]}, commit {run.get("commit", "?")})', '',
+            families = ', '.join(run['families'])
+            parts += [f'## Ops against their naive anchors: {families} ({run["device"]})', '',
                       format_ops_table(run['ops'], run)]
     return '\n'.join(parts)
 
 
-def update_readme(readme: str, section: str) -> None:
-    """Replace the README's '## Speed...' sections (one block) with ``section``."""
-    with open(readme) as f:
-        lines = f.read().split('\n')
-    start = next((i for i, line in enumerate(lines) if line.startswith('## Speed')), None)
-    if start is None:
-        raise ValueError(f'{readme} has no "## Speed" heading to replace')
-    end = next((i for i in range(start + 1, len(lines))
-                if lines[i].startswith('## ') and not lines[i].startswith('## Speed')),
-               len(lines))
-    lines[start:end] = section.rstrip('\n').split('\n') + ['']
-    with open(readme, 'w') as f:
-        f.write('\n'.join(lines))
+def update_block(page: str, name: str, text: str) -> None:
+    """Replace what lies between ``<!-- name -->`` and ``<!-- /name -->`` in ``page`` with
+    ``text`` (a page that does not exist yet is created holding only the block)."""
+    start, end = f'<!-- {name} -->', f'<!-- /{name} -->'
+    note = ('<!-- generated by tools/analysis/benchmark.py --docs: edits between these markers '
+            'are overwritten -->')
+    block = f'{start}\n{note}\n\n{text.strip()}\n\n{end}'
+    if not osp.exists(page):
+        with open(page, 'w') as f:
+            f.write(block + '\n')
+        return
+    with open(page) as f:
+        content = f.read()
+    if start not in content or end not in content:
+        raise ValueError(f'{page} has no "{start}" ... "{end}" block to replace (add the two '
+                         'markers where the generated tables belong)')
+    head, rest = content.split(start, 1)
+    with open(page, 'w') as f:
+        f.write(head + block + rest.split(end, 1)[1])
 
 
 # ------------------------------------------------------------------------------------------
@@ -649,17 +669,27 @@ def parse_args(argv=None):
     parser.add_argument('--no-memory', dest='memory', action='store_false',
                         help='skip the peak-memory measurements')
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
-    parser.add_argument('--readme', default=None,
-                        help="rewrite this README's '## Speed and memory' section")
+    parser.add_argument('--docs', metavar='PAGE', default=None,
+                        help=f'rewrite the <!-- {TABLES_BLOCK} --> block of this Markdown page '
+                        '(docs/benchmarks.md) with the tables of this run and of --include; '
+                        f'with --compile the page\'s <!-- {DEPLOY_BLOCK} --> block instead')
     parser.add_argument('--include', nargs='*', default=[],
-                        help='JSON files of earlier runs to put in the README section too')
-    parser.add_argument('--readme-only', action='store_true',
-                        help='measure nothing: write the README section from --include')
+                        help='JSON files of earlier runs to put in the --docs page too')
+    parser.add_argument('--docs-only', action='store_true',
+                        help='measure nothing: write the --docs page from the --include JSONs')
+    parser.add_argument('--readme', '--readme-only', dest='old_readme', nargs='?', const='',
+                        help=argparse.SUPPRESS)
     parser.add_argument('--name', default=None,
                         help='output file stem in --out-dir. Default: backbones_<device> or '
                         'ops_<device>')
     parser.add_argument('--probe', nargs='+', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.old_readme is not None:
+        parser.error('--readme and --readme-only are gone: the tables live in docs/benchmarks.md '
+                     'now; use --docs docs/benchmarks.md (and --docs-only instead of '
+                     '--readme-only)')
+    if args.docs_only and not (args.docs and args.include):
+        parser.error('--docs-only needs --docs PAGE and --include JSON...')
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         parser.error('--device cuda: no CUDA device is available to this torch')
     if args.repeat < 1 or args.warmup < 0:
@@ -686,13 +716,11 @@ def main(argv=None):
         peak = probe_model(*rest) if kind == 'model' else probe_op(*rest[:5], rest[5] == 'quick')
         print(json.dumps(dict(peak_bytes=peak)))
         return None
-    if args.readme_only:
-        if not (args.readme and args.include):
-            raise SystemExit('--readme-only needs --readme README.md and --include JSON...')
-        write_readme(args, [])
+    if args.docs_only:
+        write_docs(args, [])
         return None
     device_kind = args.device.split(':')[0]
-    run = dict(commit=git_commit(), device=args.device,
+    run = dict(commit=git_commit(), date=time.strftime('%Y-%m-%d'), device=args.device,
                device_description=device_description(args.device),
                repeat=args.repeat, warmup=args.warmup, threads=torch.get_num_threads(),
                memory_method=('max_memory_allocated growth of one call' if device_kind == 'cuda'
@@ -728,34 +756,20 @@ def main(argv=None):
         f.write(table)
     with open(stem + '.json', 'w') as f:
         json.dump(run, f, indent=1)
-    if args.readme and args.compile:
-        update_readme_block(args.readme, 'deploy-latency',
-                            f'Generated by `python tools/analysis/benchmark.py --compile` (commit '
-                            f'{run["commit"]}).\n\n{table}')
-    elif args.readme:
-        write_readme(args, [run])
+    if args.docs and args.compile:
+        update_block(args.docs, DEPLOY_BLOCK, table)
+    elif args.docs:
+        write_docs(args, [run])
     return run
 
 
-def update_readme_block(readme: str, name: str, text: str) -> None:
-    """Replace what lies between ``<!-- name -->`` and ``<!-- /name -->`` in ``readme``."""
-    with open(readme) as f:
-        content = f.read()
-    start, end = f'<!-- {name} -->', f'<!-- /{name} -->'
-    if start not in content or end not in content:
-        raise ValueError(f'{readme} has no "{start}" ... "{end}" block to replace')
-    head, rest = content.split(start, 1)
-    content = f'{head}{start}\n{text.strip()}\n{end}{rest.split(end, 1)[1]}'
-    with open(readme, 'w') as f:
-        f.write(content)
-
-
-def write_readme(args, runs):
+def write_docs(args, runs):
+    """The --docs page's tables from ``runs`` and the --include JSONs."""
     for path in args.include:
         with open(path) as f:
             runs.append(json.load(f))
-    readme_dir = osp.dirname(osp.abspath(args.readme))
-    update_readme(args.readme, readme_section(runs, readme_dir, args.out_dir))
+    page_dir = osp.dirname(osp.abspath(args.docs))
+    update_block(args.docs, TABLES_BLOCK, docs_section(runs, page_dir, args.out_dir))
 
 
 if __name__ == '__main__':
