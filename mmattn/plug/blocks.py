@@ -139,6 +139,7 @@ class BiLevelRoutingAttention2d(AttentionBlock2d):
         residual, zero_init, init_cfg: see :class:`AttentionBlock2d`.
     """
     short_name = 'bra'
+    docs_page = 'plugin.md'
     _abbr_ = 'bra'
 
     def __init__(self, in_channels: int, num_heads: Optional[int] = None, n_win: int = 7,
@@ -168,6 +169,7 @@ class NeighborhoodAttention2d(AttentionBlock2d):
         residual, zero_init, init_cfg: see :class:`AttentionBlock2d`.
     """
     short_name = 'na'
+    docs_page = 'plugin.md'
     _abbr_ = 'na'
 
     def __init__(self, in_channels: int, num_heads: Optional[int] = None, kernel_size: int = 7,
@@ -196,6 +198,7 @@ class SlideAttention2d(AttentionBlock2d):
         residual, zero_init, init_cfg: see :class:`AttentionBlock2d`.
     """
     short_name = 'slide'
+    docs_page = 'plugin.md'
     _abbr_ = 'slide_attn'
 
     def __init__(self, in_channels: int, num_heads: Optional[int] = None, kernel_size: int = 3,
@@ -245,6 +248,7 @@ class GroupMixAttention2d(AttentionBlock2d):
         residual, zero_init, init_cfg: see :class:`AttentionBlock2d`.
     """
     short_name = 'gma'
+    docs_page = 'plugin.md'
     _abbr_ = 'gma'
 
     def __init__(self, in_channels: int, num_heads: Optional[int] = None,
@@ -278,6 +282,7 @@ class DualAttention2d(AttentionBlock2d):
         residual, zero_init, init_cfg: see :class:`AttentionBlock2d`.
     """
     short_name = 'dual'
+    docs_page = 'plugin.md'
     _abbr_ = 'dual_attn'
 
     def __init__(self, in_channels: int, num_heads: Optional[int] = None, residual: bool = True,

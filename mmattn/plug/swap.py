@@ -102,6 +102,7 @@ class AttentionSwap(BaseModule):
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=..., prefix=None)``
             for a stock host checkpoint (a host ``Pretrained`` init_cfg is taken over).
     """
+    docs_page = 'plugin.md'
 
     def __init__(self, backbone: dict, attn: dict, stages: Sequence[int] = (2, 3),
                  blocks: Optional[Sequence[int]] = None, init_cfg=None):

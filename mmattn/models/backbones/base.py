@@ -78,6 +78,7 @@ class DenseBackbone(BaseModule):
       enough to export or compile on a 2-core CPU in seconds.
     """
     arch_zoo = {}
+    docs_page = None  # its docs/ page, with a '## <ClassName> arguments' table
     family = None
     headline_arch = None
     test_arch = None

@@ -134,6 +134,7 @@ class BiFormer(DenseBackbone):
             embed_dims=[96, 192, 384, 768], depths=[4, 4, 18, 4], num_heads=[3, 6, 12, 24],
             mlp_ratios=[3, 3, 3, 3])),
     }  # official head width 32
+    docs_page = 'families/biformer.md'
     family = 'biformer'
     headline_arch = 'small'
     test_arch = dict(arch=dict(embed_dims=[16, 32, 32, 64], depths=[1, 1, 1, 1],

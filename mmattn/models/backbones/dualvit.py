@@ -245,6 +245,7 @@ class DualViT(DenseBackbone):
             depths=[3, 6, 21, 3], mlp_ratios=[8, 8, 4, 3])),
     }
     num_stages = NUM_STAGES
+    docs_page = 'families/dualvit.md'
     family = 'dualvit'
     headline_arch = 'small'
     test_arch = dict(arch=dict(stem_hidden=8, embed_dims=[16, 32, 48, 64], num_heads=[2, 2, 3, 4],

@@ -136,6 +136,7 @@ class GroupMixFormer(DenseBackbone):
             embed_dims=[240, 320, 360, 480], depths=[8, 10, 30, 10], num_heads=[NUM_HEADS] * 4,
             mlp_ratios=[4, 4, 2, 2])),
     }
+    docs_page = 'families/groupmixformer.md'
     family = 'groupmixformer'
     headline_arch = 'small'
     test_arch = dict(arch=dict(embed_dims=[10, 20, 30, 40], depths=[1, 1, 1, 1],

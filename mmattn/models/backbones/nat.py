@@ -224,6 +224,7 @@ class NAT(DenseBackbone):
     }
     num_levels = NUM_LEVELS
     channels_last = True
+    docs_page = 'families/nat.md'
     family = 'nat'  # converter / load_pretrained family
     headline_arch = 'tiny'
     test_arch = dict(arch=dict(embed_dims=[16, 32, 64, 128], depths=[1, 1, 1, 1],
@@ -294,6 +295,7 @@ class DiNAT(NAT):
             embed_dims=[192, 384, 768, 1536], depths=[3, 4, 18, 5], num_heads=[6, 12, 24, 48],
             mlp_ratios=[2.] * 4, kernel_size=7, layer_scale=None)),
     }
+    docs_page = 'families/nat.md'
     family = 'dinat'
     headline_arch = 'tiny'
     test_arch = dict(arch=dict(embed_dims=[16, 32, 64, 128], depths=[1, 1, 1, 1],

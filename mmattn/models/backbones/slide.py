@@ -359,6 +359,7 @@ class SlideSwin(SlideBackbone):
             embed_dims=[128, 256, 512, 1024], depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32],
             mlp_ratios=[4.] * 4)),
     }
+    docs_page = 'families/slide.md'
     family = 'slide_swin'
     headline_arch = 'tiny'
     test_arch = dict(arch=dict(embed_dims=[16, 32, 64, 128], depths=[1, 1, 2, 1],
@@ -547,6 +548,7 @@ class SlidePVT(SlideBackbone):
         _arch.update(embed_dims=[64, 128, 320, 512], num_heads=[1, 2, 5, 8],
                      mlp_ratios=[8, 8, 4, 4], sr_ratios=[8, 4, 2, 1])
     del _arch
+    docs_page = 'families/slide.md'
     patch_sizes = [4, 2, 2, 2]
     headline_arch = 'small'
     test_arch = dict(arch='tiny')  # PVT v1 widths are fixed (64..512); the shallowest depths
