@@ -363,8 +363,13 @@ def bench_deploy(spec, resolution, args) -> dict:
     ``torch.compile`` (inductor, static shape) and exported to ONNX (fixed shape, opset 18) in
     onnxruntime with as many intra-op threads as torch uses; the first compiled call's time and
     each output's max relative difference to eager are kept."""
-    from mmattn.deploy import (export_onnx, flatten_outputs, max_diffs, onnxruntime_session,
-                               run_onnxruntime)
+    from mmattn.deploy import (
+        export_onnx,
+        flatten_outputs,
+        max_diffs,
+        onnxruntime_session,
+        run_onnxruntime,
+    )
     row = dict(backbone=short_name(spec), resolution='x'.join(map(str, resolution)))
     torch.manual_seed(0)
     model = build_backbone(spec)
@@ -383,7 +388,7 @@ def bench_deploy(spec, resolution, args) -> dict:
         row['compiled'] = time_fn(lambda: compiled(x), 'cpu', args.warmup, args.repeat)
         row['compiled_rel_diff'] = max(max_diffs(r, o.numpy())[1]
                                        for r, o in zip(reference, outputs))
-        del compiled
+        compiled = None  # free the compiled graph before the export
         torch._dynamo.reset()
 
         path = osp.join(args.out_dir, f'{row["backbone"]}_{row["resolution"]}.onnx')
