@@ -1,9 +1,11 @@
-"""Strict weights for every backbone; readable key-mismatch errors; empty, truncated and
-random-bytes checkpoint files refused in one line by every entry point (convert_ckpt.py,
-init_cfg, load_from, tools/test.py, --resume)."""
+"""Strict weights for every backbone; readable key-mismatch errors; empty, truncated,
+random-bytes and damaged (bytes overwritten in place) checkpoint files refused in one line by
+every entry point (convert_ckpt.py, init_cfg, load_from, tools/test.py, --resume, mmengine's own
+loader)."""
 import os
 import os.path as osp
 import re
+import subprocess
 import sys
 
 import pytest
@@ -51,15 +53,28 @@ def test_key_mismatch_message_is_readable():
     assert len(message) < 2000
 
 
+def write_garbage_in_middle(path, size=4096):
+    """Overwrite ``size`` bytes in the middle of ``path`` with random bytes (same file size), as
+    a failing disk or a bad copy does; returns the path."""
+    length = os.path.getsize(path)
+    with open(path, 'r+b') as f:
+        f.seek(length // 2 - size // 2)
+        f.write(os.urandom(size))
+    return str(path)
+
+
 def _bad_files(tmp_path):
     """{kind: (path, phrase the one-line error must hold)}."""
     good = tmp_path / 'good.pth'
-    torch.save({'state_dict': {'w': torch.zeros(4096)}}, good)
+    torch.save({'state_dict': {'w': torch.zeros(16384)}}, good)
     data = good.read_bytes()
+    damaged = bytearray(data)
+    damaged[len(data) // 2 - 2048:len(data) // 2 + 2048] = os.urandom(4096)
     files = {
         'empty': (b'', 'not a PyTorch checkpoint'),
         'truncated': (data[:len(data) // 2], 'truncated'),
         'random': (os.urandom(5000), 'not a PyTorch checkpoint'),
+        'damaged': (bytes(damaged), 'CRC-32 mismatch'),
     }
     out = {}
     for kind, (content, phrase) in files.items():
@@ -128,3 +143,68 @@ def test_unreadable_files_in_train_and_test_tools(tmp_path, synthetic_data):
         with pytest.raises(SystemExit) as info:
             train.main([SEG_DEMO, '--work-dir', work, '--resume', '--cfg-options', *seg_data])
         _one_line(str(info.value.code), resume_path, phrase)
+
+
+def test_damaged_checkpoint_is_caught_by_its_crc(tmp_path):
+    """4 KB of garbage in the middle of a real checkpoint (same size): torch.load with
+    weights_only=True returns the changed tensors; every mmattn reader refuses the file in one
+    line, mmengine's own loader (Runner.load_checkpoint / resume, init_cfg) included."""
+    from mmengine.runner.checkpoint import _load_checkpoint
+
+    from mmattn.converters import CheckpointFileError, load_checkpoint_file
+    from mmattn.converters.files import checkpoint_file_problem
+    from mmattn.engine import find_resume_checkpoint
+
+    state = {'state_dict': {'w': torch.arange(1024, dtype=torch.float32)},
+             'optimizer': {'state': {0: {'exp_avg': torch.ones(131072)}}}}  # the middle
+    path = tmp_path / 'iter_4.pth'
+    torch.save(state, path)
+    assert checkpoint_file_problem(str(path)) is None
+    size = os.path.getsize(path)
+    write_garbage_in_middle(path)
+    assert os.path.getsize(path) == size
+    loaded = torch.load(path, map_location='cpu', weights_only=True)  # torch does not notice
+    assert not torch.equal(loaded['optimizer']['state'][0]['exp_avg'],
+                           state['optimizer']['state'][0]['exp_avg'])
+
+    problem = checkpoint_file_problem(str(path))
+    assert problem.startswith('corrupt PyTorch checkpoint') and 'CRC-32 mismatch' in problem
+    for read in (load_checkpoint_file, _load_checkpoint):
+        with pytest.raises(CheckpointFileError) as info:
+            read(str(path))
+        _one_line(str(info.value), str(path), 'CRC-32 mismatch')
+    model = BiFormer(**TINY_BIFORMER, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    with pytest.raises(CheckpointFileError, match='CRC-32 mismatch'):
+        model.init_weights()
+    with pytest.raises(FileNotFoundError, match=r'iter_4\.pth: corrupt PyTorch checkpoint'):
+        find_resume_checkpoint(str(tmp_path))
+
+    # written with CRCs off (torch.serialization.set_crc32_options(False)): nothing to verify
+    legacy = tmp_path / 'no_crc.pth'
+    torch.serialization.set_crc32_options(False)
+    try:
+        torch.save(state, legacy)
+    finally:
+        torch.serialization.set_crc32_options(True)
+    assert checkpoint_file_problem(str(legacy)) is None
+
+
+@pytest.mark.slow
+def test_convert_ckpt_refuses_a_damaged_file(tmp_path):
+    """tools/convert_ckpt.py in a subprocess: the intact official file converts, the same file
+    with 4 KB of garbage in its middle stops with one line naming it and the damage."""
+    sys.path.insert(0, osp.join(REPO_ROOT, 'tests', 'models'))
+    from test_biformer import official_state_dict
+
+    src = tmp_path / 'biformer_official.pth'
+    torch.save({'model': {k: v.float() for k, v in official_state_dict(
+        [32, 64, 128, 256], [1, 1, 2, 1]).items()}}, src)
+    tool = [sys.executable, osp.join(REPO_ROOT, 'tools/convert_ckpt.py'), 'biformer']
+    ok = subprocess.run(tool + [str(src), str(tmp_path / 'ok.pth')], capture_output=True,
+                        text=True, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    write_garbage_in_middle(src)
+    bad = subprocess.run(tool + [str(src), str(tmp_path / 'bad.pth')], capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert bad.returncode != 0 and not (tmp_path / 'bad.pth').exists()
+    _one_line(bad.stderr, str(src), 'corrupt PyTorch checkpoint')

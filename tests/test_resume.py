@@ -5,8 +5,8 @@ A run killed with SIGKILL at a checkpoint taken in the middle of an epoch and re
 as the uninterrupted run (bit-equal: CPU, num_workers=0, deterministic settings), for an
 epoch-based detection config and an iteration-based segmentation config with their random
 augmentation and dropout. A checkpoint write that fails (disk full) leaves no truncated file
-and ``--resume`` continues from the previous one; an unreadable newest checkpoint is passed
-over for the newest intact one with one line.
+and ``--resume`` continues from the previous one; damaged or truncated newest checkpoints are
+passed over for the newest intact one, with one line naming each and its damage.
 """
 import errno
 import glob
@@ -173,23 +173,43 @@ def test_disk_full_leaves_no_truncated_checkpoint(synthetic_data, tmp_path, monk
 
 
 @pytest.mark.slow
-def test_resume_passes_over_an_unreadable_newest_checkpoint(synthetic_data, tmp_path, capsys):
-    config = write_seg_config(tmp_path, synthetic_data, iters=4, ckpt_every=2)
+def test_resume_names_every_damaged_checkpoint_it_passes_over(synthetic_data, tmp_path):
+    """The newest checkpoint with 4 KB of garbage in its middle (same size: torch.load accepts
+    it) and the one before cut short: ``tools/train.py --resume`` in a subprocess passes over
+    both, names each with its damage in one line, resumes from the newest intact one and
+    finishes; ``tools/test.py`` refuses the damaged one in one line."""
+    from test_checkpoint_files import write_garbage_in_middle
+
+    config = write_seg_config(tmp_path, synthetic_data, iters=4, ckpt_every=1)
     work_dir = tmp_path / 'work'
     _train_seg(config, work_dir)
-    newest = work_dir / 'iter_4.pth'
-    data = newest.read_bytes()
-    newest.write_bytes(data[:len(data) // 3])  # e.g. a copy cut short
-    capsys.readouterr()
+    write_garbage_in_middle(work_dir / 'iter_4.pth')
+    data = (work_dir / 'iter_3.pth').read_bytes()
+    (work_dir / 'iter_3.pth').write_bytes(data[:len(data) // 3])  # e.g. a copy cut short
 
-    runner = _train_seg(config, work_dir, '--resume')
-    out = capsys.readouterr()
-    text = out.out + out.err
-    lines = [ln for ln in text.splitlines() if 'is unreadable' in ln]
-    assert len(lines) == 1 and 'iter_4.pth' in lines[0] and 'truncated' in lines[0]
-    assert lines[0].endswith(f'resuming from {work_dir / "iter_2.pth"}')
-    assert 'resumed epoch: 0, iter: 2' in text
-    assert runner.iter == 4
+    log = run_tool([sys.executable, osp.join(REPO_ROOT, 'tools/train.py'), config,
+                    '--work-dir', str(work_dir), '--resume'], cwd=tmp_path)
+    lines = [ln for ln in log.splitlines() if 'is unreadable' in ln]
+    assert len(lines) == 1, log[-3000:]
+    line = lines[0]
+    assert f'{work_dir / "iter_4.pth"} is unreadable (corrupt PyTorch checkpoint' in line
+    assert 'CRC-32 mismatch' in line
+    assert f'{work_dir / "iter_3.pth"} is unreadable (truncated PyTorch checkpoint' in line
+    assert line.endswith(f'resuming from {work_dir / "iter_2.pth"}')
+    assert 'resumed epoch: 0, iter: 2' in log
+    assert last_checkpoint(work_dir) == str(work_dir / 'iter_4.pth')
+    saved = torch.load(work_dir / 'iter_4.pth', map_location='cpu', weights_only=True)
+    assert saved['meta']['iter'] == 4
+
+    write_garbage_in_middle(work_dir / 'iter_4.pth')
+    proc = subprocess.run([sys.executable, osp.join(REPO_ROOT, 'tools/test.py'), config,
+                           str(work_dir / 'iter_4.pth'), '--work-dir', str(tmp_path / 'test')],
+                          cwd=tmp_path, capture_output=True, text=True,
+                          env=dict(os.environ, OMP_NUM_THREADS='1'))
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0 and err, proc.stdout[-2000:]
+    assert err[-1].startswith('tools/test.py: ') and 'CRC-32 mismatch' in err[-1], err[-5:]
+    assert str(work_dir / 'iter_4.pth') in err[-1]
 
 
 def test_every_config_trains_with_exact_resume_and_atomic_checkpoints(tmp_path):

@@ -9,7 +9,13 @@ then removes checkpoints beyond ``max_keep_ckpts``. A failed write removes the t
 and stops training with one line naming the directory.
 
 :func:`find_resume_checkpoint` picks what ``--resume`` loads: the file ``last_checkpoint``
-names if it is intact, otherwise the newest intact ``epoch_*.pth`` / ``iter_*.pth``.
+names if it is intact, otherwise the newest intact ``epoch_*.pth`` / ``iter_*.pth``, naming
+every file it passed over and why. "Intact" is what
+:func:`mmattn.converters.files.checkpoint_file_problem` checks (the zip CRC-32 of every
+record); :func:`install_verified_local_loader` puts the same check in front of mmengine's local
+loader, so a ``load_from`` / ``resume`` / ``init_cfg`` file read by any mmengine Runner (the
+upstream mmdet / mmseg tools included, through the configs' ``custom_imports``) is verified
+too.
 """
 import glob
 import os
@@ -19,8 +25,9 @@ from mmengine.dist import is_main_process
 from mmengine.fileio.backends import LocalBackend
 from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
+from mmengine.runner.checkpoint import CheckpointLoader
 
-from mmattn.converters.files import checkpoint_file_problem
+from mmattn.converters.files import check_checkpoint_file, checkpoint_file_problem
 
 
 class CheckpointWriteError(OSError):
@@ -100,8 +107,8 @@ def find_resume_checkpoint(work_dir):
 
     Returns:
         tuple: ``(path or None, note or None)``. ``path`` is None when the work dir holds no
-        checkpoint (a fresh start). ``note`` is one line saying which unreadable checkpoint
-        was passed over.
+        checkpoint (a fresh start). ``note`` is one line naming every unreadable checkpoint
+        passed over (``last_checkpoint``'s and newer ones) with its damage.
 
     Raises:
         FileNotFoundError: checkpoints exist but none is intact (one line).
@@ -114,6 +121,8 @@ def find_resume_checkpoint(work_dir):
     candidates = ([named] if named else []) + _checkpoints_newest_first(work_dir)
     problems = []
     for path in dict.fromkeys(candidates):
+        if any(osp.realpath(path) == osp.realpath(seen) for seen, _ in problems):
+            continue  # last_checkpoint names it relative to another directory
         if not osp.isfile(path):
             problems.append((path, 'file not found'))
             continue
@@ -121,15 +130,35 @@ def find_resume_checkpoint(work_dir):
         if problem is None:
             note = None
             if problems:
-                bad, why = problems[0]
-                note = f'mmattn: {bad} is unreadable ({why}); resuming from {path}'
+                skipped = '; '.join(f'{bad} is unreadable ({why})' for bad, why in problems)
+                note = f'mmattn: {skipped}; resuming from {path}'
             return path, note
         problems.append((path, problem))
     if problems:
-        listed = '; '.join(f'{p}: {why}' for p, why in problems[:3])
+        listed = '; '.join(f'{p}: {why}' for p, why in problems)
         raise FileNotFoundError(f'no intact checkpoint to resume from in {work_dir} ({listed}); '
                                 'run without --resume to start over')
     return None, None
+
+
+def install_verified_local_loader():
+    """Put :func:`mmattn.converters.files.check_checkpoint_file` in front of mmengine's loader of
+    local files (``CheckpointLoader``'s default scheme), which ``Runner.load_checkpoint``,
+    ``Runner.resume`` and ``init_cfg=dict(type='Pretrained')`` call; idempotent. A damaged file
+    then raises :class:`mmattn.converters.CheckpointFileError` (one line naming it) instead of
+    loading changed tensors."""
+    loader = CheckpointLoader._schemes.get('')
+    if loader is None or getattr(loader, '_mmattn_verified', False):
+        return
+
+    def load_from_local(filename, map_location):  # the name mmengine's log line shows
+        local = osp.expanduser(filename)
+        if osp.isfile(local):
+            check_checkpoint_file(local)
+        return loader(filename, map_location)
+
+    load_from_local._mmattn_verified = True
+    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
 
 
 def use_atomic_checkpoints(cfg):
@@ -140,3 +169,6 @@ def use_atomic_checkpoints(cfg):
         hook['type'] = 'AtomicCheckpointHook'
         return True
     return False
+
+
+install_verified_local_loader()
