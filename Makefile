@@ -21,11 +21,13 @@ DEMO_DIR ?= work_dirs/demo
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install test test-fast test-deploy demo demo-seg demo-plug bench clean-demo
+.PHONY: help install test test-fast test-deploy lint docs docs-serve demo demo-seg demo-plug bench clean-demo
 
 help:
 	@echo "make install   create $(VENV) (unless a virtualenv is active) and install mmattn with its pinned stack"
 	@echo "make test      run the test suite (pytest)"
+	@echo "make lint      ruff (pyflakes, pycodestyle, isort) over the repository"
+	@echo "make docs      build the docs site strictly (mkdocs --strict) into site/"
 	@echo "make test-deploy dynamic-shape ONNX exports (every backbone, RetinaNet, Mask R-CNN, Semantic FPN, UPerNet) and inductor compiles (slow)"
 	@echo "make test-fast the test suite without the tests marked slow (Runner, subprocesses)"
 	@echo "make demo      synthetic data -> train BiFormer Mask R-CNN on CPU -> CocoMetric, prediction PNGs, loss curve"
@@ -60,22 +62,37 @@ $(STAMP)/mmcv: $(STAMP)/setuptools
 	@touch $@
 
 $(STAMP)/deps: $(STAMP)/mmcv requirements/runtime.txt requirements/mmpretrain.txt requirements/tests.txt \
-		requirements/deploy.txt
-	@echo "[install] 4/5 mmengine, mmdet, mmsegmentation, mmpretrain (registry only), pycocotools, test tools, onnx/onnxruntime"
+		requirements/deploy.txt requirements/docs.txt requirements/lint.txt
+	@echo "[install] 4/5 mmengine, mmdet, mmsegmentation, mmpretrain (registry only), pycocotools, test, docs and lint tools, onnx/onnxruntime, openmim"
 	$(PIP) install -q $(CONSTRAINTS) -r requirements/runtime.txt -r requirements/tests.txt \
-		-r requirements/deploy.txt
+		-r requirements/deploy.txt -r requirements/docs.txt -r requirements/lint.txt openmim
 	$(PIP) install -q $(CONSTRAINTS) --no-deps mmpretrain==1.2.0
 	$(PIP) install -q $(CONSTRAINTS) einops mat4py modelindex rich importlib-metadata
 	@touch $@
 
-$(STAMP)/mmattn: $(STAMP)/deps setup.py
-	@echo "[install] 5/5 mmattn (editable)"
-	$(PIP) install -q $(CONSTRAINTS) --no-build-isolation --no-deps -e .
+# mmattn is installed as a regular package, carrying its configs, tools and model index under
+# mmattn/.mim, because openmim 0.3.9 cannot find a PEP 660 editable install (docs/getting_started.md,
+# "mim"). The stamp depends on every tracked file it carries, so the next make target reinstalls
+# it (5 s) after an edit; `python -m pytest` from the repository root imports the working tree.
+MMATTN_FILES := $(shell git ls-files mmattn tools configs model-index.yml 2>/dev/null)
+$(STAMP)/mmattn: $(STAMP)/deps setup.py $(MMATTN_FILES)
+	@echo "[install] 5/5 mmattn (with its configs, tools and model index for mim)"
+	$(PIP) install -q $(CONSTRAINTS) --no-build-isolation --no-deps --force-reinstall .
+	rm -rf mmattn/.mim build  # the build's copies; the installed package has its own
 	$(PY) -c "import torch, mmattn; assert torch.__version__.startswith('2.13.0'), torch.__version__; print('[install] done: mmattn', mmattn.__version__, 'torch', torch.__version__)"
 	@touch $@
 
 test: install
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+docs: install
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
+docs-serve: install
+	$(VENV)/bin/mkdocs serve
 
 test-fast: install
 	$(PY) -m pytest tests -m 'not slow and not deploy' $(PYTEST_ARGS)

@@ -24,8 +24,10 @@ def _history_buffer_getattr(obj, name):
 
 def mmengine_checkpoint_safe_globals():
     """Exactly the globals an mmengine 0.10.7 Runner checkpoint holds beyond torch's defaults."""
-    reconstruct = np._core.multiarray._reconstruct
-    scalar = np._core.multiarray.scalar
+    # numpy 2 moved numpy.core to numpy._core; numpy 1.25+ (np.dtypes) is enough here
+    multiarray = (np._core if hasattr(np, '_core') else np.core).multiarray
+    reconstruct = multiarray._reconstruct
+    scalar = multiarray.scalar
     return [
         HistoryBuffer,
         (_history_buffer_getattr, 'builtins.getattr'),

@@ -1,9 +1,18 @@
 """Shared pytest fixtures and hooks. The helpers the tests import are in helpers.py
 (tests/ has no __init__.py: mmseg installs a top-level ``tests``)."""
+import os
+import os.path as osp
+
 import pytest
 import torch
 
 from helpers import load_tool
+
+# Subprocesses (tools/train.py, test.py, ...) import mmattn from this working tree, not from the
+# copy `make install` put in site-packages, so a test run right after an edit tests the edit.
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+os.environ['PYTHONPATH'] = os.pathsep.join(
+    [REPO_ROOT] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p])
 
 
 @pytest.fixture(scope='session')

@@ -111,8 +111,9 @@ def factorized_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     The plain channel-major form (the fast path computes it token-major, segment by segment).
 
     Args:
-        q, k, v (Tensor): (B, heads, Ch, N); the softmax of k runs over the N tokens; q is not
-            normalised.
+        q (Tensor): (B, heads, Ch, N) queries, not normalised.
+        k (Tensor): (B, heads, Ch, N) keys; their softmax runs over the N tokens.
+        v (Tensor): (B, heads, Ch, N) values.
 
     Returns:
         Tensor: (B, heads, Ch, N), unscaled. Cost O(N * Ch^2) per head.

@@ -239,10 +239,16 @@ def bra_reference(x, qkv_weight, qkv_bias, lepe_weight, lepe_bias, proj_weight, 
 
     Args:
         x (Tensor): (N, H, W, C) normalised tokens.
-        qkv_weight, qkv_bias: fused projection, rows [q | k | v].
-        lepe_weight, lepe_bias: depthwise LePE conv on the padded V map.
-        proj_weight, proj_bias: output projection.
-        n_win, topk, num_heads, auto_pad: as :class:`BiLevelRoutingAttention`.
+        qkv_weight (Tensor): fused projection weight, rows [q | k | v].
+        qkv_bias (Tensor): its bias.
+        lepe_weight (Tensor): depthwise LePE conv weight, applied to the padded V map.
+        lepe_bias (Tensor): its bias.
+        proj_weight (Tensor): output projection weight.
+        proj_bias (Tensor): its bias.
+        n_win (int): regions per side, as in :class:`BiLevelRoutingAttention`.
+        topk (int): routed regions per query region.
+        num_heads (int): attention heads.
+        auto_pad (bool): pad the map to a multiple of ``n_win`` first.
         return_weights (bool): also return the attention weights as a dense
             (N, heads, Hp*Wp, Hp*Wp) matrix over the padded map (row-major pixels), zero outside
             each query's routed regions. For visualisation.

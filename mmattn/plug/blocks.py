@@ -136,7 +136,9 @@ class BiLevelRoutingAttention2d(AttentionBlock2d):
             official detection backbone uses 16 on 800x1333 inputs).
         topk (int): routed regions per query region. Defaults to 4 (the paper's stage-2 value).
         lepe_kernel (int): LePE depthwise kernel. Defaults to 5.
-        residual, zero_init, init_cfg: see :class:`AttentionBlock2d`.
+        residual (bool): see :class:`AttentionBlock2d`.
+        zero_init (bool): see :class:`AttentionBlock2d`.
+        init_cfg (dict, optional): see :class:`AttentionBlock2d`.
     """
     short_name = 'bra'
     docs_page = 'plugin.md'
@@ -166,7 +168,9 @@ class NeighborhoodAttention2d(AttentionBlock2d):
         num_heads (int, optional): heads; None: C // 32. Defaults to None.
         kernel_size (int): odd neighbourhood size. Defaults to 7 (every NAT/DiNAT stage).
         dilation (int): dilation. Defaults to 1 (NAT; DiNAT alternates 1 with larger values).
-        residual, zero_init, init_cfg: see :class:`AttentionBlock2d`.
+        residual (bool): see :class:`AttentionBlock2d`.
+        zero_init (bool): see :class:`AttentionBlock2d`.
+        init_cfg (dict, optional): see :class:`AttentionBlock2d`.
     """
     short_name = 'na'
     docs_page = 'plugin.md'
@@ -195,7 +199,9 @@ class SlideAttention2d(AttentionBlock2d):
         in_channels (int): channels C.
         num_heads (int, optional): heads; None: C // 32. Defaults to None.
         kernel_size (int): odd window. Defaults to 3 (every released Slide model).
-        residual, zero_init, init_cfg: see :class:`AttentionBlock2d`.
+        residual (bool): see :class:`AttentionBlock2d`.
+        zero_init (bool): see :class:`AttentionBlock2d`.
+        init_cfg (dict, optional): see :class:`AttentionBlock2d`.
     """
     short_name = 'slide'
     docs_page = 'plugin.md'
@@ -245,7 +251,9 @@ class GroupMixAttention2d(AttentionBlock2d):
         embed_dims (int, optional): attention width, a multiple of 10; None: ``in_channels``
             rounded up to one. Defaults to None.
         norm_cfg (dict): aggregator norm. Defaults to ``dict(type='BN')``.
-        residual, zero_init, init_cfg: see :class:`AttentionBlock2d`.
+        residual (bool): see :class:`AttentionBlock2d`.
+        zero_init (bool): see :class:`AttentionBlock2d`.
+        init_cfg (dict, optional): see :class:`AttentionBlock2d`.
     """
     short_name = 'gma'
     docs_page = 'plugin.md'
@@ -279,7 +287,9 @@ class DualAttention2d(AttentionBlock2d):
     Args:
         in_channels (int): channels C.
         num_heads (int, optional): heads; None: C // 32. Defaults to None.
-        residual, zero_init, init_cfg: see :class:`AttentionBlock2d`.
+        residual (bool): see :class:`AttentionBlock2d`.
+        zero_init (bool): see :class:`AttentionBlock2d`.
+        init_cfg (dict, optional): see :class:`AttentionBlock2d`.
     """
     short_name = 'dual'
     docs_page = 'plugin.md'
