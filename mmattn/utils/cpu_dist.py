@@ -1,11 +1,13 @@
-"""Distributed runs (``--launcher pytorch``, torchrun) on machines without CUDA.
+"""Distributed runs (``--launcher pytorch``: torchrun; ``--launcher slurm``: srun) on machines
+without CUDA.
 
 mmengine 0.10.7 assumes GPUs in three places; :func:`setup_cpu_distributed` works around each
 from the config / process side, nothing in site-packages is changed:
 
-1. ``init_dist('pytorch')`` calls ``torch.cuda.set_device(local_rank)``, which raises on a
-   CPU-only torch. The Runner skips ``init_dist`` when a process group exists, so the gloo group
-   is created here first (from torchrun's ``env://`` variables).
+1. ``init_dist('pytorch')`` and ``init_dist('slurm')`` call ``torch.cuda.set_device``, which
+   raises on a CPU-only torch. The Runner skips ``init_dist`` when a process group exists, so
+   the gloo group is created here first from the ``env://`` variables (set by torchrun, or from
+   srun's ``SLURM_*`` variables by :mod:`mmattn.utils.slurm`).
 2. The Runner wraps the model in ``MMDistributedDataParallel(device_ids=[LOCAL_RANK])``; DDP
    rejects ``device_ids`` for CPU modules. ``model_wrapper_cfg`` with ``device_ids=None`` wins
    over that default.
@@ -72,7 +74,7 @@ def cpu_distributed_cfg(cfg):
 def init_cpu_process_group(launcher):
     """Process side (workaround 1): create the gloo group before the Runner is built."""
     import torch.distributed as dist
-    if launcher == 'pytorch' and dist.is_available() and not dist.is_initialized():
+    if launcher in ('pytorch', 'slurm') and dist.is_available() and not dist.is_initialized():
         dist.init_process_group(backend='gloo')
 
 

@@ -4,15 +4,18 @@ import re
 
 from mmengine.config import Config
 
-from . import cpu_dist
+from . import cpu_dist, slurm
 
 
 def load_tool_config(args, tool):
-    """Config with ``--cfg-options``, launcher, work_dir and the CPU-distributed fixes applied.
+    """Config with ``--cfg-options``, launcher, work_dir and the CPU-distributed fixes applied
+    (``--launcher slurm``: the ``SLURM_*`` variables exported as torch.distributed's first).
 
     Returns:
         tuple[Config, str]: the config and its codebase, ``'mmdet'`` or ``'mmseg'``.
     """
+    if args.launcher == 'slurm':
+        slurm.setup_slurm_env(tool)  # one line when srun's variables are missing
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
