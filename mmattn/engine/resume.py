@@ -20,7 +20,12 @@ Four pieces fix this; :func:`enable_exact_resume` puts them into a training conf
 * :class:`ResumableEpochBasedTrainLoop` / :class:`ResumableIterBasedTrainLoop`: the stock loops,
   resuming mid-epoch / mid-pass through the sampler skip and with the stock batch indices.
 * :class:`ExactResumeHook` stores the random states and the sampler position under
-  ``meta['exact_resume']`` of every checkpoint and hands them to the loop on resume. It also
+  ``meta['exact_resume']`` of every checkpoint and hands them to the loop on resume. In a
+  distributed run only rank 0 writes checkpoints, while every rank draws from its own random
+  streams (an augmentation whose draws depend on the image, such as mmseg's ``RandomCrop``
+  retries under ``cat_max_ratio``, makes them diverge even from one seed), so the hook gathers
+  every rank's states after each iteration and epoch, the checkpoint holds them all, and each
+  rank resumes with its own (rank 0's are used when the process count changed). It also
   keeps validation from drawing on the training random streams (the validation dataloader
   draws a seed from torch's generator each time it starts), so a run validated at a
   checkpoint continues exactly as one resumed from it.
@@ -34,6 +39,7 @@ import random
 
 import numpy as np
 import torch
+from mmengine.dist import all_gather_object, get_dist_info, get_world_size
 from mmengine.logging import print_log
 from mmengine.registry import DATA_SAMPLERS, HOOKS, LOOPS
 from mmengine.hooks import Hook
@@ -132,6 +138,18 @@ def _private_loader_generator(loader):
         loader.generator.manual_seed(0)
 
 
+def _own_rng_state(state):
+    """This rank's random states in a saved resume state (rank 0's: ``state['rng']``)."""
+    rank, world = get_dist_info()
+    ranks = state.get('rank_rng')
+    if ranks and len(ranks) != world:
+        print_log(f'mmattn: the checkpoint was written by {len(ranks)} processes, this run has '
+                  f'{world}: every rank resumes with the random states of rank 0',
+                  logger='current', level=logging.WARNING)
+        return state['rng']
+    return ranks[rank] if ranks and rank > 0 else state['rng']
+
+
 class _ResumeMixin:
     """What both loops share: the position of the next batch inside the current pass."""
 
@@ -140,6 +158,13 @@ class _ResumeMixin:
         self._seen_pass = None
         self._trained_in_pass = 0
         self._resume_state = None
+        self._rank_rng = None
+
+    def gather_rank_rng_states(self):
+        """Every rank's random states, for the next checkpoint (a collective: every rank calls
+        it, after each iteration and epoch; nothing happens in a single process)."""
+        if get_world_size() > 1:
+            self._rank_rng = all_gather_object(get_rng_state())
 
     def count_trained_batch(self):
         """Called after each training iteration (by :class:`ExactResumeHook`)."""
@@ -154,11 +179,14 @@ class _ResumeMixin:
         # a checkpoint written after the epoch's last hook starts the next epoch afresh
         epoch_done = meta.get('epoch', self._epoch) != self._epoch
         sampler = _batch_sampler(self.dataloader)
-        return dict(
+        state = dict(
             iter=int(meta.get('iter', self._iter)),
             skip=0 if epoch_done else self._trained_in_pass,
             sampler_epoch=getattr(getattr(sampler, 'sampler', None), 'epoch', None),
             rng=get_rng_state())
+        if self._rank_rng is not None:
+            state['rank_rng'] = self._rank_rng
+        return state
 
     def load_exact_resume_state(self, state):
         self._resume_state = state
@@ -174,7 +202,7 @@ class _ResumeMixin:
                       'resumes at the start of the epoch with fresh random states',
                       logger='current', level=logging.WARNING)
             return None
-        sampler.resume_pass(state['skip'], state['rng'])
+        sampler.resume_pass(state['skip'], _own_rng_state(state))
         self._seen_pass, self._trained_in_pass = sampler.passes + 1, state['skip']
         return state
 
@@ -263,6 +291,12 @@ class ExactResumeHook(Hook):
         loop = self._loop(runner)
         if loop is not None:
             loop.count_trained_batch()
+            loop.gather_rank_rng_states()
+
+    def after_train_epoch(self, runner):
+        loop = self._loop(runner)
+        if loop is not None:
+            loop.gather_rank_rng_states()
 
     def before_save_checkpoint(self, runner, checkpoint):
         loop = self._loop(runner)
