@@ -10,8 +10,9 @@ Layout: NHWC in and out, as in the official legacy op every released checkpoint 
 * :func:`bi_level_routing_attention_reference` (the core's arguments), :func:`bra_reference`
   (the whole layer) and :func:`global_attention_lepe_reference` - straight from the definition
   (loops over regions, explicit softmax); slow and obviously right, used by the tests.
-* :func:`bi_level_routing_attention_gather` - the official op's expand + gather data movement,
-  the benchmark's anchor; then what the tools read (MACs, attention panels, benchmark cases).
+* :func:`bi_level_routing_attention_gather` and :func:`bi_level_routing_attention_nchw` - the
+  data movement of the official legacy op and of its refactored NCHW op, the benchmark's
+  anchors; then what the tools read (MACs, attention panels, benchmark cases).
 """
 import math
 
@@ -300,7 +301,7 @@ def global_attention_lepe_reference(x, qkv_weight, lepe_weight, lepe_bias, proj_
     return out @ proj_weight.t() + proj_bias
 
 
-# ------------------------------------------------------ official formulation (benchmark anchor)
+# ---------------------------------------------- official formulations (benchmark anchors)
 
 
 def bi_level_routing_attention_gather(q, k, v, n_win, topk, num_heads, scale=None):
@@ -330,6 +331,45 @@ def bi_level_routing_attention_gather(q, k, v, n_win, topk, num_heads, scale=Non
     out = torch.softmax((q_h * scale) @ k_sel, -1) @ v_sel
     out = out.transpose(1, 2).reshape(n, n_win, n_win, rh, rw, c).permute(0, 1, 3, 2, 4, 5)
     return out.reshape(n, h, w, c), idx
+
+
+def bi_level_routing_attention_nchw(q, k, v, n_win, topk, num_heads, scale=None):
+    """:func:`bi_level_routing_attention` (same arguments and outputs) with the data movement of
+    the official *refactored* op (the official ops/bra_nchw.py, whose core is
+    ``regional_routing_attention_torch`` in ops/torch/rrsda.py), which no released det/seg
+    model uses: NCHW maps (here the NHWC inputs viewed as channels-last NCHW, the layout that op
+    asks for), region means by ``avg_pool2d``, routing on the unscaled affinity (a positive
+    scale does not change the top-k), every map rearranged to (N, heads, regions, tokens,
+    head_dim), K and V each gathered separately by ``torch.gather`` from a view expanded over
+    the query regions, an explicit ``softmax(q k^T) v``, and the result rearranged back to
+    NCHW. (The official layer pads after its qkv projection and pools without the padding,
+    unlike the legacy one; on region-divisible maps, all this function takes, the two agree.)
+    """
+    n, h, w, c = q.shape
+    _check_routing_args(h, w, n_win, topk, c, num_heads)
+    rh, rw, r = h // n_win, w // n_win, n_win * n_win
+    t, d = rh * rw, c // num_heads
+    scale = c**-0.5 if scale is None else scale
+    q, k, v = (x.permute(0, 3, 1, 2) for x in (q, k, v))  # (N, C, H, W), channels-last strides
+
+    q_mean, k_mean = (F.avg_pool2d(x.detach(), (rh, rw)).flatten(2) for x in (q, k))
+    idx = (q_mean.transpose(1, 2) @ k_mean).topk(topk, dim=-1).indices  # (N, R, topk)
+
+    def heads_regions(x):  # (N, C, H, W) -> (N, heads, R, T, d): regions and tokens row-major
+        x = x.reshape(n, num_heads, d, n_win, rh, n_win, rw).permute(0, 1, 3, 5, 4, 6, 2)
+        return x.reshape(n, num_heads, r, t, d)
+
+    index = idx.view(n, 1, r, topk, 1, 1).expand(n, num_heads, r, topk, t, d)
+
+    def gather(x):  # (N, heads, R, T, d) -> the routed regions of each query region
+        x = x.unsqueeze(2).expand(n, num_heads, r, r, t, d)
+        return torch.gather(x, 3, index).reshape(n, num_heads, r, topk * t, d)
+
+    q_h = heads_regions(q)
+    k_sel, v_sel = gather(heads_regions(k)), gather(heads_regions(v))
+    out = torch.softmax((q_h * scale) @ k_sel.transpose(-1, -2), -1) @ v_sel
+    out = out.reshape(n, num_heads, n_win, n_win, rh, rw, d).permute(0, 1, 6, 2, 4, 3, 5)
+    return out.reshape(n, c, h, w).permute(0, 2, 3, 1), idx
 
 
 # ------------------------------------------------------------------ what the tools read
@@ -392,12 +432,14 @@ def _bench_build(impl, size, device):
 
 
 def bench_cases(device='cpu', quick=False):
-    """The BRA core against the official expand + gather formulation; see
+    """The BRA core against the official repository's two formulations (the legacy expand +
+    gather of the released models, the refactored NCHW one); see
     :func:`~mmattn.ops.common.check_bench_case`."""
     cases = []
     for size in BENCH_QUICK_SIZES if quick else BENCH_SIZES:
         for name, impl in (('mmattn', bi_level_routing_attention),
-                           ('official gather', bi_level_routing_attention_gather)):
+                           ('official legacy gather', bi_level_routing_attention_gather),
+                           ('official NCHW gather', bi_level_routing_attention_nchw)):
             cases.append(dict(op=f'BRA S={size[6]} topk={size[7]}', impl=name, size=size[0],
                               build=_bench_build(impl, size, device)))
     return cases

@@ -4,6 +4,7 @@ import torch.nn.functional as F
 
 from mmattn.ops.routing import (BiLevelRoutingAttention, GlobalAttentionLePE,
                                 bi_level_routing_attention, bi_level_routing_attention_gather,
+                                bi_level_routing_attention_nchw,
                                 bi_level_routing_attention_reference, bra_reference,
                                 global_attention_lepe_reference)
 
@@ -97,10 +98,11 @@ def test_functional_core_and_default_scale():
 
 
 @pytest.mark.parametrize('impl', [bi_level_routing_attention_gather,
+                                  bi_level_routing_attention_nchw,
                                   bi_level_routing_attention_reference])
 def test_core_forms_equal_the_fast_core(impl):
-    # the reference (per-region loops) and the official expand + gather form (the benchmark's
-    # anchor) take the fast core's arguments and give its output and routing in float64
+    # the reference (per-region loops) and the official legacy and NCHW forms (the benchmark's
+    # anchors) take the fast core's arguments and give its output and routing in float64
     g = torch.Generator().manual_seed(3)
     q, k, v = (torch.randn(2, 12, 8, 12, generator=g, dtype=torch.float64, requires_grad=True)
                for _ in range(3))
@@ -131,3 +133,15 @@ def test_global_attention_equals_reference():
     ref = global_attention_lepe_reference(x, attn.qkv.weight, attn.lepe.weight, attn.lepe.bias,
                                           attn.proj.weight, attn.proj.bias, num_heads=8)
     torch.testing.assert_close(attn(x), ref, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize('impl', [bi_level_routing_attention_gather,
+                                  bi_level_routing_attention_nchw])
+def test_anchors_equal_the_reference_float64(impl):
+    # each benchmark anchor against the definition itself, on a map with non-square regions
+    g = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(1, 12, 15, 16, generator=g, dtype=torch.float64) for _ in range(3))
+    out, idx = impl(q, k, v, 3, 4, 2)
+    ref, ref_idx = bi_level_routing_attention_reference(q, k, v, 3, 4, 2)
+    assert _same_sets(idx, ref_idx)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
