@@ -2,11 +2,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmattn.ops.routing import (BiLevelRoutingAttention, GlobalAttentionLePE,
-                                bi_level_routing_attention, bi_level_routing_attention_gather,
-                                bi_level_routing_attention_nchw,
-                                bi_level_routing_attention_reference, bra_reference,
-                                global_attention_lepe_reference)
+from mmattn.ops.routing import (
+    BiLevelRoutingAttention,
+    GlobalAttentionLePE,
+    bi_level_routing_attention,
+    bi_level_routing_attention_gather,
+    bi_level_routing_attention_nchw,
+    bi_level_routing_attention_reference,
+    bra_reference,
+    global_attention_lepe_reference,
+)
 
 
 def _reference_of(layer, x, auto_pad=None):
