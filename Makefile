@@ -78,7 +78,9 @@ MMATTN_FILES := $(shell git ls-files mmattn tools configs model-index.yml 2>/dev
 $(STAMP)/mmattn: $(STAMP)/deps setup.py $(MMATTN_FILES)
 	@echo "[install] 5/5 mmattn (with its configs, tools and model index for mim)"
 	$(PIP) install -q $(CONSTRAINTS) --no-build-isolation --no-deps --force-reinstall .
-	rm -rf mmattn/.mim build  # the build's copies; the installed package has its own
+	@# build leftovers: the installed package has its own copies, and an egg-info left here would
+	@# make openmim (pkg_resources) take the working tree for the installed package
+	rm -rf mmattn/.mim build mmattn.egg-info
 	$(PY) -c "import torch, mmattn; assert torch.__version__.startswith('2.13.0'), torch.__version__; print('[install] done: mmattn', mmattn.__version__, 'torch', torch.__version__)"
 	@touch $@
 
