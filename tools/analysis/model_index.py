@@ -2,10 +2,10 @@
 """Check the OpenMMLab model index, or measure and write its Parameters and FLOPs.
 
 ``model-index.yml`` imports ``configs/{det,seg,plug}/metafile.yml``; ``mim search mmattn`` reads
-them. ``--check`` (the default) lists configs missing from the index and entries whose config is
-gone. ``--update`` builds every indexed model (meta device; CPU where a model needs values, e.g.
-a two-stage detector's proposals) and writes the parameter count
-and the MACs that ``tools/analysis/get_flops.py`` measures (detectors at 800x1280, segmentors at
+them. Without options the tool lists configs missing from the index and entries whose config is
+gone (exit 1 if any). ``--update`` first builds every indexed model (meta device; CPU where a
+model needs values, e.g. a two-stage detector's proposals) and writes the parameter count and
+the MACs that ``tools/analysis/get_flops.py`` measures (detectors at 800x1280, segmentors at
 512x512, get_flops' defaults) into the metafiles.
 
     python tools/analysis/model_index.py            # check
