@@ -21,7 +21,7 @@ DEMO_DIR ?= work_dirs/demo
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install test test-fast test-deploy lint docs docs-serve demo demo-seg demo-plug bench clean-demo
+.PHONY: help install test test-fast test-deploy test-slurm lint docs docs-serve demo demo-seg demo-plug bench clean-demo
 
 help:
 	@echo "make install   create $(VENV) (unless a virtualenv is active) and install mmattn with its pinned stack"
@@ -30,6 +30,7 @@ help:
 	@echo "make docs      build the docs site strictly (mkdocs --strict) into site/"
 	@echo "make test-deploy dynamic-shape ONNX exports (every backbone, RetinaNet, Mask R-CNN, Semantic FPN, UPerNet) and inductor compiles (slow)"
 	@echo "make test-fast the test suite without the tests marked slow (Runner, subprocesses)"
+	@echo "make test-slurm tools/slurm_train.sh, slurm_test.sh and a requeued --resume job on a one-node Slurm started on localhost (root or sudo; apt-get installs slurm-wlm + munge if absent)"
 	@echo "make demo      synthetic data -> train BiFormer Mask R-CNN on CPU -> CocoMetric, prediction PNGs, loss curve"
 	@echo "make demo-seg  the same for BiFormer UPerNet (IoUMetric)"
 	@echo "make demo-plug the same for R-50 RetinaNet with neighborhood-attention plugins (CocoMetric)"
@@ -101,6 +102,9 @@ test-fast: install
 
 test-deploy: install
 	$(PY) -m pytest tests -m deploy $(PYTEST_ARGS)
+
+test-slurm: install
+	PYTHON=$(abspath $(PY)) bash tests/slurm/run_local.sh
 
 demo: install
 	$(PY) tools/demo.py --task det --work-dir $(DEMO_DIR)
