@@ -12,7 +12,8 @@ from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
 MODELS = Registry(
-    'model', parent=MMENGINE_MODELS, scope='mmattn', locations=['mmattn.models', 'mmattn.ops', 'mmattn.plug'])
+    'model', parent=MMENGINE_MODELS, scope='mmattn',
+    locations=['mmattn.models', 'mmattn.ops', 'mmattn.plug'])
 
 # Downstream registries that get a copy of every mmattn class. mmdet/mmseg/mmpretrain registry
 # modules import cheaply (no mmcv.ops, no torchvision); a missing codebase is skipped.

@@ -1,8 +1,8 @@
 """Every configs/{det,seg}/dualvit*.py loads, carries the official settings it claims, and runs.
 
 The full-size Dual-ViT-S/B backbone of each config is built on the meta device (widths and
-parameter count of the official downstream backbone); the detector / segmentor is built with a tiny arch
-override and runs one loss step (backward included) and one prediction on demo inputs.
+parameter count of the official downstream backbone); the detector / segmentor is built with a
+tiny arch override and runs one loss step (backward included) and one prediction on demo inputs.
 """
 import copy
 import os.path as osp
@@ -16,7 +16,8 @@ from helpers import (build_model, config_header, config_paths, det_loss_step_and
 TINY = dict(stem_hidden=8, embed_dims=[16, 32, 48, 64], num_heads=[1, 1, 2, 2],
             depths=[1, 1, 1, 2], mlp_ratios=[2, 2, 2, 2])
 WIDTHS = {'small': [64, 128, 320, 448], 'base': [64, 128, 320, 512]}
-BACKBONE_PARAMS = {'small': 21.741, 'base': 38.448}  # official downstream backbone (no classification head)
+# official downstream backbone (no classification head)
+BACKBONE_PARAMS = {'small': 21.741, 'base': 38.448}
 
 
 def _configs(folder):
@@ -56,8 +57,8 @@ def _tiny(model_cfg, arch):
 def test_det_config(path):
     cfg, arch = _load_and_check(path, 'mmdet')
     backbone, opt = cfg.model.backbone, cfg.optim_wrapper.optimizer
-    # official COCO configs: 1x schedule, AdamW (1e-4 RetinaNet, 2e-4 Mask R-CNN), wd 1e-4, drop path 0.15,
-    # frozen stem BN affine with updating statistics, find_unused_parameters
+    # official COCO configs: 1x schedule, AdamW (1e-4 RetinaNet, 2e-4 Mask R-CNN), wd 1e-4,
+    # drop path 0.15, frozen stem BN affine with updating statistics, find_unused_parameters
     retina = 'retinanet' in path
     assert (opt.type, opt.lr, opt.weight_decay) == ('AdamW', 1e-4 if retina else 2e-4, 1e-4)
     assert backbone.drop_path_rate == 0.15 and not backbone.norm_eval

@@ -1,7 +1,8 @@
 """Every configs/{det,seg}/groupmixformer*.py loads, states its origin, builds, steps, predicts.
 
-No official detection / segmentation settings exist (the official repository released classification only), so each
-header must say these are mmattn's settings. Each config builds once at full size (GroupMixFormer-S,
+No official detection / segmentation settings exist (the official repository released
+classification only), so each header must say these are mmattn's settings. Each config builds
+once at full size (GroupMixFormer-S,
 no checkpoint read: the Pretrained init runs only when training starts), then with a tiny arch
 for one loss + backward and one prediction on demo inputs whose sides are not multiples of 32.
 """
@@ -48,7 +49,8 @@ def _tiny(model_cfg):
 @pytest.mark.parametrize('path', _configs('det'))
 def test_det_config_builds_steps_and_predicts(path):
     cfg = _load(path, 'mmdet')
-    assert cfg.model.data_preprocessor.pad_size_divisor == 32  # the official model needs sides divisible by 32
+    # the official model needs sides divisible by 32
+    assert cfg.model.data_preprocessor.pad_size_divisor == 32
     full = build_model(copy.deepcopy(cfg.model), 'mmdet')
     assert full.backbone.embed_dims == S_WIDTHS and list(cfg.model.neck.in_channels) == S_WIDTHS
     del full

@@ -2,9 +2,9 @@
 
 tools/train.py runs in process on the synthetic COCO data of conftest.py; the demo BiFormer
 RetinaNet config provides data, head and schedule, and a config written to tmp_path swaps in a
-tiny GroupMixFormer. The data preprocessor pads to 32 (the official model needs sides divisible by 32), so the backbone sees the
-sizes the official model accepts; the saved detector checkpoint must initialise a fresh
-backbone through ``init_cfg`` (prefix ``backbone.``).
+tiny GroupMixFormer. The data preprocessor pads to 32 (the official model needs sides divisible
+by 32), so the backbone sees the sizes the official model accepts; the saved detector checkpoint
+must initialise a fresh backbone through ``init_cfg`` (prefix ``backbone.``).
 """
 import math
 import os.path as osp

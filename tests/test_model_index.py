@@ -33,8 +33,8 @@ def test_results_are_marked_as_the_authors():
 
 @pytest.mark.parametrize('model', index_models(REPO_ROOT), ids=lambda m: m['Name'])
 def test_index_entry_builds_with_its_parameters(model):
-    """Each entry's config builds (on the meta device where it can: shapes only) and has the parameter count
-    the index states (written by tools/analysis/model_index.py --update)."""
+    """Each entry's config builds (on the meta device where it can: shapes only) and has the
+    parameter count the index states (written by tools/analysis/model_index.py --update)."""
     cfg = load_config(model['Config'])
     scope = cfg.default_scope
     registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS

@@ -190,7 +190,8 @@ def test_with_cp_same_outputs_and_gradients(name, size, out_indices, monkeypatch
         outs = model(inp)
         assert len(outs) == len(out_indices)
         assert bool(calls) == (model is checkpointed)  # with_cp really checkpoints
-        sum((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum() for out in outs).backward()
+        weighted = (out * torch.linspace(-1, 1, out.numel()).view_as(out) for out in outs)
+        sum(w.sum() for w in weighted).backward()
         results.append((outs, inp.grad, {k: p.grad for k, p in model.named_parameters()}))
     (outs_a, gin_a, grads_a), (outs_b, gin_b, grads_b) = results
     for a, b in zip(outs_a, outs_b):

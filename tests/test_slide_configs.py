@@ -1,6 +1,6 @@
-"""Every configs/{det,seg}/slide*.py loads, carries its paper settings, builds at full size (init_cfg
-dropped: no checkpoint here), matches the paper's parameter count where the paper gives one, and
-runs one loss step + backward through the stock mmdet / mmseg model."""
+"""Every configs/{det,seg}/slide*.py loads, carries its paper settings, builds at full size
+(init_cfg dropped: no checkpoint here), matches the paper's parameter count where the paper gives
+one, and runs one loss step + backward through the stock mmdet / mmseg model."""
 import copy
 import os.path as osp
 

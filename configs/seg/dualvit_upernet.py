@@ -3,8 +3,8 @@
 # Train: python tools/train.py configs/seg/dualvit_upernet.py   (8 GPUs x 2 images officially:
 #   bash tools/dist_train.sh configs/seg/dualvit_upernet.py 8; add --amp on GPU)
 # The recipe (see the first base) is the official one. One official evaluation detail is NOT
-# reproduced (docs/families/dualvit.md): the official CResize rounds the test size to a multiple of 16;
-# this config tests at the base's Resize (2048, 512) keep ratio.
+# reproduced (docs/families/dualvit.md): the official CResize rounds the test size to a
+# multiple of 16; this config tests at the base's Resize (2048, 512) keep ratio.
 _base_ = ['../_base_/recipes/upernet_ade20k_160k.py', '../_base_/models/dualvit.py']
 
 pretrained = _base_.dualvit.init_cfg.checkpoint

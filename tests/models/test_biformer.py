@@ -111,7 +111,8 @@ def official_dense_forward(sd, x, n_win, head_dim, topks=(1, 4, 16), auto_pad=Tr
             t = x.permute(0, 2, 3, 1)
             n1 = ln(t, f'{p}.norm1')
             if s < 3:
-                a, _ = bra_reference(n1, sd[f'{p}.attn.qkv.qkv.weight'], sd[f'{p}.attn.qkv.qkv.bias'],
+                a, _ = bra_reference(n1, sd[f'{p}.attn.qkv.qkv.weight'],
+                                     sd[f'{p}.attn.qkv.qkv.bias'],
                                      sd[f'{p}.attn.lepe.weight'], sd[f'{p}.attn.lepe.bias'],
                                      sd[f'{p}.attn.wo.weight'], sd[f'{p}.attn.wo.bias'], n_win,
                                      topks[s], c // head_dim, auto_pad=auto_pad)
@@ -273,7 +274,8 @@ def test_converted_checkpoint_gives_official_outputs(layout):
 def test_converter_lists_unknown_and_missing_keys():
     sd = official_state_dict(SMALL_ARCH['embed_dims'], SMALL_ARCH['depths'])
     bad = dict(sd, **{'stages.0.0.attn.foo.weight': torch.zeros(1), 'extra.thing': torch.zeros(1)})
-    with pytest.raises(CheckpointKeyError, match='2 unknown keys: extra.thing, stages.0.0.attn.foo'):
+    with pytest.raises(CheckpointKeyError,
+                       match='2 unknown keys: extra.thing, stages.0.0.attn.foo'):
         convert_checkpoint('biformer', {'model': bad})
     incomplete = {k: v for k, v in sd.items() if not k.startswith('stages.2.1.mlp')}
     with pytest.raises(CheckpointKeyError, match=r'missing \(4\): .*stages.2.blocks.1.ffn'):

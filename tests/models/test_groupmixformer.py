@@ -30,8 +30,10 @@ def official_keys(arch, classifier=True, num_classes=1000):
         shapes[f'{prefix}.num_batches_tracked'] = ()
 
     c0 = dims[0]
-    shapes.update({'conv_stem.proj1.weight': (c0 // 2, 3, 3, 3), 'conv_stem.proj1.bias': (c0 // 2, ),
-                   'conv_stem.proj2.weight': (c0, c0 // 2, 3, 3), 'conv_stem.proj2.bias': (c0, )})
+    shapes.update({'conv_stem.proj1.weight': (c0 // 2, 3, 3, 3),
+                   'conv_stem.proj1.bias': (c0 // 2, ),
+                   'conv_stem.proj2.weight': (c0, c0 // 2, 3, 3),
+                   'conv_stem.proj2.bias': (c0, )})
     bn('conv_stem.norm1', c0 // 2)
     bn('conv_stem.norm2', c0)
     for i, (c, depth) in enumerate(zip(dims, arch['depths'])):

@@ -144,7 +144,8 @@ def test_reference_weights_and_rpb_on_keys():
     out, attn = slide_attention_reference(q, k, v, weight, bias, rpb, return_weights=True)
     assert attn.shape == (1, 2, 9, 4, 4)
     torch.testing.assert_close(attn.sum(2), torch.ones(1, 2, 4, 4, dtype=F64))
-    # the released rpb is added to the keys: a key-side bias is T[h,i] * sum_c q_c on the logits, not T[h,i]
+    # the released rpb is added to the keys: a key-side bias is T[h,i] * sum_c q_c on the logits,
+    # not T[h,i]
     plain = slide_attention_reference(q, k, v, weight, bias, None, return_weights=True)[1]
     logit_bias = torch.log(attn) - torch.log(plain)
     logit_bias = logit_bias - logit_bias[:, :, :1]  # softmax is shift invariant per query

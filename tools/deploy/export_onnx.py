@@ -30,7 +30,8 @@ def parse_args(argv=None):
     parser.add_argument('--dynamic', action='store_true', help='symbolic H and W')
     parser.add_argument('--backbone-only', action='store_true')
     parser.add_argument('--img', help='image file (default: a seeded random image)')
-    parser.add_argument('--out', help='output .onnx (default: work_dirs/onnx/<config>[_backbone].onnx)')
+    parser.add_argument('--out',
+                        help='output .onnx (default: work_dirs/onnx/<config>[_backbone].onnx)')
     parser.add_argument('--rtol', type=float, default=1e-4,
                         help='exit 1 when an output differs more (relative to its max |value|)')
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE')

@@ -16,7 +16,8 @@ dualvit = dict(
     # Official ImageNet-1k Dual-ViT-S weights (object_detection/Pretrained/dualvit_s.pth of
     # YehLi/ImageNetModel, Baidu only, code 'nets'): a flat classification state dict, read
     # directly by init_cfg (22 classification-only tensors dropped, names checked strictly), or
-    # converted once with python tools/convert_ckpt.py dualvit dualvit_s.pth checkpoints/dualvit_s.pth
+    # converted once with
+    #   python tools/convert_ckpt.py dualvit dualvit_s.pth checkpoints/dualvit_s.pth
     # It is read only when training starts (init_weights), so the configs build without it. Each
     # config copies the path into its top-level `pretrained`.
     init_cfg=dict(type='Pretrained', checkpoint='checkpoints/dualvit_s.pth'))

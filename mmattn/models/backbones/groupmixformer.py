@@ -132,7 +132,8 @@ class GroupMixFormer(DenseBackbone):
         **dict.fromkeys(['b', 'base'], dict(
             embed_dims=[200, 240, 320, 480], depths=[8, 8, 12, 8], num_heads=[NUM_HEADS] * 4,
             mlp_ratios=[2, 2, 4, 4])),
-        **dict.fromkeys(['l', 'large'], dict(  # yaml "need to adjust": 71.8M, not the README's 70.3M
+        # the official yaml says "need to adjust": 71.8M, not the official README's 70.3M
+        **dict.fromkeys(['l', 'large'], dict(
             embed_dims=[240, 320, 360, 480], depths=[8, 10, 30, 10], num_heads=[NUM_HEADS] * 4,
             mlp_ratios=[4, 4, 2, 2])),
     }
