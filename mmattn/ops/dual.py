@@ -67,7 +67,8 @@ def multi_head_attention(q: Tensor, k: Tensor, v: Tensor, num_heads: int) -> Ten
     _check_attention_inputs(q, k, v, num_heads)
     b, tq, c = q.shape
     d = c // num_heads
-    q, k, v = (t.reshape(b, -1, num_heads, d).transpose(1, 2) for t in (q, k, v))
+    # unflatten, not reshape(b, -1, ...): -1 is ambiguous for an empty batch
+    q, k, v = (t.unflatten(-1, (num_heads, d)).transpose(1, 2) for t in (q, k, v))
     out = F.scaled_dot_product_attention(q, k, v)
     return out.transpose(1, 2).reshape(b, tq, c)
 

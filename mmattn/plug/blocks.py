@@ -13,11 +13,14 @@ backbone uses (same class, same parameter names, same numerics), on channels-las
 * :class:`GroupMixAttention2d` - GroupMixFormer's group-mix attention (8 heads fixed);
 * :class:`DualAttention2d` - Dual-ViT's semantic-token init + dual-path attention.
 
-Options common to all: ``num_heads`` (None: one head per 32 channels, the head width of the
-BiFormer, NAT, Slide-Swin and Dual-ViT stages), ``residual`` (return ``x + attn(x)``, as mmcv's
-blocks do) and ``zero_init`` (zero the output projection at init so that a block inserted into
-a pretrained network starts as the identity; :meth:`init_weights` re-applies it after the host's
-initialisers ran). Any H, W (each op pads and crops inside) and any batch.
+Options common to all: ``num_heads`` (None: the largest divisor of C not above C // 32, at
+least 1: one head per 32 channels, the head width of the BiFormer, NAT, Slide-Swin and Dual-ViT
+stages, whenever C // 32 divides C; see :func:`default_heads`), ``residual`` (return
+``x + attn(x)``, as mmcv's blocks do) and ``zero_init`` (zero the output projection at init so
+that a block inserted into a pretrained network starts as the identity; :meth:`init_weights`
+re-applies it after the host's initialisers ran). Any H, W (each op pads and crops inside) and
+any batch, an empty one included. The input must have the block's dtype (cast one to the
+other), except under ``torch.autocast``.
 
 Inside a transformer host (:class:`~mmattn.plug.AttentionSwap`) the same block is called on
 tokens with the host's convention ``attn(x, hw_shape[, identity])``: (B, H*W, C) in and out.
@@ -25,6 +28,7 @@ tokens with the host's convention ``attn(x, hw_shape[, identity])``: (B, H*W, C)
 import math
 from typing import Optional, Sequence, Tuple
 
+import torch
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
@@ -40,9 +44,24 @@ from mmattn.registry import register_model
 HEAD_DIM = 32  # default head width: BiFormer, NAT, Slide-Swin and Dual-ViT stages all use 32
 
 
-def default_heads(in_channels: int, num_heads: Optional[int]) -> int:
-    """``num_heads`` or one head per 32 channels (at least one)."""
-    return max(1, in_channels // HEAD_DIM) if num_heads is None else num_heads
+def default_heads(in_channels: int, num_heads: Optional[int] = None, owner: str = 'block') -> int:
+    """``num_heads``, checked to divide ``in_channels``; None: the largest divisor of
+    ``in_channels`` not above ``max(1, in_channels // 32)``.
+
+    That is one head per 32 channels whenever ``in_channels // 32`` divides ``in_channels``
+    (32, 64, 96, 128, 256, ... channels); otherwise the next smaller divisor, so that any width
+    builds: 100 channels -> 2 heads, 200 -> 5, 240 -> 6.
+    """
+    if num_heads is None:
+        return next(h for h in range(max(1, in_channels // HEAD_DIM), 0, -1)
+                    if in_channels % h == 0)
+    if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 1 \
+            or in_channels % num_heads:
+        divisors = [h for h in range(1, in_channels + 1) if in_channels % h == 0]
+        raise ValueError(f'{owner}: num_heads must divide in_channels={in_channels} (one of '
+                         f'{divisors}), got {num_heads!r}; None picks '
+                         f'{default_heads(in_channels)}')
+    return num_heads
 
 
 class AttentionBlock2d(BaseModule):
@@ -73,6 +92,10 @@ class AttentionBlock2d(BaseModule):
         # a transformer host's stochastic depth on this branch (AttentionSwap sets it)
         self.drop_path = nn.Identity()
 
+    def _heads(self, num_heads: Optional[int]) -> int:
+        """``num_heads`` checked, or the default for ``in_channels`` (:func:`default_heads`)."""
+        return default_heads(self.in_channels, num_heads, type(self).__name__)
+
     def attend(self, x: Tensor) -> Tensor:
         """(B, H, W, C) -> (B, H, W, C): the op alone, without the residual."""
         raise NotImplementedError
@@ -94,6 +117,15 @@ class AttentionBlock2d(BaseModule):
         if x.shape[channels_dim] != self.in_channels:
             raise ValueError(f'{type(self).__name__} was built for {self.in_channels} channels, '
                              f'got an input of shape {tuple(x.shape)}')
+        dtype = self.attn.proj.weight.dtype
+        # under autocast the ops cast their inputs themselves (a host's bf16/fp16 activations
+        # into float32 weights is the normal mixed-precision case)
+        if x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
+            hint = ('' if x.dtype.itemsize >= dtype.itemsize else
+                    '; for mixed precision, call it under torch.autocast')
+            raise TypeError(f'{type(self).__name__} has {dtype} weights, got a {x.dtype} input: '
+                            f'cast the input (x.to({dtype})) or the block '
+                            f'(block.to({x.dtype})){hint}')
 
     def forward(self, x: Tensor, hw_shape: Optional[Sequence[int]] = None,
                 identity: Optional[Tensor] = None) -> Tensor:
@@ -112,7 +144,7 @@ class AttentionBlock2d(BaseModule):
             raise ValueError(f'{type(self).__name__}: expected tokens (B, {height}*{width}, C), '
                              f'got shape {tuple(x.shape)}')
         self._check(x, 2)
-        out = self.attend(x.view(x.shape[0], height, width, -1)).flatten(1, 2)
+        out = self.attend(x.unflatten(1, (height, width))).flatten(1, 2)
         out = self.drop_path(out)
         if self.residual:
             out = x + out
@@ -131,7 +163,8 @@ class BiLevelRoutingAttention2d(AttentionBlock2d):
 
     Args:
         in_channels (int): channels C.
-        num_heads (int, optional): heads; None: C // 32. Defaults to None.
+        num_heads (int, optional): heads, a divisor of C; None: the largest divisor of C
+            not above C // 32 (at least 1), see :func:`default_heads`. Defaults to None.
         n_win (int): regions per side S. Defaults to 7 (the paper's ImageNet setting; the
             official detection backbone uses 16 on 800x1333 inputs).
         topk (int): routed regions per query region. Defaults to 4 (the paper's stage-2 value).
@@ -148,7 +181,7 @@ class BiLevelRoutingAttention2d(AttentionBlock2d):
                  topk: int = 4, lepe_kernel: int = 5, residual: bool = True,
                  zero_init: bool = True, init_cfg=None):
         super().__init__(in_channels, residual, zero_init, init_cfg)
-        self.attn = BiLevelRoutingAttention(in_channels, default_heads(in_channels, num_heads),
+        self.attn = BiLevelRoutingAttention(in_channels, self._heads(num_heads),
                                             n_win, topk, lepe_kernel, auto_pad=True)
 
     def attend(self, x: Tensor) -> Tensor:
@@ -165,7 +198,8 @@ class NeighborhoodAttention2d(AttentionBlock2d):
 
     Args:
         in_channels (int): channels C.
-        num_heads (int, optional): heads; None: C // 32. Defaults to None.
+        num_heads (int, optional): heads, a divisor of C; None: the largest divisor of C
+            not above C // 32 (at least 1), see :func:`default_heads`. Defaults to None.
         kernel_size (int): odd neighbourhood size. Defaults to 7 (every NAT/DiNAT stage).
         dilation (int): dilation. Defaults to 1 (NAT; DiNAT alternates 1 with larger values).
         residual (bool): see :class:`AttentionBlock2d`.
@@ -180,7 +214,7 @@ class NeighborhoodAttention2d(AttentionBlock2d):
                  dilation: int = 1, residual: bool = True, zero_init: bool = True,
                  init_cfg=None):
         super().__init__(in_channels, residual, zero_init, init_cfg)
-        self.attn = NeighborhoodAttention(in_channels, default_heads(in_channels, num_heads),
+        self.attn = NeighborhoodAttention(in_channels, self._heads(num_heads),
                                           kernel_size, dilation)
 
     def attend(self, x: Tensor) -> Tensor:
@@ -197,7 +231,8 @@ class SlideAttention2d(AttentionBlock2d):
 
     Args:
         in_channels (int): channels C.
-        num_heads (int, optional): heads; None: C // 32. Defaults to None.
+        num_heads (int, optional): heads, a divisor of C; None: the largest divisor of C
+            not above C // 32 (at least 1), see :func:`default_heads`. Defaults to None.
         kernel_size (int): odd window. Defaults to 3 (every released Slide model).
         residual (bool): see :class:`AttentionBlock2d`.
         zero_init (bool): see :class:`AttentionBlock2d`.
@@ -210,7 +245,7 @@ class SlideAttention2d(AttentionBlock2d):
     def __init__(self, in_channels: int, num_heads: Optional[int] = None, kernel_size: int = 3,
                  residual: bool = True, zero_init: bool = True, init_cfg=None):
         super().__init__(in_channels, residual, zero_init, init_cfg)
-        self.attn = SlideAttention(in_channels, default_heads(in_channels, num_heads),
+        self.attn = SlideAttention(in_channels, self._heads(num_heads),
                                    kernel_size)
 
     def init_weights(self) -> None:
@@ -286,7 +321,8 @@ class DualAttention2d(AttentionBlock2d):
 
     Args:
         in_channels (int): channels C.
-        num_heads (int, optional): heads; None: C // 32. Defaults to None.
+        num_heads (int, optional): heads, a divisor of C; None: the largest divisor of C
+            not above C // 32 (at least 1), see :func:`default_heads`. Defaults to None.
         residual (bool): see :class:`AttentionBlock2d`.
         zero_init (bool): see :class:`AttentionBlock2d`.
         init_cfg (dict, optional): see :class:`AttentionBlock2d`.
@@ -299,7 +335,7 @@ class DualAttention2d(AttentionBlock2d):
                  zero_init: bool = True, init_cfg=None):
         super().__init__(in_channels, residual, zero_init, init_cfg)
         self.semantic_init = SemanticTokenInit(in_channels, ceil_mode=True)
-        self.attn = DualPathAttention(in_channels, default_heads(in_channels, num_heads))
+        self.attn = DualPathAttention(in_channels, self._heads(num_heads))
 
     def semantic_tokens(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         """(B, H, W, C) -> pixel tokens (B, H*W, C) and semantic tokens (B, M, C)."""

@@ -4,7 +4,8 @@ NCHW in / out at odd and tiny map sizes (the maps R-50 makes of 333x517 and 32x3
 batch 1 and 2, gradients to the input and every parameter, identity at init with ``zero_init``
 (also after a host's Kaiming init), bf16 autocast, token mode for transformer hosts, equality
 with each op's reference written from the definition (float64), registration for mmcv's
-``build_plugin_layer`` in the mmdet and mmseg scopes.
+``build_plugin_layer`` in the mmdet and mmseg scopes; the edges: default heads that divide any
+width, an empty batch, an input of another dtype.
 """
 import pytest
 import torch
@@ -17,6 +18,7 @@ from mmattn.ops.routing import bra_reference
 from mmattn.ops.slide import slide_attention_reference
 from mmattn.plug import (PLUG_BLOCKS, BiLevelRoutingAttention2d, DualAttention2d,
                          GroupMixAttention2d, NeighborhoodAttention2d, SlideAttention2d)
+from mmattn.plug.blocks import default_heads
 
 CHANNELS = 64
 # R-50 stage maps (strides 8, 16, 32) of a 333x517 image and of a 32x32 image, plus odd sizes
@@ -218,6 +220,63 @@ def test_wrong_input_is_one_clear_error(name):
         block(torch.randn(64, 8, 8))
     with pytest.raises(ValueError, match='in_channels'):
         BLOCKS[name](0)
+
+
+@pytest.mark.parametrize('name', sorted(set(BLOCKS) - {'GroupMixAttention2d'}))
+@pytest.mark.parametrize('channels, heads', [(100, 2), (200, 5), (240, 6), (96, 3), (33, 1)])
+def test_default_heads_divide_any_width(name, channels, heads):
+    """C // 32 heads when that divides C, else the largest divisor below it: 100 channels
+    (C // 32 = 3) used to fail with "embed_dims (100) must be divisible by num_heads (3)"."""
+    block = BLOCKS[name](channels, zero_init=False).eval()
+    assert block.attn.num_heads == heads
+    x = torch.randn(1, channels, 9, 11)
+    with torch.no_grad():
+        assert block(x).shape == x.shape
+
+
+def test_default_heads_rule():
+    for channels in range(1, 1025):
+        heads = default_heads(channels)
+        assert channels % heads == 0 and 1 <= heads <= max(1, channels // 32)
+        assert not any(channels % h == 0 for h in range(heads + 1, channels // 32 + 1))
+    assert [default_heads(c) for c in (64, 128, 256, 320, 512)] == [2, 4, 8, 10, 16]
+
+
+@pytest.mark.parametrize('name', sorted(set(BLOCKS) - {'GroupMixAttention2d'}))
+@pytest.mark.parametrize('heads', [3, 0, 2.0])
+def test_num_heads_that_do_not_divide_are_one_clear_error(name, heads):
+    with pytest.raises(ValueError, match=rf'{name}: num_heads must divide in_channels=100 '
+                       r'\(one of \[1, 2, 4, 5, 10, 20, 25, 50, 100\]\).*None picks 2'):
+        BLOCKS[name](100, num_heads=heads)
+
+
+@pytest.mark.parametrize('name', sorted(BLOCKS))
+def test_empty_batch(name):
+    block = _randomise(_block(name, zero_init=False)).eval()
+    with torch.no_grad():
+        assert block(torch.randn(0, CHANNELS, 9, 11)).shape == (0, CHANNELS, 9, 11)
+        assert block(torch.randn(0, 9 * 11, CHANNELS), (9, 11)).shape == (0, 9 * 11, CHANNELS)
+
+
+@pytest.mark.parametrize('name', sorted(BLOCKS))
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float16, torch.bfloat16])
+def test_input_of_another_dtype_is_one_clear_error(name, dtype):
+    block = _block(name)
+    msg = f'{name} has torch.float32 weights, got a {dtype} input: cast the input'
+    with pytest.raises(TypeError, match=msg):
+        block(torch.randn(1, CHANNELS, 8, 8, dtype=dtype))
+    with pytest.raises(TypeError, match=msg):
+        block(torch.randn(1, 64, CHANNELS, dtype=dtype), (8, 8))
+
+
+@pytest.mark.parametrize('name', sorted(BLOCKS))
+def test_bf16_activations_into_fp32_weights_under_autocast(name):
+    """A host under mixed precision hands the block bf16 activations: no dtype error."""
+    block = _randomise(_block(name, zero_init=False)).eval()
+    x = torch.randn(1, CHANNELS, 9, 11, dtype=torch.bfloat16)
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        out = block(x)
+    assert out.shape == x.shape and torch.isfinite(out).all()
 
 
 def test_group_mix_heads_are_fixed():
