@@ -44,17 +44,21 @@ def _pvt_converter():
     return pvt_convert
 
 
-# class name -> (blocks of a stage, attention width, attention heads, its DropPath, converter of
-# official keys used when the host has convert_weights=True, classification-only key prefixes)
+# class name -> (number of stages, blocks of a stage, attention width, attention heads, its
+# DropPath, converter of official keys used when the host has convert_weights=True,
+# classification-only key prefixes)
 HOSTS = {
     'SwinTransformer': dict(
-        blocks=_swin_blocks, width=lambda a: a.w_msa.embed_dims, heads=lambda a: a.w_msa.num_heads,
+        num_stages=lambda h: len(h.stages), blocks=_swin_blocks,
+        width=lambda a: a.w_msa.embed_dims, heads=lambda a: a.w_msa.num_heads,
         drop=lambda a: a.drop, converter=_swin_converter, unused=('head.', 'norm.')),
     'PyramidVisionTransformer': dict(
-        blocks=_pvt_blocks, width=lambda a: a.embed_dims, heads=lambda a: a.num_heads,
+        num_stages=lambda h: len(h.layers), blocks=_pvt_blocks,
+        width=lambda a: a.embed_dims, heads=lambda a: a.num_heads,
         drop=lambda a: a.dropout_layer, converter=_pvt_converter, unused=('head.', 'norm.')),
     'MixVisionTransformer': dict(
-        blocks=_pvt_blocks, width=lambda a: a.embed_dims, heads=lambda a: a.num_heads,
+        num_stages=lambda h: len(h.layers), blocks=_pvt_blocks,
+        width=lambda a: a.embed_dims, heads=lambda a: a.num_heads,
         drop=lambda a: a.dropout_layer, converter=None, unused=('head.', )),
 }
 
@@ -66,6 +70,30 @@ def _host_entry(host):
     raise TypeError(f'AttentionSwap: {type(host).__name__} is not a supported host; supported: '
                     f'{sorted(HOSTS)} (mmdet SwinTransformer / PyramidVisionTransformer(V2), '
                     'mmseg MixVisionTransformer)')
+
+
+def _indices(name: str, values, count: int, where: str) -> tuple:
+    """``values`` as a tuple after one rule for ``stages`` and ``blocks``: a non-empty sequence of
+    distinct 0-based ints below ``count`` (no negative indices)."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise TypeError(f'AttentionSwap: {name} must be a sequence of 0-based ints, e.g. (2, 3); '
+                        f'got {values!r}')
+    values = tuple(values)
+    if not values:
+        raise ValueError(f'AttentionSwap: {name} is empty, so nothing would be swapped')
+    singular = name[:-1]
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f'AttentionSwap: {name} must hold ints, got {value!r} in {values}')
+        if not 0 <= value < count:
+            raise ValueError(f'AttentionSwap: {singular} {value} does not exist: {where} has '
+                             f'{count} {name}, indices 0 to {count - 1} (0-based, no negative '
+                             'indices)')
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f'AttentionSwap: {name} {values} names {singular} {repeated[0]} more than '
+                         'once; list each once')
+    return values
 
 
 def _is_pretrained(init_cfg):
@@ -95,10 +123,10 @@ class AttentionSwap(BaseModule):
             ``in_channels``; ``num_heads`` defaults to the host stage's heads (the group-mix
             block keeps its fixed 8). ``residual`` is forced to False (the host adds it);
             ``zero_init`` defaults to True (the swapped stage starts as its MLP path only).
-        stages (Sequence[int]): host stages (0-based) whose attention is replaced.
-            Defaults to (2, 3).
-        blocks (Sequence[int], optional): block indices inside each of those stages; None
-            replaces every block. Defaults to None.
+        stages (Sequence[int]): host stages whose attention is replaced: distinct 0-based
+            indices (no negative ones). Defaults to (2, 3).
+        blocks (Sequence[int], optional): block indices inside each of those stages, under the
+            same rule; None replaces every block. Defaults to None.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=..., prefix=None)``
             for a stock host checkpoint (a host ``Pretrained`` init_cfg is taken over).
     """
@@ -121,26 +149,18 @@ class AttentionSwap(BaseModule):
         self._convert = entry['converter'] if getattr(self.backbone, 'convert_weights',
                                                       False) else None
         self._unused_prefixes = entry['unused']
-        self.stages = tuple(stages)
+        host_name = type(self.backbone).__name__
+        self.stages = _indices('stages', stages, entry['num_stages'](self.backbone), host_name)
         self.swapped = []  # (prefix of the host's attention, new block)
         for stage in self.stages:
-            stage_blocks = self._stage_blocks(entry, stage)
-            chosen = range(len(stage_blocks)) if blocks is None else blocks
+            stage_blocks = entry['blocks'](self.backbone, stage)
+            chosen = range(len(stage_blocks)) if blocks is None else _indices(
+                'blocks', blocks, len(stage_blocks), f'stage {stage} of {host_name}')
             for index in chosen:
-                if not 0 <= index < len(stage_blocks):
-                    raise ValueError(f'AttentionSwap: stage {stage} has {len(stage_blocks)} '
-                                     f'blocks, block index {index} does not exist')
                 host_block = stage_blocks[index]
                 block = self._build_block(attn, entry, host_block.attn)
                 host_block.attn = block
                 self.swapped.append((self._prefix_of(block), block))
-
-    def _stage_blocks(self, entry, stage):
-        try:
-            return entry['blocks'](self.backbone, stage)
-        except IndexError:
-            raise ValueError(f'AttentionSwap: stage {stage} does not exist in '
-                             f'{type(self.backbone).__name__}') from None
 
     @staticmethod
     def _build_block(attn, entry, host_attn):

@@ -164,8 +164,37 @@ def test_bad_configs_are_clear_errors():
         _swap('swin', 'BiLevelRoutingAttention')
     with pytest.raises(ValueError, match='stage 5 does not exist'):
         _swap('mit', 'SlideAttention2d', stages=(5, ))
-    with pytest.raises(ValueError, match='block index 3 does not exist'):
+    with pytest.raises(ValueError, match='block 3 does not exist: stage 2 of '
+                       'MixVisionTransformer has 2 blocks'):
         _swap('mit', 'SlideAttention2d', stages=(2, ), blocks=[3])
+
+
+@pytest.mark.parametrize('host', sorted(HOSTS))
+def test_stages_and_blocks_follow_one_rule(host):
+    """Distinct 0-based indices for both: stages=(2, 2) used to die with an AttributeError
+    (the second pass met the already swapped block), stages=(-1,) was taken as the last stage
+    while blocks=[-1] was refused."""
+    op = 'SlideAttention2d'
+    with pytest.raises(ValueError, match=r'stages \(2, 2\) names stage 2 more than once'):
+        _swap(host, op, stages=(2, 2))
+    with pytest.raises(ValueError, match=r'blocks \(1, 1\) names block 1 more than once'):
+        _swap(host, op, stages=(2, ), blocks=(1, 1))
+    with pytest.raises(ValueError, match=r'stage -1 does not exist: \w+ has 4 stages, indices '
+                       r'0 to 3 \(0-based, no negative indices\)'):
+        _swap(host, op, stages=(-1, ))
+    with pytest.raises(ValueError, match=r'block -1 does not exist: stage 2 of \w+ has 2 blocks, '
+                       r'indices 0 to 1 \(0-based, no negative indices\)'):
+        _swap(host, op, stages=(2, ), blocks=[-1])
+    for name, kwargs in (('stages', dict(stages=())), ('blocks', dict(blocks=[]))):
+        with pytest.raises(ValueError, match=f'{name} is empty'):
+            _swap(host, op, **kwargs)
+    with pytest.raises(TypeError, match='stages must be a sequence of 0-based ints'):
+        _swap(host, op, stages=2)
+    with pytest.raises(TypeError, match='blocks must hold ints'):
+        _swap(host, op, stages=[2], blocks=[1.0])
+    # lists (as configs give them), any order
+    assert _swap(host, op, stages=[3, 2], blocks=[0]).stages == (3, 2)
+    assert len(_swap(host, op, stages=[2], blocks=[1, 0]).swapped) == 2
 
 
 def test_stock_swin_t_detector_checkpoint_with_strict_key_accounting(tmp_path):
