@@ -10,9 +10,12 @@ Only the standard dataset layouts are inspected: ``data_root`` joined (as mmengi
 wrappers (``dataset=`` / ``datasets=``), plus the evaluators' ``ann_file`` (CocoMetric).
 
 Then the content (:func:`data_content_problems`, skipped with ``--skip-data-check``): for COCO
-layouts the json is read once and the image folder listed once (no image is opened), for ADE20K
-layouts both folders are listed; missing files, empty or unmatched annotations and all-degenerate
-boxes stop the tool with the count and the first offending entries.
+layouts the json is read once and the image folder listed once (no image is opened); for ADE20K
+layouts both folders are listed, then every segmentation map is opened (mode, size against its
+image's header, label values against the heads' ``num_classes`` / ``ignore_index`` after
+``reduce_zero_label`` and the label map: :mod:`mmattn.utils.label_check`, in worker processes on
+large sets). Missing files, empty or unmatched annotations, all-degenerate boxes and unusable
+segmentation maps stop the tool with the count and the first offending entries.
 """
 import json
 import os
@@ -169,9 +172,8 @@ def _leaf_datasets(dataset):
     return _leaf_datasets(inner) + [d for sub in (inner_list or []) for d in _leaf_datasets(sub)]
 
 
-def _dataset_class_attr(dataset, name, default=None):
-    """A class attribute (``METAINFO``, suffixes) of the dataset type, from the registry of the
-    config's scope; ``default`` when it cannot be looked up."""
+def _dataset_class(dataset):
+    """The dataset type's class from the mmdet or mmseg registry, or None."""
     dtype = str(_get(dataset, 'type', '') or '').split('.')[-1]
     for module in ('mmdet.registry', 'mmseg.registry'):
         try:
@@ -180,8 +182,15 @@ def _dataset_class_attr(dataset, name, default=None):
         except Exception:  # noqa: BLE001 - a codebase that is absent or fails to import
             cls = None
         if cls is not None:
-            return getattr(cls, name, default)
-    return default
+            return cls
+    return None
+
+
+def _dataset_class_attr(dataset, name, default=None):
+    """A class attribute (``METAINFO``, suffixes) of the dataset type, from the registry of the
+    config's scope; ``default`` when it cannot be looked up."""
+    cls = _dataset_class(dataset)
+    return default if cls is None else getattr(cls, name, default)
 
 
 def _listing(folder):
@@ -254,7 +263,7 @@ def _coco_problems(dataset, split):
     return problems
 
 
-def _seg_problems(dataset, split):
+def _seg_problems(cfg, dataset):
     data_root = _get(dataset, 'data_root')
     prefix = _get(dataset, 'data_prefix') or {}
     img_dir = _join(data_root, _get(prefix, 'img_path', '')) or str(data_root or '')
@@ -276,7 +285,11 @@ def _seg_problems(dataset, split):
     if missing:
         return [f'{len(missing)} of {len(images)} images under {img_dir} have no segmentation '
                 f'map under {seg_dir}: {_first(missing)}']
-    return []
+    from .label_check import label_problems, label_rules
+    rules = label_rules(cfg, dataset, _dataset_class(dataset))
+    names = [p[:-len(img_suffix)] + seg_suffix for p in images]
+    pairs = [(osp.join(img_dir, p), osp.join(seg_dir, n)) for p, n in zip(images, names)]
+    return label_problems(pairs, names, seg_dir, rules, shown=_SHOWN)
 
 
 def data_content_problems(cfg, splits: Sequence[str] = ('train', 'val')) -> List[str]:
@@ -286,7 +299,10 @@ def data_content_problems(cfg, splits: Sequence[str] = ('train', 'val')) -> List
     directory listing, no image decoded), class names of the config matching no category, and
     for training an empty ``annotations`` list or boxes that are all degenerate (mmdet drops
     boxes narrower or lower than 1 px, of zero area or outside the image). ADE20K / mmseg
-    folder layouts (``data_prefix.seg_map_path``): images without their segmentation map.
+    folder layouts (``data_prefix.seg_map_path``): images without their segmentation map, then
+    maps that cannot be decoded, have more than one channel, differ in size from their image or
+    hold a value that would be neither a class index nor ``ignore_index`` after
+    ``reduce_zero_label`` and the label map.
     """
     problems = []
     for split in splits:
@@ -299,7 +315,7 @@ def data_content_problems(cfg, splits: Sequence[str] = ('train', 'val')) -> List
             if ann_file.endswith('.json'):
                 problems += _coco_problems(dataset, split)
             elif isinstance(prefix, dict) and 'seg_map_path' in prefix:
-                problems += _seg_problems(dataset, split)
+                problems += _seg_problems(cfg, dataset)
     return list(dict.fromkeys(problems))
 
 
