@@ -219,6 +219,10 @@ def test_label_rules_follow_the_config():
     assert allowed(demo) == '0-150, 255'
     assert allowed(demo, metainfo=None) == '0-5, 255'
     assert allowed(demo, metainfo=None, reduce_zero_label=False) == '0-4, 255'
+    # tools/test.py --tta: the segmentor is the TTA model's module
+    tta = dict(model=dict(type='SegTTAModel', module=demo.model))
+    ds = dict(demo.train_dataloader.dataset, metainfo=None)
+    assert describe_values(label_rules(tta, ds, _dataset_class(ds))['valid']) == '0-5, 255'
 
 
 def test_label_scan_in_worker_processes(tmp_path, monkeypatch, capsys):

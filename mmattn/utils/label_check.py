@@ -30,12 +30,20 @@ _SHOWN_VALUES = 4  # offending values named per file
 
 
 def _heads(model):
-    """The decode / auxiliary head configs (a head may be a list, as in CascadeEncoderDecoder)."""
+    """The decode / auxiliary head configs (a head may be a list, as in CascadeEncoderDecoder;
+    a test-time-augmentation model holds the segmentor under ``module``)."""
+    while _get(model, 'module') is not None and _get(model, 'decode_head') is None:
+        model = _get(model, 'module')
     heads = []
     for key in ('decode_head', 'auxiliary_head'):
         head = _get(model, key)
         heads += list(head) if isinstance(head, (list, tuple)) else [head] if head else []
     return [h for h in heads if _get(h, 'num_classes') is not None]
+
+
+def _ignore_index(head):
+    value = _get(head, 'ignore_index')
+    return 255 if value is None else value  # mmseg BaseDecodeHead's default
 
 
 def label_rules(cfg, dataset, dataset_class):
@@ -69,7 +77,7 @@ def label_rules(cfg, dataset, dataset_class):
         except Exception:  # noqa: BLE001 - mmseg raises its own error when it builds the set
             label_map = None
 
-    heads = [(int(_get(h, 'num_classes')), int(_get(h, 'ignore_index', 255) or 255))
+    heads = [(int(_get(h, 'num_classes')), int(_ignore_index(h)))
              for h in _heads(_get(cfg, 'model'))]
     if not heads:
         n = len(classes) if classes else len(_get(_get(dataset_class, 'METAINFO'), 'classes', ()))
