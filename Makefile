@@ -26,7 +26,7 @@ BENCH_ARGS ?=
 help:
 	@echo "make install   create $(VENV) (unless a virtualenv is active) and install mmattn with its pinned stack"
 	@echo "make test      run the test suite (pytest)"
-	@echo "make lint      ruff (pyflakes, pycodestyle, isort) over the repository"
+	@echo "make lint      ruff (pyflakes, pycodestyle) over the repository"
 	@echo "make docs      build the docs site strictly (mkdocs --strict) into site/"
 	@echo "make test-deploy dynamic-shape ONNX exports (every backbone, RetinaNet, Mask R-CNN, Semantic FPN, UPerNet) and inductor compiles (slow)"
 	@echo "make test-fast the test suite without the tests marked slow (Runner, subprocesses)"

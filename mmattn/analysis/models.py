@@ -15,7 +15,7 @@ BASELINES = {
 }
 
 
-# Stock hosts of the plug-in blocks (README "Plug an attention into your own model") and the ops
+# Stock hosts of the plug-in blocks (docs/plugin.md) and the ops
 # a 'HOST+OP' spec adds: in R-50 as mmcv plugins after conv2 of every bottleneck in stages 2-4,
 # in the transformers through AttentionSwap in stages 2-3 (0-based), as configs/plug does.
 PLUG_HOSTS = {

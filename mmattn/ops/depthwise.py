@@ -2,8 +2,8 @@
 
 The forward is ``F.conv2d(x, weight, bias, padding=k // 2, groups=C)``, unchanged. The backward
 differs on CPU for kernels larger than 3x3: oneDNN's depthwise backward computes the weight and
-bias gradients of those kernels slowly. Measured on the 2-core CPU of the README's speed
-tables (fp32, one 64-channel 208x304 map, the LePE of BiFormer-S's first stage at 800x1216):
+bias gradients of those kernels slowly. Measured on a 2-core AMD EPYC VM (CPU, 2026-12-03; fp32,
+one 64-channel 208x304 map, the LePE of BiFormer-S's first stage at 800x1216):
 5x5 weight gradient 38 ms (NCHW) / 66 ms (channels-last) against 3.9 ms for the input gradient
 and 6 ms for the forward; 3x3 kernels take 2-4 ms and keep the native backward.
 

@@ -226,7 +226,7 @@ def test_out_indices_and_stride():
 @pytest.mark.parametrize('arch, backbone, full', [
     ('miny', 5.572, 5.733), ('tiny', 10.708, 10.949), ('small', 22.100, 22.421),
     ('base', 45.345, 45.827), ('large', 71.352, 71.834)])
-def test_parameter_counts_match_the_spec(arch, backbone, full):
+def test_parameter_counts_match_the_official_models(arch, backbone, full):
     with torch.device('meta'):
         model = GroupMixFormer(arch)
     n = sum(p.numel() for p in model.parameters())

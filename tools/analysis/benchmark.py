@@ -36,7 +36,7 @@ ratio columns mean.
     python tools/analysis/benchmark.py --backbones NAT:tiny,Swin-T --resolutions 512x512
     python tools/analysis/benchmark.py --ops routing,neighborhood --quick --no-memory
     python tools/analysis/benchmark.py --plug --backbones R-50,Swin-T
-    python tools/analysis/benchmark.py --compile --docs docs/deploy.md
+    python tools/analysis/benchmark.py --compile --docs docs/benchmarks.md
     python tools/analysis/benchmark.py --docs-only --docs docs/benchmarks.md \
         --out-dir docs/benchmark --include docs/benchmark/*.json
     python tools/analysis/benchmark.py --device cuda
@@ -685,8 +685,8 @@ def parse_args(argv=None):
     parser.add_argument('--readme', '--readme-only', dest='old_readme', nargs='?', const='',
                         help=argparse.SUPPRESS)
     parser.add_argument('--name', default=None,
-                        help='output file stem in --out-dir. Default: backbones_<device> or '
-                        'ops_<device>')
+                        help='output file stem in --out-dir. Default: backbones_<device>, '
+                        'ops_<device>, plug_<device> or deploy_<device> by mode')
     parser.add_argument('--probe', nargs='+', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.old_readme is not None:
