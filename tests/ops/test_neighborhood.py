@@ -1,4 +1,5 @@
-"""Neighborhood attention op: fast path == definition (NATTEN's 2-D neighborhood attention with dilation and rpb)."""
+"""Neighborhood attention op: fast path == definition (NATTEN's 2-D neighborhood attention with
+dilation and rpb)."""
 import pytest
 import torch
 
@@ -216,7 +217,8 @@ def test_bad_shapes_raise():
         NeighborhoodAttention(10, 3, 3)
 
 
-@pytest.mark.parametrize('impl', [neighborhood_attention_2d_unfold, neighborhood_attention_2d_dense])
+@pytest.mark.parametrize('impl',
+                         [neighborhood_attention_2d_unfold, neighborhood_attention_2d_dense])
 @pytest.mark.parametrize('h, w, k, d', [(9, 11, 3, 1), (13, 10, 3, 3), (7, 8, 5, 1)])
 def test_benchmark_forms_equal_reference(impl, h, w, k, d):
     # the benchmark's unfold (im2col) and dense SDPA forms take the op's arguments
