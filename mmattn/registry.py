@@ -4,6 +4,8 @@
 ``type='mmattn.BiFormer'`` resolves from any OpenMMLab scope. Every public class is also
 registered into the downstream ``MODELS`` registries that import, so stock-style configs can
 write plain ``type='BiFormer'`` under ``default_scope='mmdet'`` / ``'mmseg'`` / ``'mmpretrain'``.
+A name that one of these registries already gives to a different class is refused
+(:func:`register_model`), never silently replaced.
 """
 import importlib
 import warnings
@@ -34,12 +36,37 @@ def _downstream_model_registries():
     return registries
 
 
+def _same_class(a, b) -> bool:
+    """One class, or the same class of a reloaded module (same module and qualified name)."""
+    return a is b or (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)
+
+
+def _check_free(registry, key, module_cls):
+    """Refuse to replace a different class registered as ``key`` in ``registry`` (its own
+    entries: a class of a parent registry is shadowed, as mmengine's scopes intend)."""
+    existing = registry._module_dict.get(key)
+    if existing is not None and not _same_class(existing, module_cls):
+        raise KeyError(
+            f'mmattn cannot register {module_cls.__module__}.{module_cls.__qualname__} as '
+            f'{key!r} in {registry.scope}\'s {registry.name} registry: '
+            f'{existing.__module__}.{existing.__qualname__} is registered under that name. '
+            'Register the mmattn class under another name (register_model(name=...)).')
+
+
 def register_model(cls=None, *, name=None):
-    """Class decorator: register into ``mmattn.registry.MODELS`` and every downstream MODELS."""
+    """Class decorator: register into ``mmattn.registry.MODELS`` and every downstream MODELS.
+
+    If any of them already holds a different class under the same name (an upstream class,
+    another plugin's), none is changed: a ``KeyError`` names both classes. Registering the same
+    class again (also from a reloaded module) replaces the entry.
+    """
 
     def _register(module_cls):
-        MODELS.register_module(name=name, module=module_cls)
-        for registry in _downstream_model_registries():
+        key = name or module_cls.__name__
+        registries = [MODELS, *_downstream_model_registries()]
+        for registry in registries:  # check all before registering anywhere
+            _check_free(registry, key, module_cls)
+        for registry in registries:
             registry.register_module(name=name, module=module_cls, force=True)
         return module_cls
 
