@@ -29,16 +29,18 @@ import math
 from typing import Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from mmattn.ops.dual import DualPathAttention, SemanticTokenInit
+from mmattn.ops.dual import (DualPathAttention, SemanticTokenInit, dual_path_attention_reference,
+                             semantic_init_reference)
 from mmattn.ops.group_mix import CHANNEL_MULTIPLE as GROUP_MIX_CHANNELS
 from mmattn.ops.group_mix import NUM_HEADS as GROUP_MIX_HEADS
-from mmattn.ops.group_mix import GroupMixAttention
-from mmattn.ops.neighborhood import NeighborhoodAttention
-from mmattn.ops.routing import BiLevelRoutingAttention
-from mmattn.ops.slide import SlideAttention
+from mmattn.ops.group_mix import GroupMixAttention, group_mix_attention_reference
+from mmattn.ops.neighborhood import NeighborhoodAttention, neighborhood_attention_2d_reference
+from mmattn.ops.routing import BiLevelRoutingAttention, bra_reference
+from mmattn.ops.slide import SlideAttention, slide_attention_reference
 from mmattn.registry import register_model
 
 HEAD_DIM = 32  # default head width: BiFormer, NAT, Slide-Swin and Dual-ViT stages all use 32
@@ -68,8 +70,11 @@ class AttentionBlock2d(BaseModule):
     """Base of the plug-in blocks: checks, layouts, residual, zero-init.
 
     Subclasses build ``self.attn`` (the family's channels-last layer, output projection
-    ``self.attn.proj``), implement :meth:`attend` on (B, H, W, C) maps and set ``short_name``,
-    the op's name in the analysis tools' ``HOST+OP`` specs (e.g. ``'R-50+bra'``).
+    ``self.attn.proj``), implement :meth:`attend` on (B, H, W, C) maps and
+    :meth:`attend_reference` (the same from the op's reference), set ``short_name``, the op's
+    name in the analysis tools' ``HOST+OP`` specs (e.g. ``'R-50+bra'``), and ``fixed_heads``
+    when the op's head count is part of its definition (:class:`AttentionSwap` then leaves
+    ``num_heads`` unset instead of passing the host's).
 
     Args:
         in_channels (int): channels C of the host's feature map.
@@ -79,6 +84,7 @@ class AttentionBlock2d(BaseModule):
         init_cfg (dict | list[dict], optional): mmengine init config. Defaults to None.
     """
     short_name = None
+    fixed_heads: Optional[int] = None  # the only num_heads the op takes (None: any divisor)
 
     def __init__(self, in_channels: int, residual: bool = True, zero_init: bool = True,
                  init_cfg=None):
@@ -98,6 +104,11 @@ class AttentionBlock2d(BaseModule):
 
     def attend(self, x: Tensor) -> Tensor:
         """(B, H, W, C) -> (B, H, W, C): the op alone, without the residual."""
+        raise NotImplementedError
+
+    def attend_reference(self, x: Tensor) -> Tensor:
+        """:meth:`attend` computed by the op's reference (written from the definition; slow,
+        eval mode), on this block's weights; the plug-in tests compare the two in float64."""
         raise NotImplementedError
 
     def reset_output(self) -> None:
@@ -187,6 +198,11 @@ class BiLevelRoutingAttention2d(AttentionBlock2d):
     def attend(self, x: Tensor) -> Tensor:
         return self.attn(x)
 
+    def attend_reference(self, x: Tensor) -> Tensor:
+        a = self.attn
+        return bra_reference(x, a.qkv.weight, a.qkv.bias, a.lepe.weight, a.lepe.bias,
+                             a.proj.weight, a.proj.bias, a.n_win, a.topk, a.num_heads)[0]
+
 
 @register_model
 class NeighborhoodAttention2d(AttentionBlock2d):
@@ -219,6 +235,17 @@ class NeighborhoodAttention2d(AttentionBlock2d):
 
     def attend(self, x: Tensor) -> Tensor:
         return self.attn.forward_any_size(x)
+
+    def attend_reference(self, x: Tensor) -> Tensor:
+        a = self.attn
+        b, h, w, c = x.shape
+        need = a.kernel_size * a.dilation  # NATTEN 0.14's zero padding of small maps
+        xp = F.pad(x, (0, 0, 0, max(need - w, 0), 0, max(need - h, 0)))
+        hp, wp = xp.shape[1:3]
+        q, k, v = F.linear(xp, a.qkv.weight, a.qkv.bias).view(
+            b, hp, wp, 3, a.num_heads, -1).unbind(3)
+        out = neighborhood_attention_2d_reference(q, k, v, a.kernel_size, a.dilation, a.rpb)
+        return F.linear(out.reshape(b, hp, wp, c), a.proj.weight, a.proj.bias)[:, :h, :w]
 
 
 @register_model
@@ -260,6 +287,16 @@ class SlideAttention2d(AttentionBlock2d):
     def attend(self, x: Tensor) -> Tensor:
         return self.attn(x)
 
+    def attend_reference(self, x: Tensor) -> Tensor:
+        a = self.attn
+        b, h, w, c = x.shape
+        qkv = F.linear(x, a.qkv.weight, a.qkv.bias).permute(0, 3, 1, 2)
+        q, k, v = qkv.reshape(b, a.num_heads, 3, a.head_dim, h, w).unbind(2)
+        weight, bias = a.merged_kernel()
+        out = slide_attention_reference(q, k, v, weight, bias,
+                                        a.relative_position_bias_table.view(a.num_heads, -1))
+        return F.linear(out.reshape(b, c, h, w).permute(0, 2, 3, 1), a.proj.weight, a.proj.bias)
+
 
 def group_mix_width(in_channels: int) -> int:
     """Group-mix attention needs a multiple of ``CHANNEL_MULTIPLE`` (10) channels:
@@ -291,6 +328,7 @@ class GroupMixAttention2d(AttentionBlock2d):
         init_cfg (dict, optional): see :class:`AttentionBlock2d`.
     """
     short_name = 'gma'
+    fixed_heads = GROUP_MIX_HEADS
     docs_page = 'plugin.md'
     _abbr_ = 'gma'
 
@@ -298,8 +336,8 @@ class GroupMixAttention2d(AttentionBlock2d):
                  embed_dims: Optional[int] = None, norm_cfg: dict = dict(type='BN'),
                  residual: bool = True, zero_init: bool = True, init_cfg=None):
         super().__init__(in_channels, residual, zero_init, init_cfg)
-        if num_heads not in (None, GROUP_MIX_HEADS):
-            raise ValueError(f'group-mix attention has {GROUP_MIX_HEADS} heads by design (their '
+        if num_heads not in (None, self.fixed_heads):
+            raise ValueError(f'group-mix attention has {self.fixed_heads} heads by design (their '
                              f'relative-position kernels are 3/5/7 for 2/3/3 heads); got '
                              f'num_heads={num_heads}: leave it None')
         embed_dims = group_mix_width(in_channels) if embed_dims is None else embed_dims
@@ -308,6 +346,11 @@ class GroupMixAttention2d(AttentionBlock2d):
     def attend(self, x: Tensor) -> Tensor:
         b, h, w, c = x.shape
         return self.attn(x.reshape(b, h * w, c), (h, w)).view(b, h, w, c)
+
+    def attend_reference(self, x: Tensor) -> Tensor:
+        b, h, w, c = x.shape
+        state = dict(self.attn.named_parameters(), **dict(self.attn.named_buffers()))
+        return group_mix_attention_reference(x.reshape(b, h * w, c), (h, w), state).view(x.shape)
 
 
 @register_model
@@ -347,6 +390,12 @@ class DualAttention2d(AttentionBlock2d):
         tokens, semantics = self.semantic_tokens(x)
         out, _ = self.attn(tokens, semantics)
         return out.view(x.shape)
+
+    def attend_reference(self, x: Tensor) -> Tensor:
+        b, h, w, c = x.shape
+        tokens = x.reshape(b, h * w, c)
+        semantics = semantic_init_reference(self.semantic_init, tokens, (h, w))
+        return dual_path_attention_reference(self.attn, tokens, semantics)[0].view(x.shape)
 
 
 PLUG_BLOCKS = (BiLevelRoutingAttention2d, NeighborhoodAttention2d, SlideAttention2d,

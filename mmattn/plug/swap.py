@@ -25,6 +25,8 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from mmattn.converters.common import CheckpointKeyError, describe_mismatch, unwrap_state_dict
 from mmattn.registry import MODELS, register_model
 
+from .blocks import PLUG_BLOCKS, AttentionBlock2d
+
 
 def _swin_blocks(host, stage):
     return host.stages[stage].blocks
@@ -120,9 +122,10 @@ class AttentionSwap(BaseModule):
         backbone (dict): the host config (``mmdet.SwinTransformer``,
             ``mmdet.PyramidVisionTransformerV2``, ``mmseg.MixVisionTransformer``, ...).
         attn (dict): a plug-in block config (:mod:`mmattn.plug.blocks`) without
-            ``in_channels``; ``num_heads`` defaults to the host stage's heads (the group-mix
-            block keeps its fixed 8). ``residual`` is forced to False (the host adds it);
-            ``zero_init`` defaults to True (the swapped stage starts as its MLP path only).
+            ``in_channels``; ``num_heads`` defaults to the host stage's heads (a block with
+            ``fixed_heads``, as the group-mix block's 8, keeps its own). ``residual`` is
+            forced to False (the host adds it); ``zero_init`` defaults to True (the swapped
+            stage starts as its MLP path only).
         stages (Sequence[int]): host stages whose attention is replaced: distinct 0-based
             indices (no negative ones). Defaults to (2, 3).
         blocks (Sequence[int], optional): block indices inside each of those stages, under the
@@ -167,11 +170,10 @@ class AttentionSwap(BaseModule):
         cfg = dict(copy.deepcopy(attn), in_channels=entry['width'](host_attn), residual=False)
         cfg.setdefault('zero_init', True)
         block_cls = MODELS.get(cfg['type'])
-        if block_cls is None or not hasattr(block_cls, 'attend'):
+        if not (isinstance(block_cls, type) and issubclass(block_cls, AttentionBlock2d)):
             raise TypeError(f'AttentionSwap: attn type {cfg["type"]!r} is not an mmattn plug-in '
-                            'block (BiLevelRoutingAttention2d, NeighborhoodAttention2d, '
-                            'SlideAttention2d, GroupMixAttention2d, DualAttention2d)')
-        if 'num_heads' not in cfg and block_cls.__name__ != 'GroupMixAttention2d':
+                            f'block ({", ".join(cls.__name__ for cls in PLUG_BLOCKS)})')
+        if 'num_heads' not in cfg and block_cls.fixed_heads is None:
             cfg['num_heads'] = entry['heads'](host_attn)
         block = MODELS.build(cfg)
         block.drop_path = entry['drop'](host_attn)

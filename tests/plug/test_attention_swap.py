@@ -160,13 +160,34 @@ def test_bad_configs_are_clear_errors():
     with pytest.raises(TypeError, match='not a supported host'):
         AttentionSwap(backbone=dict(type='mmdet.ResNet', depth=18), attn=dict(
             type='NeighborhoodAttention2d'))
-    with pytest.raises(TypeError, match='not an mmattn plug-in block'):
+    with pytest.raises(TypeError, match='not an mmattn plug-in block') as error:
         _swap('swin', 'BiLevelRoutingAttention')
+    assert all(cls.__name__ in str(error.value) for cls in PLUG_BLOCKS)  # the choices
     with pytest.raises(ValueError, match='stage 5 does not exist'):
         _swap('mit', 'SlideAttention2d', stages=(5, ))
     with pytest.raises(ValueError, match='block 3 does not exist: stage 2 of '
                        'MixVisionTransformer has 2 blocks'):
         _swap('mit', 'SlideAttention2d', stages=(2, ), blocks=[3])
+
+
+def test_a_block_with_fixed_heads_keeps_them():
+    """AttentionSwap reads ``fixed_heads`` from the block class (not its name): such a block
+    gets no num_heads from the host."""
+    from mmattn.plug import NeighborhoodAttention2d
+
+    class OneHeadNA(NeighborhoodAttention2d):
+        fixed_heads = 1
+
+        def __init__(self, in_channels, num_heads=None, **kwargs):
+            assert num_heads is None, num_heads
+            super().__init__(in_channels, num_heads=self.fixed_heads, **kwargs)
+
+    MODELS.register_module(module=OneHeadNA)  # mmattn's registry only, removed below
+    try:
+        model = _swap('swin', 'OneHeadNA')
+    finally:
+        MODELS._module_dict.pop('OneHeadNA')
+    assert [b.attn.num_heads for _, b in model.swapped] == [1] * len(model.swapped)
 
 
 @pytest.mark.parametrize('host', sorted(HOSTS))

@@ -1,4 +1,4 @@
-"""The plug-in block contract, the same suite for all five ops.
+"""The plug-in block contract, the same suite for every block of ``PLUG_BLOCKS``.
 
 NCHW in / out at odd and tiny map sizes (the maps R-50 makes of 333x517 and 32x32 images),
 batch 1 and 2, gradients to the input and every parameter, identity at init with ``zero_init``
@@ -9,13 +9,7 @@ width, an empty batch, an input of another dtype.
 """
 import pytest
 import torch
-import torch.nn.functional as F
 
-from mmattn.ops.dual import dual_path_attention_reference, semantic_init_reference
-from mmattn.ops.group_mix import group_mix_attention_reference
-from mmattn.ops.neighborhood import neighborhood_attention_2d_reference
-from mmattn.ops.routing import bra_reference
-from mmattn.ops.slide import slide_attention_reference
 from mmattn.plug import (PLUG_BLOCKS, BiLevelRoutingAttention2d, DualAttention2d,
                          GroupMixAttention2d, NeighborhoodAttention2d, SlideAttention2d)
 from mmattn.plug.blocks import default_heads
@@ -24,6 +18,9 @@ CHANNELS = 64
 # R-50 stage maps (strides 8, 16, 32) of a 333x517 image and of a 32x32 image, plus odd sizes
 MAP_SIZES = [(42, 65), (11, 17), (4, 4), (1, 1), (3, 5)]
 BLOCKS = {cls.__name__: cls for cls in PLUG_BLOCKS}
+# blocks whose num_heads is free (a divisor of C), and those whose op fixes it
+FREE_HEADS = sorted(name for name, cls in BLOCKS.items() if cls.fixed_heads is None)
+FIXED_HEADS = sorted(set(BLOCKS) - set(FREE_HEADS))
 
 
 def _block(name, **kwargs):
@@ -89,7 +86,7 @@ def test_zero_init_is_the_identity_even_after_a_host_kaiming_init(name):
     host.train()
     x = torch.randn(2, CHANNELS, 15, 22)
     assert torch.equal(host.block(x), x)
-    if name == 'SlideAttention2d':
+    if hasattr(host.block.attn, 'shift_kernel_is_one_hot'):  # a fixed kernel survives too
         assert host.block.attn.shift_kernel_is_one_hot()
     without = _block(name, zero_init=False)
     without.init_weights()
@@ -126,54 +123,6 @@ def test_token_mode_equals_nchw_mode(name):
 # ---------------------------------------------------------------- equality with the references
 
 
-def _bra_ref(block, x):
-    a = block.attn
-    return bra_reference(x, a.qkv.weight, a.qkv.bias, a.lepe.weight, a.lepe.bias, a.proj.weight,
-                         a.proj.bias, a.n_win, a.topk, a.num_heads)[0]
-
-
-def _na_ref(block, x):
-    a = block.attn
-    b, h, w, c = x.shape
-    need = a.kernel_size * a.dilation
-    xp = F.pad(x, (0, 0, 0, max(need - w, 0), 0, max(need - h, 0)))  # NATTEN 0.14 zero padding
-    hp, wp = xp.shape[1:3]
-    q, k, v = F.linear(xp, a.qkv.weight, a.qkv.bias).view(b, hp, wp, 3, a.num_heads, -1).unbind(3)
-    out = neighborhood_attention_2d_reference(q, k, v, a.kernel_size, a.dilation, a.rpb)
-    return F.linear(out.reshape(b, hp, wp, c), a.proj.weight, a.proj.bias)[:, :h, :w]
-
-
-def _slide_ref(block, x):
-    a = block.attn
-    b, h, w, c = x.shape
-    qkv = F.linear(x, a.qkv.weight, a.qkv.bias).permute(0, 3, 1, 2)
-    q, k, v = qkv.reshape(b, a.num_heads, 3, a.head_dim, h, w).unbind(2)
-    weight, bias = a.merged_kernel()
-    out = slide_attention_reference(q, k, v, weight, bias,
-                                    a.relative_position_bias_table.view(a.num_heads, -1))
-    return F.linear(out.reshape(b, c, h, w).permute(0, 2, 3, 1), a.proj.weight, a.proj.bias)
-
-
-def _group_mix_ref(block, x):
-    b, h, w, c = x.shape
-    state = dict(block.attn.named_parameters(), **dict(block.attn.named_buffers()))
-    return group_mix_attention_reference(x.reshape(b, h * w, c), (h, w), state).view(x.shape)
-
-
-def _dual_ref(block, x):
-    b, h, w, c = x.shape
-    tokens = x.reshape(b, h * w, c)
-    z = semantic_init_reference(block.semantic_init, tokens, (h, w))
-    return dual_path_attention_reference(block.attn, tokens, z)[0].view(x.shape)
-
-
-REFERENCES = {
-    'BiLevelRoutingAttention2d': _bra_ref, 'NeighborhoodAttention2d': _na_ref,
-    'SlideAttention2d': _slide_ref, 'GroupMixAttention2d': _group_mix_ref,
-    'DualAttention2d': _dual_ref,
-}
-
-
 @pytest.mark.parametrize('name', sorted(BLOCKS))
 @pytest.mark.parametrize('hw', [(13, 18), (5, 3), (1, 1)])
 def test_block_equals_the_op_reference_float64(name, hw):
@@ -181,7 +130,7 @@ def test_block_equals_the_op_reference_float64(name, hw):
     x = torch.randn(2, CHANNELS, *hw, dtype=torch.float64)
     with torch.no_grad():
         out = block(x)
-        ref = REFERENCES[name](block, x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        ref = block.attend_reference(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
     torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
 
 
@@ -222,7 +171,7 @@ def test_wrong_input_is_one_clear_error(name):
         BLOCKS[name](0)
 
 
-@pytest.mark.parametrize('name', sorted(set(BLOCKS) - {'GroupMixAttention2d'}))
+@pytest.mark.parametrize('name', FREE_HEADS)
 @pytest.mark.parametrize('channels, heads', [(100, 2), (200, 5), (240, 6), (96, 3), (33, 1)])
 def test_default_heads_divide_any_width(name, channels, heads):
     """C // 32 heads when that divides C, else the largest divisor below it: 100 channels
@@ -242,7 +191,7 @@ def test_default_heads_rule():
     assert [default_heads(c) for c in (64, 128, 256, 320, 512)] == [2, 4, 8, 10, 16]
 
 
-@pytest.mark.parametrize('name', sorted(set(BLOCKS) - {'GroupMixAttention2d'}))
+@pytest.mark.parametrize('name', FREE_HEADS)
 @pytest.mark.parametrize('heads', [3, 0, 2.0])
 def test_num_heads_that_do_not_divide_are_one_clear_error(name, heads):
     with pytest.raises(ValueError, match=rf'{name}: num_heads must divide in_channels=100 '
@@ -279,9 +228,12 @@ def test_bf16_activations_into_fp32_weights_under_autocast(name):
     assert out.shape == x.shape and torch.isfinite(out).all()
 
 
-def test_group_mix_heads_are_fixed():
-    with pytest.raises(ValueError, match='8 heads'):
-        GroupMixAttention2d(64, num_heads=4)
+@pytest.mark.parametrize('name', FIXED_HEADS)
+def test_fixed_heads_are_fixed(name):
+    fixed = BLOCKS[name].fixed_heads
+    BLOCKS[name](CHANNELS, num_heads=fixed)
+    with pytest.raises(ValueError, match=f'{fixed} heads'):
+        BLOCKS[name](CHANNELS, num_heads=fixed // 2)
 
 
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from helpers import build_model, config_paths, load_config
-from mmattn.plug import AttentionBlock2d, AttentionSwap
+from mmattn.plug import HOSTS, PLUG_BLOCKS, AttentionBlock2d, AttentionSwap
+from mmattn.registry import MODELS
 
 CONFIGS = config_paths('', 'plug')
 SIZES = [(333, 517), (32, 32)]
@@ -21,11 +22,17 @@ def _without_downloads(cfg):
     return model
 
 
-def test_one_config_per_op_and_host():
-    names = {p.split('/')[-1] for p in CONFIGS}
-    assert {'r50-bra_maskrcnn.py', 'r50-na_retinanet.py', 'r50-slide_upernet.py',
-            'r50-gma_fpn.py', 'r50-dual_maskrcnn.py', 'swin-t-na_maskrcnn.py',
-            'pvtv2-b2-slide_retinanet.py', 'mit-b0-bra_segformer.py'} <= names
+def test_every_block_as_a_resnet_plugin_and_every_swap_host_has_a_config():
+    resnet_plugins, swap_hosts = set(), set()
+    for path in CONFIGS:
+        backbone = load_config(path).model.backbone
+        if backbone.type == 'AttentionSwap':
+            host = MODELS.get(backbone.backbone.type)  # e.g. PVTv2: PVT's entry of HOSTS
+            swap_hosts.add(next(c.__name__ for c in host.__mro__ if c.__name__ in HOSTS))
+        else:
+            resnet_plugins.update(plugin.cfg.type for plugin in backbone.plugins)
+    assert resnet_plugins == {cls.__name__ for cls in PLUG_BLOCKS}
+    assert swap_hosts == set(HOSTS)
 
 
 @pytest.mark.parametrize('path', CONFIGS)
@@ -54,8 +61,7 @@ def test_config_builds_and_extracts_features(path):
 
 
 @pytest.mark.parametrize('scope, resnet', [('mmdet', 'ResNet'), ('mmseg', 'ResNetV1c')])
-@pytest.mark.parametrize('op', ['BiLevelRoutingAttention2d', 'NeighborhoodAttention2d',
-                                'SlideAttention2d', 'GroupMixAttention2d', 'DualAttention2d'])
+@pytest.mark.parametrize('op', [cls.__name__ for cls in PLUG_BLOCKS])
 def test_every_op_as_a_resnet_plugin_of_mmdet_and_mmseg(scope, resnet, op):
     backbone = build_model(dict(type=resnet, depth=50, plugins=[dict(
         cfg=dict(type=op), stages=(False, True, True, True), position='after_conv2')]), scope)
