@@ -22,6 +22,8 @@ What is verified:
 import os
 import pickle
 import pickletools
+import re
+import warnings
 import zipfile
 import zlib
 
@@ -126,6 +128,84 @@ def _is_allowlist_refusal(exc, path):
     return True
 
 
+_STRING_OPS = frozenset({'SHORT_BINUNICODE', 'BINUNICODE', 'BINUNICODE8', 'UNICODE',
+                         'SHORT_BINSTRING', 'BINSTRING', 'STRING'})
+_MEMO_GETS = frozenset({'GET', 'BINGET', 'LONG_BINGET'})
+
+
+def _pickle_stream(path):
+    """The object pickle of a checkpoint as bytes: ``data.pkl`` of the zip format, or the whole
+    file (the legacy format's pickles follow one another)."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            name = next(n for n in archive.namelist() if n.endswith('data.pkl'))
+            return archive.read(name)
+    with open(path, 'rb') as f:
+        return f.read()
+
+
+def pickle_globals(path):
+    """The ``module.name`` of every global (class or function) the checkpoint's pickles
+    reference, in order of appearance, read with ``pickletools`` (nothing is executed)."""
+    import io
+    stream = io.BytesIO(_pickle_stream(path))
+    found = []
+    while True:
+        strings, memo = [], {}
+        try:
+            for opcode, arg, _ in pickletools.genops(stream):
+                name = opcode.name
+                if name in _STRING_OPS:
+                    strings.append(arg if isinstance(arg, str) else str(arg))
+                elif name in ('MEMOIZE', 'PUT', 'BINPUT', 'LONG_BINPUT'):
+                    index = len(memo) if name == 'MEMOIZE' else arg
+                    memo[index] = strings[-1] if strings else None
+                elif name in _MEMO_GETS and isinstance(memo.get(arg), str):
+                    strings.append(memo[arg])
+                elif name == 'GLOBAL':
+                    found.append(str(arg).replace(' ', '.'))
+                elif name == 'STACK_GLOBAL' and len(strings) >= 2:
+                    found.append(f'{strings[-2]}.{strings[-1]}')
+        except Exception:  # noqa: BLE001 - the end of the pickles (raw tensor bytes follow)
+            break
+        if stream.tell() >= len(stream.getvalue()):
+            break
+    return list(dict.fromkeys(found))
+
+
+def _allowed_global_names():
+    """Names torch's weights-only unpickler accepts (its defaults and the added safe globals)."""
+    names = set()
+    try:
+        from torch import _weights_only_unpickler
+        names.update(_weights_only_unpickler._get_allowed_globals())
+    except Exception:  # noqa: BLE001 - a torch without this private helper: name every global
+        pass
+    for entry in torch.serialization.get_safe_globals():
+        if isinstance(entry, tuple):
+            names.add(entry[1])
+        else:
+            names.add(f'{getattr(entry, "__module__", "")}.{getattr(entry, "__qualname__", "")}')
+    return names
+
+
+def refused_globals(path, exc=None):
+    """The globals of ``path`` that the weights-only unpickler refuses (at most 3 named), as a
+    short phrase; the refusal message of torch when none is found by name."""
+    try:
+        allowed = _allowed_global_names()
+        names = [n for n in pickle_globals(path) if n not in allowed]
+    except Exception:  # noqa: BLE001 - unreadable stream: torch's own reason below
+        names = []
+    if names:
+        more = f' and {len(names) - 3} more' if len(names) > 3 else ''
+        return ', '.join(names[:3]) + more
+    text = str(exc or '')
+    match = re.search(r'GLOBAL ([\w.]+)', text) or re.search(r'WeightsUnpickler error: \s*(.+)',
+                                                              text)
+    return match.group(1).strip()[:80] if match else 'objects of other types'
+
+
 def load_checkpoint_file(path, trusted=False):
     """Load a checkpoint file on the CPU.
 
@@ -136,18 +216,19 @@ def load_checkpoint_file(path, trusted=False):
     """
     check_checkpoint_file(path)
     try:
-        return torch.load(path, map_location='cpu', weights_only=True)
+        with warnings.catch_warnings():  # torch's note on protocols > 2: the error says more
+            warnings.filterwarnings('ignore', message='Detected pickle protocol',
+                                    category=UserWarning)
+            return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as exc:
         if not _is_allowlist_refusal(exc, path):
             raise CheckpointFileError(f'{path}: not a PyTorch checkpoint (unreadable pickle '
                                       'stream)') from exc
         if not trusted:
-            reason = str(exc).strip().splitlines()[0]
             raise RuntimeError(
-                f'{path} contains pickled objects outside the weights-only allow-list ({reason}). '
-                'If you trust this file (e.g. an official release), convert it once with '
-                '`python tools/convert_ckpt.py FAMILY SRC DST --trusted`; the output holds tensors '
-                'only and loads safely everywhere.') from exc
+                f'{path} contains pickled objects outside the weights-only allow-list '
+                f'({refused_globals(path, exc)}); if you trust the file, convert it once with '
+                '`python tools/convert_ckpt.py FAMILY SRC DST --trusted` (tensors only)') from exc
     except (RuntimeError, EOFError, ValueError, IndexError) as exc:
         text = str(exc)
         if isinstance(exc, RuntimeError) and 'PytorchStreamReader' not in text:
