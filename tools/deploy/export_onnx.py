@@ -55,12 +55,44 @@ def build_model(config, checkpoint=None, cfg_options=()):
     else:
         from mmdet.registry import MODELS
     import mmattn  # noqa: F401  (registers the backbones into mmdet / mmseg)
+    if checkpoint:
+        if not osp.isfile(checkpoint):
+            raise SystemExit(f'export_onnx.py: checkpoint not found: {checkpoint}')
+    else:
+        without_missing_pretrained(cfg.model)
     model = MODELS.build(cfg.model)
     if checkpoint:
         load_checkpoint(model, checkpoint, map_location='cpu')
     else:
         model.init_weights()
     return model.eval(), cfg.model.get('data_preprocessor', {})
+
+
+def without_missing_pretrained(model_cfg):
+    """No CHECKPOINT: an ``init_cfg=dict(type='Pretrained')`` file that does not exist (e.g. the
+    configs' ``checkpoints/*.pth`` on a fresh checkout) is dropped, so the export runs with
+    random weights, and one line says so. The ONNX check compares PyTorch and onnxruntime on
+    the same weights, so it holds for trained weights too."""
+    from mmattn.utils import missing_pretrained
+    missing = missing_pretrained({'model': model_cfg})
+    if not missing:
+        return
+
+    def drop(node):
+        if isinstance(node, dict):
+            init = node.get('init_cfg')
+            if isinstance(init, dict) and str(init.get('checkpoint', '')) in missing:
+                node['init_cfg'] = None
+            for value in node.values():
+                drop(value)
+        elif isinstance(node, (list, tuple)):
+            for value in node:
+                drop(value)
+
+    drop(model_cfg)
+    print(f'export_onnx.py: no CHECKPOINT given and {", ".join(missing)} (init_cfg) does not '
+          'exist: exporting random weights (the graph and the onnxruntime check are the same; '
+          'pass a CHECKPOINT to export trained weights)', file=sys.stderr)
 
 
 def image_tensor(shape, preprocessor, img=None, seed=0):
