@@ -26,7 +26,8 @@ from mmattn.converters.check import check_checkpoint_or_exit  # noqa: E402
 from mmattn.utils.tool_cli import (add_common_args, exit_on_registry_error,  # noqa: E402
                                    parse_tool_args, run_and_close)
 from mmattn.utils.tool_setup import (build_runner, check_checkpoint_file_or_exit,  # noqa: E402
-                                     check_model_cfg_or_exit, load_tool_config)
+                                     check_model_cfg_or_exit, check_work_dir_or_exit,
+                                     load_tool_config)
 
 from mmengine.config import ConfigDict  # noqa: E402
 
@@ -124,12 +125,18 @@ def main(argv=None):
     args = parse_args(argv)
     cfg, scope = build_cfg(args)
     check_checkpoint_file_or_exit(args.checkpoint, 'test')  # missing, empty, truncated
+    check_work_dir_or_exit(cfg.work_dir, 'test')
     check_data_or_exit(cfg, ('test', ), content=not args.skip_data_check)
-    check_model_cfg_or_exit(cfg, scope, 'test')
+    model = check_model_cfg_or_exit(cfg, scope, 'test')
+    # mmengine loads it with strict=False, i.e. silently: names and shapes compared first
+    checked = model is not None and osp.isfile(args.checkpoint)
+    if checked:
+        check_checkpoint_or_exit(model, args.checkpoint, 'test', 'test')
+    del model
 
     with exit_on_registry_error('test'):
         runner = build_runner(cfg, scope)
-        if osp.isfile(args.checkpoint):  # mmengine loads it with strict=False, i.e. silently
+        if osp.isfile(args.checkpoint) and not checked:  # distributed: built now
             check_checkpoint_or_exit(runner.model, args.checkpoint, 'test', 'test')
 
         if args.out is not None and scope == 'mmdet':

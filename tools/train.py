@@ -9,7 +9,10 @@ instead of failing inside mmengine, and the dataset is checked before the Runner
 (one-line error for missing files, empty or unmatched annotations; ``--skip-data-check`` skips
 the content checks). Every run resumes exactly (random states and sampler position are saved in
 each checkpoint, which is written atomically); ``--resume`` passes over an unreadable newest
-checkpoint to the newest intact one, saying so in one line.
+checkpoint to the newest intact one, saying so in one line. Before the Runner logs anything,
+the config's keys (one nothing reads, such as a top-level ``max_epochs``), the model (unknown
+types, in_channels that do not match the backbone) and a ``load_from`` / ``--resume``
+checkpoint (names and shapes) are checked.
 
     python tools/train.py configs/demo/biformer_maskrcnn_synthetic.py --work-dir work_dirs/demo
     python tools/train.py configs/seg/biformer_upernet.py --resume
@@ -135,19 +138,28 @@ def main(argv=None):
     load_from = cfg.get('load_from', None)
     if load_from:
         check_checkpoint_file_or_exit(load_from, 'train')
-    check_model_cfg_or_exit(cfg, scope, 'train')
+    model = check_model_cfg_or_exit(cfg, scope, 'train')
+    # mmengine loads with strict=False: a wrong file would only warn (after the config dump)
+    purpose = 'test' if cfg.get('resume') else 'load_from'
+    checked = model is not None and bool(load_from) and osp.isfile(load_from)
+    if checked:
+        check_checkpoint_or_exit(model, load_from, purpose, 'train')
+    del model
 
+    with exit_on_registry_error('train'):
+        runner = build_runner(cfg, scope)
+        if load_from and osp.isfile(load_from) and not checked:  # distributed: built now
+            check_checkpoint_or_exit(runner.model, load_from, purpose, 'train')
+        train(runner)
+    return runner
+
+
+def train(runner):
+    """``runner.train()``; a checkpoint that cannot be written ends it in one line."""
     try:
-        with exit_on_registry_error('train'):
-            runner = build_runner(cfg, scope)
-            if load_from and osp.isfile(load_from):
-                # mmengine loads with strict=False: a wrong file would only warn
-                check_checkpoint_or_exit(runner.model, load_from,
-                                         'test' if cfg.get('resume') else 'load_from', 'train')
-            runner.train()
+        runner.train()
     except CheckpointWriteError as exc:
         raise SystemExit(f'tools/train.py: {exc}') from None
-    return runner
 
 
 if __name__ == '__main__':

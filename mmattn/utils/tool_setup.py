@@ -5,6 +5,7 @@ import re
 from mmengine.config import Config
 
 from . import cpu_dist, slurm
+from .config_check import check_config_keys_or_exit
 
 
 def load_tool_config(args, tool):
@@ -24,6 +25,8 @@ def load_tool_config(args, tool):
     if scope not in ('mmdet', 'mmseg'):
         raise SystemExit(f'tools/{tool}.py: unsupported default_scope {scope!r} in the config; '
                          'expected "mmdet" or "mmseg" (inherit an mmdet:: or mmseg:: runtime base)')
+    # a key nothing reads (max_epochs at the top level, a misspelled dataloader key): one line
+    check_config_keys_or_exit(cfg, scope, list(args.cfg_options or {}), tool, _sections(cfg, tool))
     # work_dir: CLI > config > ./work_dirs/<config stem>
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -36,6 +39,16 @@ def load_tool_config(args, tool):
         if not any(str(h.get('type', '')).endswith('MeanLogVarsHook') for h in hooks):
             cfg.custom_hooks = hooks + [dict(type='MeanLogVarsHook')]  # log the all-rank mean
     return cfg, scope
+
+
+def _sections(cfg, tool):
+    """The dataloader and loop sections ``tools/<tool>.py`` builds."""
+    if tool != 'train':
+        return ('test_dataloader', 'test_cfg')
+    sections = ('train_dataloader', 'train_cfg')
+    if cfg.get('val_cfg', None) is not None:
+        sections += ('val_dataloader', 'val_cfg')
+    return sections
 
 
 def build_runner(cfg, scope):
@@ -57,6 +70,9 @@ def check_work_dir_or_exit(work_dir, tool):
     """One line naming ``work_dir`` when it cannot be created or written (read-only, full)."""
     import os
     import tempfile
+    if osp.exists(work_dir) and not osp.isdir(work_dir):
+        raise SystemExit(f'tools/{tool}.py: work_dir {osp.abspath(work_dir)} is a file, not a '
+                         'directory: pass a directory to --work-dir')
     try:
         os.makedirs(work_dir, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=work_dir, prefix='.write_test') as f:
@@ -68,11 +84,30 @@ def check_work_dir_or_exit(work_dir, tool):
                          f'{exc.strerror or exc}') from None
 
 
+def _checkpoint_in(folder):
+    """``': pass FILE (...)'`` naming the checkpoint a work dir's ``last_checkpoint`` names (or
+    its newest ``*.pth``), or ``' and holds no *.pth file'``."""
+    import glob
+    marker = osp.join(folder, 'last_checkpoint')
+    if osp.isfile(marker):
+        with open(marker) as f:
+            named = f.read().strip()
+        if named and osp.isfile(named):
+            return f': pass {named} (its last_checkpoint)'
+    files = sorted(glob.glob(osp.join(folder, '*.pth')), key=osp.getmtime)
+    if files:
+        return f': pass one of its {len(files)} *.pth files, e.g. {files[-1]} (the newest)'
+    return ' and holds no *.pth file'
+
+
 def check_checkpoint_file_or_exit(path, tool):
     """One line when a local checkpoint is missing, empty, truncated or not a PyTorch file."""
     from mmattn.converters.files import checkpoint_file_problem
     if '://' in str(path):
         return
+    if osp.isdir(path):
+        raise SystemExit(f'tools/{tool}.py: {path} is a directory, not a checkpoint file'
+                         f'{_checkpoint_in(path)}')
     if not osp.isfile(path):
         raise SystemExit(f'tools/{tool}.py: checkpoint not found: {path}')
     problem = checkpoint_file_problem(path)
@@ -136,20 +171,30 @@ def config_error_line(exc):
 
 def check_model_cfg_or_exit(cfg, scope, tool):
     """Build ``cfg.model`` once before the Runner (which logs the whole config first): an
-    unknown type, arch or argument stops with one line instead of a config dump and a
-    traceback."""
-    import copy
-    import importlib
+    unknown type, arch or argument, or a neck / head whose ``in_channels`` does not match the
+    backbone's widths (:func:`mmattn.utils.model_check.channel_mismatch`), stops with one line
+    instead of a config dump and a traceback.
 
+    Returns:
+        nn.Module or None: the model on the meta device (parameter names and shapes, no
+        memory), for :func:`check_checkpoint_or_exit`; None in a distributed launch, where the
+        norm layers (CPUSyncBN / SyncBN) need the process group and the Runner builds first.
+    """
     from mmengine.registry import init_default_scope
+
+    from .model_check import build_model, channel_mismatch
     if cpu_dist.needs_cpu_distributed(cfg.get('launcher', 'none')) or \
             cfg.get('launcher', 'none') not in (None, 'none'):
-        return  # distributed: norm layers (CPUSyncBN / SyncBN) need the process group first
+        return None
     init_default_scope(scope)
-    models = importlib.import_module(f'{scope}.registry').MODELS
     try:
-        model = models.build(copy.deepcopy(cfg.model))
+        model = build_model(cfg.model, scope)
     except Exception as exc:  # noqa: BLE001 - every build failure is a config error here
         raise SystemExit(f'tools/{tool}.py: config error in model: '
                          f'{config_error_line(exc)}') from None
-    del model
+    model.to('meta')  # a CPU-built model (a constructor needed real tensors): free its memory
+    message = channel_mismatch(model)
+    if message:
+        raise SystemExit(f'tools/{tool}.py: config error in model: {message}')
+    return model
+
