@@ -126,7 +126,8 @@ def main(argv=None):
     cfg, scope = build_cfg(args)
     check_checkpoint_file_or_exit(args.checkpoint, 'test')  # missing, empty, truncated
     check_work_dir_or_exit(cfg.work_dir, 'test')
-    check_data_or_exit(cfg, ('test', ), content=not args.skip_data_check)
+    check_data_or_exit(cfg, ('test', ), content=not args.skip_data_check,
+                       images=args.check_images)
     model = check_model_cfg_or_exit(cfg, scope, 'test')
     # mmengine loads it with strict=False, i.e. silently: names and shapes compared first
     checked = model is not None and osp.isfile(args.checkpoint)

@@ -135,9 +135,10 @@ def missing_data_message(missing: Iterable[str]) -> str:
 
 
 def check_data_or_exit(cfg, splits: Sequence[str] = ('train', 'val'), exit_code: int = 2,
-                       content: bool = True):
+                       content: bool = True, images: bool = False):
     """Print one line to stderr and exit with ``exit_code`` when the data is missing or, with
-    ``content``, unusable (:func:`data_content_problems`)."""
+    ``content``, unusable (:func:`data_content_problems`); with ``images`` (``--check-images``)
+    every image is decoded too (:func:`mmattn.utils.image_check.image_problems`)."""
     missing = find_missing_data(cfg, splits)
     if missing:
         print(missing_data_message(missing), file=sys.stderr, flush=True)
@@ -148,6 +149,14 @@ def check_data_or_exit(cfg, splits: Sequence[str] = ('train', 'val'), exit_code:
             print(f'mmattn: dataset check failed: {problems[0]}'
                   + (f' (and {len(problems) - 1} more problem(s))' if len(problems) > 1 else '')
                   + '; --skip-data-check to train anyway', file=sys.stderr, flush=True)
+            sys.exit(exit_code)
+    if images:
+        from .image_check import image_problems
+        problems = image_problems(cfg, splits)
+        if problems:
+            print(f'mmattn: image check failed: {problems[0]}'
+                  + (f' (and {len(problems) - 1} more problem(s))' if len(problems) > 1 else ''),
+                  file=sys.stderr, flush=True)
             sys.exit(exit_code)
 
 
@@ -305,18 +314,25 @@ def data_content_problems(cfg, splits: Sequence[str] = ('train', 'val')) -> List
     ``reduce_zero_label`` and the label map.
     """
     problems = []
+    for split, dataset in split_datasets(cfg, splits):
+        ann_file = str(_get(dataset, 'ann_file') or '')
+        prefix = _get(dataset, 'data_prefix') or {}
+        if ann_file.endswith('.json'):
+            problems += _coco_problems(dataset, split)
+        elif isinstance(prefix, dict) and 'seg_map_path' in prefix:
+            problems += _seg_problems(cfg, dataset)
+    return list(dict.fromkeys(problems))
+
+
+def split_datasets(cfg, splits: Sequence[str]):
+    """``(split, leaf dataset config)`` of every phase the run has (a val / test phase whose
+    loop is None is skipped), below the dataset wrappers."""
     for split in splits:
         loader_key, _ = _SPLIT_KEYS[split]
         if split in ('val', 'test') and _get(cfg, f'{split}_cfg', 'absent') is None:
             continue
         for dataset in _leaf_datasets(_get(_get(cfg, loader_key), 'dataset')):
-            ann_file = str(_get(dataset, 'ann_file') or '')
-            prefix = _get(dataset, 'data_prefix') or {}
-            if ann_file.endswith('.json'):
-                problems += _coco_problems(dataset, split)
-            elif isinstance(prefix, dict) and 'seg_map_path' in prefix:
-                problems += _seg_problems(cfg, dataset)
-    return list(dict.fromkeys(problems))
+            yield split, dataset
 
 
 def missing_pretrained(cfg) -> List[str]:

@@ -166,8 +166,8 @@ def inspect_pair(pair):
     return None
 
 
-def _workers(total):
-    if total < _PARALLEL_FROM:
+def _workers(total, parallel_from=None):
+    if total < (_PARALLEL_FROM if parallel_from is None else parallel_from):
         return 0
     try:
         cores = len(os.sched_getaffinity(0))
@@ -181,9 +181,9 @@ class _Progress:
     """A progress line on stderr for large sets: redrawn on a terminal, start and end lines in
     a log file."""
 
-    def __init__(self, total, what, workers):
+    def __init__(self, total, what, workers, progress_from=None):
         self.total, self.done, self.start = total, 0, time.time()
-        self.enabled = total >= _PROGRESS_FROM
+        self.enabled = total >= (_PROGRESS_FROM if progress_from is None else progress_from)
         self.tty = self.enabled and sys.stderr.isatty()
         self.what, self.workers, self.last = what, workers, 0.0
         if self.enabled and not self.tty:
@@ -209,20 +209,24 @@ class _Progress:
               file=sys.stderr, flush=True)
 
 
-def scan_label_maps(pairs, valid, what='segmentation maps', workers=None):
-    """:func:`inspect_pair` for every ``(image path or None, map path)``.
+def scan_files(items, inspect_one, what, workers=None, initializer=None, initargs=(),
+               parallel_from=None, progress_from=None):
+    """``inspect_one(item)`` for every item (a picklable top-level function), in worker
+    processes from ``parallel_from`` items on (default: 500; ``workers`` overrides the count),
+    with a progress line on stderr from ``progress_from`` items on (default: 2000).
 
     Returns:
-        list: ``(index, kind, detail)`` of the pairs with a problem, in input order.
+        list: ``(index, *result)`` of the items whose result is not None, in input order.
     """
-    pairs = list(pairs)
-    workers = _workers(len(pairs)) if workers is None else workers
-    progress = _Progress(len(pairs), what, workers)
+    items = list(items)
+    workers = _workers(len(items), parallel_from) if workers is None else workers
+    progress = _Progress(len(items), what, workers, progress_from)
     found = []
     if workers <= 1:
-        _init_worker(valid)
-        for index, pair in enumerate(pairs):
-            result = inspect_pair(pair)
+        if initializer is not None:
+            initializer(*initargs)
+        results = map(inspect_one, items)
+        for index, result in enumerate(results):
             if result:
                 found.append((index, *result))
             progress.update()
@@ -230,14 +234,23 @@ def scan_label_maps(pairs, valid, what='segmentation maps', workers=None):
         import multiprocessing
         method = 'fork' if 'fork' in multiprocessing.get_all_start_methods() else None
         context = multiprocessing.get_context(method)
-        chunk = max(16, min(256, len(pairs) // (workers * 16)))
-        with context.Pool(workers, initializer=_init_worker, initargs=(valid, )) as pool:
-            for index, result in enumerate(pool.imap(inspect_pair, pairs, chunksize=chunk)):
+        chunk = max(16, min(256, len(items) // (workers * 16)))
+        with context.Pool(workers, initializer=initializer, initargs=initargs) as pool:
+            for index, result in enumerate(pool.imap(inspect_one, items, chunksize=chunk)):
                 if result:
                     found.append((index, *result))
                 progress.update()
     progress.close()
     return found
+
+
+def scan_label_maps(pairs, valid, what='segmentation maps', workers=None):
+    """:func:`inspect_pair` for every ``(image path or None, map path)``.
+
+    Returns:
+        list: ``(index, kind, detail)`` of the pairs with a problem, in input order.
+    """
+    return scan_files(pairs, inspect_pair, what, workers, _init_worker, (valid, ))
 
 
 def label_problems(pairs, names, seg_dir, rules, shown=3):

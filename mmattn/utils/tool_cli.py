@@ -13,7 +13,8 @@ from mmattn.utils.tool_setup import registry_error_or_none
 
 def add_common_args(parser) -> None:
     """``--cfg-options``, ``--launcher`` and torchrun's ``--local-rank`` (torch >= 2.0) /
-    ``--local_rank`` with the upstream tools' meaning, and mmattn's ``--skip-data-check``."""
+    ``--local_rank`` with the upstream tools' meaning, and mmattn's ``--skip-data-check`` and
+    ``--check-images``."""
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override some settings in the used config, the key-value pair in xxx=yyy format '
@@ -29,6 +30,10 @@ def add_common_args(parser) -> None:
         '--skip-data-check', action='store_true',
         help='skip the dataset content check before the run (annotations, image and '
         'segmentation files); the dataset paths are still checked')
+    parser.add_argument(
+        '--check-images', action='store_true',
+        help='decode every image of the dataset before the run, as LoadImageFromFile does '
+        '(worker processes, progress line), and stop naming the files that fail')
 
 
 def parse_tool_args(parser, argv=None):
