@@ -214,7 +214,8 @@ def test_resume_names_every_damaged_checkpoint_it_passes_over(synthetic_data, tm
 
 def test_every_config_trains_with_exact_resume_and_atomic_checkpoints(tmp_path):
     """tools/train.py switches every mmattn config (det: epoch-based, seg: iteration-based) to
-    the resumable loop, batch sampler and hook, and to atomic checkpoints."""
+    the resumable loop, batch sampler and hook, to atomic checkpoints, and saves the last
+    completed iteration on an error (tests/test_crash_checkpoint.py)."""
     configs = config_paths('', 'det', 'seg', 'demo')
     assert len(configs) > 30
     for path in configs:
@@ -224,5 +225,6 @@ def test_every_config_trains_with_exact_resume_and_atomic_checkpoints(tmp_path):
             else 'ResumableIterBasedTrainLoop'
         assert cfg.train_cfg.type == expected, path
         assert cfg.train_dataloader.batch_sampler.type == 'ResumableBatchSampler', path
-        assert [h['type'] for h in cfg.custom_hooks].count('ExactResumeHook') == 1, path
+        hooks = [h['type'] for h in cfg.custom_hooks]
+        assert hooks.count('ExactResumeHook') == hooks.count('ExceptionCheckpointHook') == 1, path
         assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook', path

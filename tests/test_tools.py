@@ -202,7 +202,8 @@ def test_train_cpu_distributed_fixups():
     seg = osp.join(REPO_ROOT, 'configs/seg/biformer_upernet.py')
     cfg, _ = train.build_cfg(train.parse_args([seg]))
     assert cfg.model.decode_head.norm_cfg.type == 'SyncBN' and cfg.sync_bn == 'torch'
-    assert [h['type'] for h in cfg.custom_hooks] == ['ExactResumeHook']  # no MeanLogVarsHook
+    assert [h['type'] for h in cfg.custom_hooks] == ['ExactResumeHook',  # no MeanLogVarsHook
+                                                     'ExceptionCheckpointHook']
     cfg, _ = train.build_cfg(train.parse_args([seg, '--launcher', 'pytorch']))
     assert cfg.get('sync_bn') is None  # the Runner would convert to torch's CUDA-only SyncBN
     assert cfg.model.decode_head.norm_cfg.type == 'CPUSyncBN'
@@ -210,7 +211,8 @@ def test_train_cpu_distributed_fixups():
     assert "'SyncBN'" not in str(cfg.model) and "'BN'" not in str(cfg.model)
     assert cfg.env_cfg.dist_cfg.backend == 'gloo'
     assert cfg.model_wrapper_cfg.device_ids is None  # DDP rejects device_ids on CPU
-    assert [h['type'] for h in cfg.custom_hooks] == ['MeanLogVarsHook', 'ExactResumeHook']
+    assert [h['type'] for h in cfg.custom_hooks] == ['MeanLogVarsHook', 'ExactResumeHook',
+                                                     'ExceptionCheckpointHook']
 
 
 @pytest.mark.slow

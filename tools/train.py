@@ -9,10 +9,11 @@ instead of failing inside mmengine, and the dataset is checked before the Runner
 (one-line error for missing files, empty or unmatched annotations; ``--skip-data-check`` skips
 the content checks). Every run resumes exactly (random states and sampler position are saved in
 each checkpoint, which is written atomically); ``--resume`` passes over an unreadable newest
-checkpoint to the newest intact one, saying so in one line. Before the Runner logs anything,
-the config's keys (one nothing reads, such as a top-level ``max_epochs``), the model (unknown
-types, in_channels that do not match the backbone) and a ``load_from`` / ``--resume``
-checkpoint (names and shapes) are checked.
+checkpoint to the newest intact one, saying so in one line. A run that fails after an iteration
+completed saves that iteration (resumable exactly) and ends with one line naming the error and
+the checkpoint. Before the Runner logs anything, the config's keys (one nothing reads, such as a
+top-level ``max_epochs``), the model (unknown types, in_channels that do not match the
+backbone) and a ``load_from`` / ``--resume`` checkpoint (names and shapes) are checked.
 
     python tools/train.py configs/demo/biformer_maskrcnn_synthetic.py --work-dir work_dirs/demo
     python tools/train.py configs/seg/biformer_upernet.py --resume
@@ -22,6 +23,7 @@ import argparse
 import logging
 import os.path as osp
 import sys
+import traceback
 import warnings
 
 # mmengine 0.10.7 imports pkg_resources (gone in setuptools 82, so <82 is pinned); its
@@ -32,7 +34,7 @@ import mmattn  # noqa: F401,E402  (first: registrations + checkpoint allow-list)
 from mmattn.utils import check_data_or_exit, check_pretrained_or_exit  # noqa: E402
 from mmattn.converters.check import check_checkpoint_or_exit  # noqa: E402
 from mmattn.engine import (CheckpointWriteError, enable_exact_resume,  # noqa: E402
-                           find_resume_checkpoint, use_atomic_checkpoints)
+                           find_resume_checkpoint, save_on_exception, use_atomic_checkpoints)
 from mmattn.utils.tool_cli import (add_common_args, exit_on_registry_error,  # noqa: E402
                                    parse_tool_args, run_and_close)
 from mmattn.utils.tool_setup import (build_runner, check_checkpoint_file_or_exit,  # noqa: E402
@@ -131,7 +133,7 @@ def main(argv=None):
 
     # one line, before minutes of model building, when the dataset is not where cfg says
     splits = ('train', 'val') if cfg.get('val_cfg', None) is not None else ('train', )
-    check_data_or_exit(cfg, splits, content=not args.skip_data_check)
+    check_data_or_exit(cfg, splits, content=not args.skip_data_check, images=args.check_images)
     check_pretrained_or_exit(cfg)
     check_work_dir_or_exit(cfg.work_dir, 'train')
     select_resume_checkpoint(cfg)
@@ -155,11 +157,19 @@ def main(argv=None):
 
 
 def train(runner):
-    """``runner.train()``; a checkpoint that cannot be written ends it in one line."""
+    """``runner.train()``; when it raises after an iteration completed, that iteration is saved
+    (resumable exactly) and the process ends with the traceback, then one line saying where it
+    stopped, why, and which checkpoint holds the work."""
     try:
         runner.train()
     except CheckpointWriteError as exc:
         raise SystemExit(f'tools/train.py: {exc}') from None
+    except (Exception, KeyboardInterrupt) as exc:
+        line = save_on_exception(runner, exc)
+        if line is None:
+            raise
+        traceback.print_exc()
+        raise SystemExit(line) from None
 
 
 if __name__ == '__main__':

@@ -57,10 +57,13 @@ def _fsync(path):
 class AtomicCheckpointHook(CheckpointHook):
     """``CheckpointHook`` whose checkpoints are complete or absent (see module doc)."""
 
-    def _save_checkpoint_with_step(self, runner, step, meta):
-        if not isinstance(self.file_backend, LocalBackend):
-            return super()._save_checkpoint_with_step(runner, step, meta)
-        ckpt_filename = self.filename_tmpl.format(step)
+    def write(self, runner, ckpt_filename, meta, by_epoch):
+        """Write ``ckpt_filename`` to the hook's ``out_dir`` atomically, then point
+        ``last_checkpoint`` at it (nothing is deleted); the final path.
+
+        Raises:
+            CheckpointWriteError: the write failed (the temporary file is removed).
+        """
         final = osp.join(self.out_dir, ckpt_filename)
         tmp_name = f'.{ckpt_filename}.tmp'
         tmp = osp.join(self.out_dir, tmp_name)
@@ -69,7 +72,7 @@ class AtomicCheckpointHook(CheckpointHook):
                 self.out_dir, tmp_name, self.file_client_args,
                 save_optimizer=self.save_optimizer,
                 save_param_scheduler=self.save_param_scheduler,
-                meta=meta, by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)
+                meta=meta, by_epoch=by_epoch, backend_args=self.backend_args, **self.args)
             if is_main_process():
                 _fsync(tmp)
                 os.replace(tmp, final)
@@ -81,6 +84,12 @@ class AtomicCheckpointHook(CheckpointHook):
             raise CheckpointWriteError(
                 f'mmattn: cannot write checkpoint {ckpt_filename} to {osp.abspath(self.out_dir)}: '
                 f'{reason} (the previous checkpoints are intact)') from exc
+        return final
+
+    def _save_checkpoint_with_step(self, runner, step, meta):
+        if not isinstance(self.file_backend, LocalBackend):
+            return super()._save_checkpoint_with_step(runner, step, meta)
+        final = self.write(runner, self.filename_tmpl.format(step), meta, self.by_epoch)
         self.last_ckpt = final
         runner.message_hub.update_info('last_ckpt', final)
         if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids

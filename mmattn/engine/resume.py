@@ -99,6 +99,7 @@ class ResumableBatchSampler:
         self.sampler = sampler  # DistSamplerSeedHook calls batch_sampler.sampler.set_epoch
         self.batch_size = batch_size
         self.passes = 0  # passes started (a pass: one __iter__, i.e. one epoch)
+        self.last_batch = None
         self._pending = None
 
     def resume_pass(self, skip, rng_state=None):
@@ -115,6 +116,7 @@ class ResumableBatchSampler:
             if rng_state is not None:
                 set_rng_state(rng_state)
                 rng_state = None
+            self.last_batch = batch  # the batch being loaded (named if loading it fails)
             yield batch
         if rng_state is not None:  # the checkpoint was taken after the pass's last batch
             set_rng_state(rng_state)
@@ -325,7 +327,9 @@ _LOOP_TYPES = {
 
 
 def enable_exact_resume(cfg):
-    """Switch a training config to the resumable loop, batch sampler and hook (in place).
+    """Switch a training config to the resumable loop, batch sampler and hook (in place), and
+    add :class:`~mmattn.engine.ExceptionCheckpointHook` (a failing run saves its last completed
+    iteration).
 
     Returns:
         bool: False when the config's train loop is a custom type this cannot replace (the
@@ -358,6 +362,8 @@ def enable_exact_resume(cfg):
         loader['batch_sampler'] = dict(type='ResumableBatchSampler', batch_sampler=batch_sampler,
                                        drop_last=loader.pop('drop_last', False))
     hooks = list(cfg.get('custom_hooks', None) or [])
-    if not any(str(h.get('type', '')).endswith('ExactResumeHook') for h in hooks):
-        cfg.custom_hooks = hooks + [dict(type='ExactResumeHook')]
+    for name in ('ExactResumeHook', 'ExceptionCheckpointHook'):
+        if not any(str(h.get('type', '')).endswith(name) for h in hooks):
+            hooks.append(dict(type=name))
+    cfg.custom_hooks = hooks
     return True
