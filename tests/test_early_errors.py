@@ -200,6 +200,12 @@ def test_top_level_key_nothing_reads_names_the_key_meant(synthetic_data, tmp_pat
     ({'val_cfg.fp61': True}, 'val_cfg.fp61 is not an argument of ValLoop; did you mean '
                              'val_cfg.fp16?'),
     ({'wrok_dir': 'x'}, 'nothing reads the top-level key wrok_dir; did you mean work_dir?'),
+    ({'seed': 1}, 'mmengine reads randomness.seed: set randomness.seed=1 instead'),
+    ({'data_root': '/d'}, "the run reads train_dataloader.dataset.data_root (now "
+                          "'data/synthetic/ade20k'), val_dataloader.dataset.data_root"),
+    ({'crop_size': (64, 64)}, 'set train_dataloader.dataset.pipeline.3.crop_size=(64, 64)'),
+    ({'num_classes': 7}, 'model.decode_head.num_classes (now 5), '
+                         'model.auxiliary_head.num_classes (now 5); set those instead'),
 ])
 def test_config_key_problems(override, phrase):
     from mmengine.config import Config

@@ -22,28 +22,17 @@ READ_KEYS = frozenset({
     'runner_type', 'tta_model', 'tta_pipeline', 'strategy',
 })
 
-# sub-dicts whose keys a top-level key of the same name is most likely meant for
-_CONSUMERS = ('train_cfg', 'val_cfg', 'test_cfg', 'train_dataloader', 'val_dataloader',
-              'test_dataloader', 'optim_wrapper', 'optim_wrapper.optimizer', 'auto_scale_lr',
-              'randomness', 'env_cfg', 'log_processor')
-
 # what mmengine's Runner.build_dataloader pops before DataLoader(**rest)
 _LOADER_EXTRA = frozenset({'dataset', 'sampler', 'batch_sampler', 'collate_fn', 'worker_init_fn',
                            'num_batch_per_epoch', 'disable_subprocess_warning'})
 _LOOP_DEFAULTS = {'val_cfg': 'ValLoop', 'test_cfg': 'TestLoop'}
 _LOOP_ARGS_FILLED = frozenset({'self', 'runner', 'dataloader', 'evaluator'})
 _SAME_MEANING = {'max_iters': 'max_epochs', 'max_epochs': 'max_iters'}
+_READ_AS = {'seed': 'randomness.seed', 'deterministic': 'randomness.deterministic'}  # mmdet 2.x
 
 
-def _get(cfg, dotted):
-    obj = cfg
-    for part in dotted.split('.'):
-        obj = obj.get(part, None) if hasattr(obj, 'get') else None
-    return obj
-
-
-def _suggest(key, candidates):
-    close = difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.6)
+def _suggest(key, candidates, cutoff=0.6):
+    close = difflib.get_close_matches(key, list(candidates), n=1, cutoff=cutoff)
     return close[0] if close else None
 
 
@@ -121,48 +110,59 @@ def _section_problems(cfg, scope, sections):
     return problems
 
 
-def _consumer_keys(cfg):
-    """``{leaf name: [(dotted key, value)]}`` of the keys of the consumer sub-dicts."""
+def _leaf_keys(cfg):
+    """``{name: [(dotted path, value)]}`` of every key below the top level whose value is not a
+    dict (list items are numbered, as ``--cfg-options`` addresses them), in config order."""
     found = {}
-    for section in _CONSUMERS:
-        values = _get(cfg, section)
-        if isinstance(values, dict):
-            for key, value in values.items():
-                if not isinstance(value, dict):
-                    found.setdefault(key, []).append((f'{section}.{key}', value))
-    hooks = cfg.get('default_hooks', None)
-    if isinstance(hooks, dict):
-        for hook, values in hooks.items():
-            if isinstance(values, dict):
-                for key, value in values.items():
-                    found.setdefault(key, []).append((f'default_hooks.{hook}.{key}', value))
+
+    def visit(node, path):
+        items = node.items() if isinstance(node, dict) else \
+            enumerate(node) if isinstance(node, (list, tuple)) else ()
+        for key, value in items:
+            if isinstance(key, str) and key.startswith('_'):
+                continue
+            where = f'{path}.{key}'
+            if isinstance(value, dict) or (isinstance(value, (list, tuple)) and any(
+                    isinstance(v, (dict, list, tuple)) for v in value)):
+                visit(value, where)
+            elif isinstance(key, str):
+                found.setdefault(key, []).append((where, value))
+
+    for key in cfg.keys():
+        if key in READ_KEYS:
+            visit(cfg[key], key)
     return found
 
 
 def _top_level_problems(cfg, overrides):
-    """Top-level ``--cfg-options`` keys nothing reads. (A config file's own top-level variables
-    are not judged: a stale ``max_epochs = 12`` of a base next to the ``train_cfg`` a child set
-    directly is harmless.)"""
-    consumers = _consumer_keys(cfg)
+    """Top-level ``--cfg-options`` keys nothing reads, with the keys of that name the run does
+    read (a config file's own top-level variables are not judged: they are read while the file
+    is parsed, and a stale ``max_epochs = 12`` of a base next to the ``train_cfg`` a child set
+    directly is harmless)."""
+    leaves = _leaf_keys(cfg)
     problems = []
     for key in dict.fromkeys(k.split('.')[0] for k in overrides):
         if key in READ_KEYS or key.startswith('_') or key not in cfg:
             continue
         value = cfg[key]
-        targets = consumers.get(key) or consumers.get(_SAME_MEANING.get(key), [])
+        targets = leaves.get(key) or leaves.get(_SAME_MEANING.get(key), [])
+        if not targets and key in _READ_AS:
+            problems.append(f'nothing reads the top-level key {key}; mmengine reads '
+                            f'{_READ_AS[key]}: set {_READ_AS[key]}={value!r} instead')
+            continue
         if not targets:
-            close = _suggest(key, list(READ_KEYS) + list(consumers))
-            if close in consumers:
-                targets = consumers[close]
-            elif close:
+            close = _suggest(key, list(READ_KEYS) + list(leaves), cutoff=0.8)
+            if close in READ_KEYS:
                 problems.append(f'nothing reads the top-level key {key}; did you mean {close}?')
                 continue
+            targets = leaves.get(close, [])
         if not targets:
             continue  # no key it could be meant for: perhaps a custom hook reads runner.cfg
-        listed = ' or '.join(f'{k} (now {v!r})' for k, v in targets[:3])
-        first = targets[0][0]
-        problems.append(f'{key}={value!r} is a top-level key nothing reads: the run uses '
-                        f'{listed}; set {first}={value!r} instead')
+        listed = ', '.join(f'{k} (now {v!r})' for k, v in targets[:3])
+        more = f' and {len(targets) - 3} more' if len(targets) > 3 else ''
+        where = f'{targets[0][0]}={value!r}' if len(targets) == 1 else 'those'
+        problems.append(f'{key}={value!r} is a top-level key nothing reads: the run reads '
+                        f'{listed}{more}; set {where} instead')
     return problems
 
 
