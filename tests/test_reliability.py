@@ -1,110 +1,34 @@
 """Every backbone: bad input and arguments get one clear error, NaN propagates (documented),
 bf16 autocast on CPU stays close to fp32, and with_cp=True changes neither outputs nor gradients.
 
-The tolerance for bf16 (README "Reliability"): relative L2 error of every output map below
-BF16_RTOL against fp32 on a random-weight tiny model; measured 0.4-0.9 % for every family.
+The tolerance for bf16 (docs/reliability.md, "Precision"): relative L2 error of every output
+map below BF16_RTOL against fp32 on the random-weight ``test_arch`` model; measured 0.3-1.7 %
+(BiFormer the highest) on a 2-core Xeon VM (AVX-512), 2026-12-07.
 """
 import pytest
 import torch
+from torch.nn.modules.batchnorm import _BatchNorm
 
 import mmattn  # noqa: F401
-from mmattn.models import (DiNAT, DualViT, GroupMixFormer, NAT, BiFormer, SlidePVT,
-                           SlideSwin)
+from mmattn.deploy.tiny import TINY_BACKBONES
+from mmattn.registry import MODELS
 
 BF16_RTOL = 0.03
 
-# tiny variants (the stock archs behave the same and take seconds more each)
-NAT_TINY = dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 4], mlp_ratio=2.)
-BACKBONES = {
-    'BiFormer': (BiFormer, dict(arch=dict(embed_dims=[16, 32, 64, 128], depths=[1, 1, 1, 1],
-                                          head_dim=8, mlp_ratio=2), n_win=4, topks=(1, 2, 4, -2))),
-    'NAT': (NAT, dict(arch=NAT_TINY)),
-    'DiNAT': (DiNAT, dict(arch=NAT_TINY, dilations=[[1], [2], [1], [1]])),
-    'DualViT': (DualViT, dict(arch=dict(stem_hidden=8, embed_dims=[16, 32, 48, 64],
-                                        num_heads=[2, 2, 3, 4], depths=[1, 1, 1, 1],
-                                        mlp_ratios=[4, 4, 4, 3]))),
-    'GroupMixFormer': (GroupMixFormer, dict(arch=dict(embed_dims=[20, 40, 60, 80],
-                                                      depths=[1, 1, 1, 1],
-                                                      mlp_ratios=[2, 2, 2, 2]))),
-    'SlideSwin': (SlideSwin, dict(arch=dict(embed_dims=16, depths=[1, 1, 1, 1],
-                                            num_heads=[1, 2, 2, 4]), drop_path_rate=0.)),
-    'SlidePVT': (SlidePVT, dict(arch='tiny', drop_path_rate=0.)),
-}
-# an argument each family cannot work with -> (kwargs, the argument named in the error)
-IMPOSSIBLE = {
-    'BiFormer': (dict(topks=(1, 2, 100, -2)), 'topk'),
-    'NAT': (dict(kernel_size=4), 'kernel_size'),
-    'DiNAT': (dict(dilations=[[0], [1], [1], [1]]), 'dilations'),
-    'DualViT': (dict(arch=dict(BACKBONES['DualViT'][1]['arch'], num_heads=[3, 2, 3, 4])),
-                'num_heads'),
-    'GroupMixFormer': (dict(arch=dict(BACKBONES['GroupMixFormer'][1]['arch'],
-                                      embed_dims=[12, 40, 60, 80])), 'embed_dims'),
-    'SlideSwin': (dict(kernel_size=4), 'kernel_size'),
-    'SlidePVT': (dict(kernel_size=4), 'kernel_size'),
-}
-NAMES = sorted(BACKBONES)
-# every other argument error each family names, as (backbone, overrides of BACKBONES, message)
-BAD_ARGUMENTS = [
-    ('BiFormer', dict(arch='huge'), 'Unknown BiFormer arch'),
-    ('BiFormer', dict(arch=dict(embed_dims=[8, 16, 32, 64])), 'must be a dict with keys'),
-    ('BiFormer', dict(topks=(1, 4, 17, -2)), 'topk=17'),
-    ('BiFormer', dict(n_win=(4, 4)), 'n_win needs one value per stage'),
-    ('NAT', dict(arch='huge'), "Unknown NAT arch 'huge'"),
-    ('NAT', dict(arch='large'), "Unknown NAT arch 'large'"),  # a DiNAT-only arch
-    ('NAT', dict(arch=dict(embed_dims=16, depths=[1, 1, 1, 1])), 'must be a dict with keys'),
-    ('NAT', dict(arch=dict(NAT_TINY, window_size=7)), 'must be a dict with keys'),
-    ('NAT', dict(arch=dict(NAT_TINY, depths=[1, 1, 1])), r"arch\['depths'\] needs 4"),
-    ('NAT', dict(arch=dict(NAT_TINY, num_heads=[1, 3, 4, 8])),
-     'width 32 is not divisible by num_heads=3'),
-    ('NAT', dict(kernel_size=4), 'odd integer'),
-    ('DiNAT', dict(dilations='cityscapes'), "unknown dilation schedule 'cityscapes'"),
-    ('DiNAT', dict(dilations='coco'),
-     r"'coco' does not fit depths \[1, 1, 1, 1\]: level 0 has 1 blocks but the schedule gives 3"),
-    ('DiNAT', dict(arch=dict(NAT_TINY, depths=[3, 4, 4, 5]), dilations='ade20k'),
-     'level 2 has 4 blocks'),
-    ('DiNAT', dict(dilations=[[1], [1, 2], [1], [1]]),
-     r'dilations\[1\] has 2 values but level 1 has 1'),
-    ('DiNAT', dict(dilations=[[1], [1], [1]]), 'one list of per-block dilations per level'),
-    ('DiNAT', dict(dilations=[[1], [0], [1], [1]]), 'integers >= 1'),
-    ('DualViT', dict(arch='xl'), "Unknown DualViT arch 'xl'"),
-    ('DualViT', dict(arch={k: v for k, v in BACKBONES['DualViT'][1]['arch'].items()
-                           if k != 'stem_hidden'}), 'exactly the keys'),
-    ('DualViT', dict(frozen_stages=5), 'frozen_stages'),
-    ('GroupMixFormer', dict(arch='huge'), "Unknown GroupMixFormer arch 'huge'.*'small'"),
-    ('GroupMixFormer', dict(arch=dict(embed_dims=[10] * 4, depths=[1] * 4)),
-     'must be a dict with keys'),
-    ('GroupMixFormer', dict(arch=dict(BACKBONES['GroupMixFormer'][1]['arch'], depths=[1, 1, 1])),
-     r"arch\['depths'\] needs 4 values"),
-    ('GroupMixFormer', dict(arch=dict(BACKBONES['GroupMixFormer'][1]['arch'],
-                                      embed_dims=[20, 25, 60, 80])),
-     r"arch\['embed_dims'\]\[1\].*divisible by 10.*25"),
-    ('GroupMixFormer', dict(arch=dict(BACKBONES['GroupMixFormer'][1]['arch'],
-                                      depths=[1, 0, 1, 1])),
-     r"arch\['depths'\] must be integers >= 1"),
-    ('SlideSwin', dict(arch='huge'), 'Unknown SlideSwin arch'),
-    ('SlideSwin', dict(arch=dict(embed_dims=16)), 'custom SlideSwin arch'),
-    ('SlideSwin', dict(kernel_size=2), 'kernel_size'),
-    ('SlideSwin', dict(num_slide_stages=5), 'num_slide_stages'),
-    ('SlideSwin', dict(attn_mode='local'), 'attn_mode'),
-    ('SlideSwin', dict(attn_mode='global', pretrain_img_size=100), 'multiple'),
-    ('SlidePVT', dict(arch='xl'), 'Unknown SlidePVT arch'),
-    ('SlidePVT', dict(out_indices=(-5, )), 'out_indices'),
-]
+# every backbone class, at its tiny variant (``test_arch``; the stock archs behave the same and
+# take seconds more each). Each family's own argument errors are tested in
+# tests/models/test_<family>.py.
+NAMES = sorted(TINY_BACKBONES)
+
 
 def build(name, **overrides):
-    cls, kwargs = BACKBONES[name]
     torch.manual_seed(0)
-    return cls(**{**kwargs, **overrides})
+    return MODELS.build(dict(type=name, **{**TINY_BACKBONES[name], **overrides}))
 
 
 @pytest.fixture(scope='module')
 def models():
     return {name: build(name).eval() for name in NAMES}
-
-
-def test_every_registered_backbone_is_covered():
-    from mmattn.models import backbones
-    assert set(backbones.__all__) == set(BACKBONES)
 
 
 @pytest.mark.parametrize('name', NAMES)
@@ -113,16 +37,6 @@ def test_bad_arguments_name_the_argument(name):
         build(name, arch='nonexistent')
     with pytest.raises(ValueError, match='out_indices'):
         build(name, out_indices=(0, 4))
-    kwargs, argument = IMPOSSIBLE[name]
-    with pytest.raises(ValueError, match=argument):
-        build(name, **kwargs)
-
-
-@pytest.mark.parametrize('name, overrides, message', BAD_ARGUMENTS,
-                         ids=[f'{case[0]}-{i}' for i, case in enumerate(BAD_ARGUMENTS)])
-def test_each_family_argument_error_names_the_problem(name, overrides, message):
-    with pytest.raises(ValueError, match=message):
-        build(name, **overrides)
 
 
 @pytest.mark.parametrize('name', NAMES)
@@ -222,11 +136,13 @@ def test_input_dtype_other_than_the_weights_is_one_clear_error(name, models):
 
 @pytest.mark.parametrize('name', NAMES)
 def test_train_mode_batch_one_at_32x32(name):
-    """Batch 1 at 32x32 in train mode trains, or (BatchNorm in the last stage: BiFormer,
-    GroupMixFormer) stops with a message naming the cause and the ways out, which work."""
+    """Batch 1 at 32x32 in train mode trains, or (a BatchNorm in the last stage, whose map is
+    1x1 there: BiFormer, GroupMixFormer) stops with a message naming the cause and the ways
+    out, which work."""
     model = build(name).train()
     x = torch.randn(1, 3, 32, 32)
-    if name in ('BiFormer', 'GroupMixFormer'):
+    last_stage = model.stem_and_stages()[1][-1]
+    if any(isinstance(m, _BatchNorm) for m in last_stage.modules()):
         with pytest.raises(ValueError, match=r'one value per channel .*BatchNorm.*norm_eval=True'):
             model(x)
         assert len(model(torch.randn(2, 3, 32, 32))) == 4

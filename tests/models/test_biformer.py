@@ -325,3 +325,21 @@ def test_pickled_objects_need_trusted(tmp_path):
         convert_checkpoint('biformer', str(path))
     converted = convert_checkpoint('biformer', str(path), trusted=True)
     assert converted['stem.conv1.weight'].equal(sd['downsample_layers.0.0.weight'])
+
+
+# ---------------------------------------------------------------- argument errors
+
+# (class, overrides of its tiny variant test_arch, what the ValueError must say)
+ARGUMENT_ERRORS = [
+    (BiFormer, dict(topks=(1, 2, 100, -2)), 'topk'),
+    (BiFormer, dict(arch='huge'), 'Unknown BiFormer arch'),
+    (BiFormer, dict(arch=dict(embed_dims=[8, 16, 32, 64])), 'must be a dict with keys'),
+    (BiFormer, dict(topks=(1, 4, 17, -2)), 'topk=17'),  # n_win=4: 16 regions
+    (BiFormer, dict(n_win=(4, 4)), 'n_win needs one value per stage'),
+]
+
+
+@pytest.mark.parametrize('cls, overrides, message', ARGUMENT_ERRORS)
+def test_argument_errors_name_the_problem(cls, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        cls(**{**cls.test_arch, **overrides})

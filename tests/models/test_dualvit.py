@@ -351,3 +351,21 @@ def test_test_time_tiling():
     assert model(x)[0].shape == tiled[0].shape and model.training
     with pytest.raises(ValueError, match='test_tile_size must be None or a positive multiple'):
         DualViT(TINY, test_tile_size=100)
+
+
+# ---------------------------------------------------------------- argument errors
+
+# (class, overrides of its tiny variant test_arch, what the ValueError must say)
+ARGUMENT_ERRORS = [
+    (DualViT, dict(arch=dict(DualViT.test_arch['arch'], num_heads=[3, 2, 3, 4])), 'num_heads'),
+    (DualViT, dict(arch='xl'), "Unknown DualViT arch 'xl'"),
+    (DualViT, dict(arch={k: v for k, v in DualViT.test_arch['arch'].items()
+                         if k != 'stem_hidden'}), 'exactly the keys'),
+    (DualViT, dict(frozen_stages=5), 'frozen_stages'),
+]
+
+
+@pytest.mark.parametrize('cls, overrides, message', ARGUMENT_ERRORS)
+def test_argument_errors_name_the_problem(cls, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        cls(**{**cls.test_arch, **overrides})

@@ -352,3 +352,27 @@ def test_init_cfg_pretrained_from_official_and_detector_files(tmp_path):
         model.init_weights()
         for k, v in model.state_dict().items():
             assert torch.equal(v, converted[k]), k
+
+
+# ---------------------------------------------------------------- argument errors
+
+# (class, overrides of its tiny variant test_arch, what the ValueError must say)
+ARGUMENT_ERRORS = [
+    (GroupMixFormer, dict(arch=dict(GroupMixFormer.test_arch['arch'], embed_dims=[12, 40, 60, 80])),
+     'embed_dims'),
+    (GroupMixFormer, dict(arch='huge'), "Unknown GroupMixFormer arch 'huge'.*'small'"),
+    (GroupMixFormer, dict(arch=dict(embed_dims=[10] * 4, depths=[1] * 4)),
+     'must be a dict with keys'),
+    (GroupMixFormer, dict(arch=dict(GroupMixFormer.test_arch['arch'], depths=[1, 1, 1])),
+     r"arch\['depths'\] needs 4 values"),
+    (GroupMixFormer, dict(arch=dict(GroupMixFormer.test_arch['arch'], embed_dims=[20, 25, 60, 80])),
+     r"arch\['embed_dims'\]\[1\].*divisible by 10.*25"),
+    (GroupMixFormer, dict(arch=dict(GroupMixFormer.test_arch['arch'], depths=[1, 0, 1, 1])),
+     r"arch\['depths'\] must be integers >= 1"),
+]
+
+
+@pytest.mark.parametrize('cls, overrides, message', ARGUMENT_ERRORS)
+def test_argument_errors_name_the_problem(cls, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        cls(**{**cls.test_arch, **overrides})

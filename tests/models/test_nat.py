@@ -420,3 +420,34 @@ def test_init_cfg_pretrained_from_official_files(tmp_path):
     model.init_weights()  # unused output norms are dropped, everything else strict
     assert torch.equal(model.levels[3].blocks[0].attn.rpb,
                        sd['levels.3.blocks.0.attn.rpb'])
+
+
+# ---------------------------------------------------------------- argument errors
+
+# (class, overrides of its tiny variant test_arch, what the ValueError must say)
+ARGUMENT_ERRORS = [
+    (NAT, dict(kernel_size=4), 'odd integer'),
+    (NAT, dict(arch='huge'), "Unknown NAT arch 'huge'"),
+    (NAT, dict(arch='large'), "Unknown NAT arch 'large'"),  # a DiNAT-only arch
+    (NAT, dict(arch=dict(embed_dims=16, depths=[1, 1, 1, 1])), 'must be a dict with keys'),
+    (NAT, dict(arch=dict(NAT.test_arch['arch'], window_size=7)), 'must be a dict with keys'),
+    (NAT, dict(arch=dict(NAT.test_arch['arch'], depths=[1, 1, 1])), r"arch\['depths'\] needs 4"),
+    (NAT, dict(arch=dict(NAT.test_arch['arch'], num_heads=[1, 3, 4, 8])),
+     'width 32 is not divisible by num_heads=3'),
+    (DiNAT, dict(dilations=[[0], [1], [1], [1]]), 'dilations'),
+    (DiNAT, dict(dilations='cityscapes'), "unknown dilation schedule 'cityscapes'"),
+    (DiNAT, dict(dilations='coco'),
+     r"'coco' does not fit depths \[1, 1, 1, 1\]: level 0 has 1 blocks but the schedule gives 3"),
+    (DiNAT, dict(arch=dict(DiNAT.test_arch['arch'], depths=[3, 4, 4, 5]), dilations='ade20k'),
+     'level 2 has 4 blocks'),
+    (DiNAT, dict(dilations=[[1], [1, 2], [1], [1]]),
+     r'dilations\[1\] has 2 values but level 1 has 1'),
+    (DiNAT, dict(dilations=[[1], [1], [1]]), 'one list of per-block dilations per level'),
+    (DiNAT, dict(dilations=[[1], [0], [1], [1]]), 'integers >= 1'),
+]
+
+
+@pytest.mark.parametrize('cls, overrides, message', ARGUMENT_ERRORS)
+def test_argument_errors_name_the_problem(cls, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        cls(**{**cls.test_arch, **overrides})

@@ -530,3 +530,26 @@ def test_slide_pvt_reads_an_official_pvt_v1_file_with_convert_weights(tmp_path):
     strict = SlidePVT('tiny', init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     with pytest.raises(CheckpointKeyError):  # without the conversion the names do not fit
         strict.init_weights()
+
+
+# ---------------------------------------------------------------- argument errors
+
+# (class, overrides of its tiny variant test_arch, what the ValueError must say)
+ARGUMENT_ERRORS = [
+    (SlideSwin, dict(kernel_size=4), 'kernel_size'),
+    (SlideSwin, dict(arch='huge'), 'Unknown SlideSwin arch'),
+    (SlideSwin, dict(arch=dict(embed_dims=16)), 'custom SlideSwin arch'),
+    (SlideSwin, dict(kernel_size=2), 'kernel_size'),
+    (SlideSwin, dict(num_slide_stages=5), 'num_slide_stages'),
+    (SlideSwin, dict(attn_mode='local'), 'attn_mode'),
+    (SlideSwin, dict(attn_mode='global', pretrain_img_size=100), 'multiple'),
+    (SlidePVT, dict(kernel_size=4), 'kernel_size'),
+    (SlidePVT, dict(arch='xl'), 'Unknown SlidePVT arch'),
+    (SlidePVT, dict(out_indices=(-5, )), 'out_indices'),
+]
+
+
+@pytest.mark.parametrize('cls, overrides, message', ARGUMENT_ERRORS)
+def test_argument_errors_name_the_problem(cls, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        cls(**{**cls.test_arch, **overrides})
