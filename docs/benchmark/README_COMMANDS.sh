@@ -13,13 +13,17 @@ OUT=docs/benchmark
 B="python tools/analysis/benchmark.py --out-dir $OUT"
 $B --resolutions 800x1216 --repeat 3 --warmup 1 --name backbones_cpu_800x1216
 $B --resolutions 224x224,512x512 --repeat 5 --warmup 2 --name backbones_cpu_224x224_512x512
-$B --ops group_mix --repeat 9 --warmup 1 --name ops_cpu_group_mix
-for fam in routing neighborhood dual slide; do
-  $B --ops $fam --repeat 3 --warmup 1 --name ops_cpu_$fam
+# every op module of mmattn.ops that declares bench_cases (what benchmark.py --ops all runs)
+OPS=$(python -c 'from mmattn.ops import op_modules; print(*op_modules())')
+for op in $OPS; do
+  repeat=3
+  # group_mix: 9 rounds, for the mmattn / anchor table of docs/speed.md (last line)
+  if [ "$op" = group_mix ]; then repeat=9; fi
+  $B --ops "$op" --repeat $repeat --warmup 1 --name "ops_cpu_$op"
 done
 python tools/analysis/benchmark.py --docs-only --docs docs/benchmarks.md --out-dir $OUT \
   --include $OUT/backbones_cpu_224x224_512x512.json $OUT/backbones_cpu_800x1216.json \
-  $(for fam in routing neighborhood dual group_mix slide; do echo $OUT/ops_cpu_$fam.json; done)
+  $(for op in $OPS; do echo "$OUT/ops_cpu_$op.json"; done)
 # GroupMixFormer's mmattn / anchor table in docs/speed.md, from the group_mix run:
 python tools/analysis/anchor_table.py $OUT/ops_cpu_group_mix.json --anchor straightforward \
   --floor 'projections only (floor)' --floor 'definition kernels (floor)' --target 0.75

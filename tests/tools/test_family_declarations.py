@@ -1,7 +1,11 @@
 """docs/adding_a_family.md: every family declares, beside its op and its backbone, what the tools
-read, and the tools find every family from those declarations (no list of their own)."""
+read, and the tools find every family from those declarations (no list of their own); no
+source, test or script of the repository writes out a list of the families or blocks."""
+import ast
+import glob
 import inspect
 import os.path as osp
+import re
 
 import pytest
 import torch
@@ -44,8 +48,11 @@ def test_tools_find_every_family():
     assert default_backbones()[:len(BACKBONES)] == [
         f'{name}:{getattr(backbones, name).headline_arch}' for name in BACKBONES]
     bench = load_tool('analysis/benchmark')
-    assert bench.op_families() == list(OPS) == ['dual', 'group_mix', 'neighborhood', 'routing',
-                                                'slide']
+    assert bench.op_families() == list(OPS)
+    # the op each plug-in block wraps lives in an op module the tools find
+    from mmattn.plug import PLUG_BLOCKS
+    assert {type(cls(64).attn).__module__ for cls in PLUG_BLOCKS} <= {
+        module.__name__ for module in OPS.values()}
     from mmattn.analysis.flops import OP_HANDLES
     assert {f'{m.__name__}:{fn}' for m in OPS.values() for fn in m.OP_MACS} <= set(OP_HANDLES)
 
@@ -99,3 +106,115 @@ def test_panels_return_attention_panels():
     layer = next(lay for lay in layers.values() if vis.panel_kind(lay.module))
     panels = vis.draw_panels(layer, (10, 20), (64, 64), layers)
     assert panels and all(isinstance(p, AttentionPanel) for p in panels)
+
+
+# ---------------------------------------------------------------- no hand-written family lists
+
+# The one place each list is written: the exports (``__all__``) and the blocks' tuple.
+HOMES = {('mmattn/plug/blocks.py', 'PLUG_BLOCKS')}
+# Files whose per-family tables are not yet declared beside the families, with the reason.
+NOT_YET = {
+    'tests/tools/test_get_flops.py': 'PAPER: the authors\' parameter and MAC counts of each '
+    'family\'s variants, to move to the backbone classes',
+}
+SHORTEST_LIST = 3  # names of one kind written together that make a list
+
+
+def _name_groups():
+    from mmattn.plug import PLUG_BLOCKS
+    return {
+        'backbone classes': set(BACKBONES),
+        'plug-in blocks': {cls.__name__ for cls in PLUG_BLOCKS},
+        'plug-in short names': {cls.short_name for cls in PLUG_BLOCKS},
+        'op modules': set(OPS),
+        'op classes': {name for module in OPS.values() for name in module.ATTENTION_PANELS},
+        'converters': {getattr(backbones, name).family for name in BACKBONES} - {None},
+    }
+
+
+def _element_name(node):
+    """The name an element of a literal stands for: 'BiFormer', BiFormer, backbones.BiFormer,
+    'BiFormer:tiny', or the first item of a row ('BiFormer', 1, [...])."""
+    if isinstance(node, (ast.Tuple, ast.List)) and node.elts:
+        node = node.elts[0]
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value.split(':')[0]
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return None
+
+
+def _home(node, path):
+    targets = [t.id for t in getattr(node, 'targets', []) if isinstance(t, ast.Name)]
+    return '__all__' in targets or any((path, t) in HOMES for t in targets)
+
+
+def _python_lists(path, groups):
+    tree = ast.parse(open(osp.join(REPO_ROOT, path)).read())
+    docstrings = {id(body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef))
+                  for body in [node.body] if body and isinstance(body[0], ast.Expr)}
+    skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.Assign)
+            and _home(node, path) for n in ast.walk(node.value)}
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, (ast.List, ast.Tuple, ast.Set, ast.Dict)):
+            elements = node.keys if isinstance(node, ast.Dict) else node.elts
+            names = {_element_name(e) for e in elements if e is not None}
+        elif (isinstance(node, ast.Constant) and isinstance(node.value, str)
+              and id(node) not in docstrings):
+            names = set(re.findall(r'\w+', node.value))  # a message listing classes
+            names -= groups['plug-in short names'] | groups['op modules']  # plain words
+        else:
+            continue
+        for kind, group in groups.items():
+            if len(names & group) >= SHORTEST_LIST:
+                found.append(f'{path}:{node.lineno}: {kind} {sorted(names & group)}')
+    return found
+
+
+def _shell_lists(path, groups):
+    found = []
+    for number, line in enumerate(open(osp.join(REPO_ROOT, path)), 1):
+        names = set(re.findall(r'\w+', line.split('#')[0]))
+        for kind, group in groups.items():
+            if len(names & group) >= SHORTEST_LIST:
+                found.append(f'{path}:{number}: {kind} {sorted(names & group)}')
+    return found
+
+
+def test_no_hand_written_list_of_families_or_blocks():
+    """Tools, tests and scripts iterate ``backbones.__all__``, ``PLUG_BLOCKS`` and
+    ``op_modules()``; a literal with three or more names of one kind (backbone classes, blocks,
+    their short names, op modules, op classes, converters), or a message or script line
+    naming as many, is a list a sixth family would have to be added to by hand."""
+    groups = _name_groups()
+    found = []
+    for folder in ('mmattn', 'tools', 'tests', 'configs'):
+        for path in sorted(glob.glob(osp.join(REPO_ROOT, folder, '**', '*.py'), recursive=True)):
+            path = osp.relpath(path, REPO_ROOT)
+            if path not in NOT_YET:
+                found += _python_lists(path, groups)
+    for path in sorted(glob.glob(osp.join(REPO_ROOT, '**', '*.sh'), recursive=True)):
+        found += _shell_lists(osp.relpath(path, REPO_ROOT), groups)
+    assert not found, 'hand-written lists of families or blocks:\n' + '\n'.join(found)
+
+
+def test_no_code_special_cases_a_family_by_name():
+    """mmattn and its tools read what differs between families from the classes (e.g. a
+    block's ``fixed_heads``), not from comparisons with a class name."""
+    groups = _name_groups()
+    names = groups['backbone classes'] | groups['plug-in blocks'] | groups['op classes']
+    found = []
+    for folder in ('mmattn', 'tools'):
+        for path in sorted(glob.glob(osp.join(REPO_ROOT, folder, '**', '*.py'), recursive=True)):
+            tree = ast.parse(open(path).read())
+            found += [f'{osp.relpath(path, REPO_ROOT)}:{node.lineno}: {ast.unparse(node)}'
+                      for node in ast.walk(tree) if isinstance(node, ast.Compare)
+                      and any(isinstance(c, ast.Constant) and c.value in names
+                              for c in ast.walk(node))]
+    assert not found, 'comparisons with a family or block name:\n' + '\n'.join(found)

@@ -4,42 +4,29 @@ import torch
 from helpers import load_tool
 from PIL import Image
 
-from mmattn.analysis.models import family_classes
+from mmattn.deploy.tiny import TINY_BACKBONES
 
 vis = load_tool('analysis/vis_attention')
 
-# (backbone, layer, panel names): the smallest variant of each family.
-CASES = [
-    ('BiFormer:tiny', 1, ['regions', 'attention']),  # n_win=4 below: 4x4 regions
-    ('DiNAT:mini', 1, ['neighbourhood', 'weights']),  # level 0 block 1: dilated
-    ('SlideSwin:tiny', 0, ['window', 'weights']),
-    ('SlidePVT:tiny', 0, ['window', 'weights']),
-    ('GroupMixFormer:mini', 0, ['proxy0', 'proxy1', 'proxy2', 'proxy3']),
-    ('DualViT:small', 0, ['pixel_to_semantic', 'semantic_to_pixels']),
-]
-
-
-def test_every_family_has_a_case():
-    assert {c[0].split(':')[0] for c in CASES} | {'NAT'} == set(family_classes())
-
 
 def test_panels_are_read_from_the_op_modules():
-    # no list in the tool: every op module's ATTENTION_PANELS, keyed by its module classes
+    # no list in the tool: every op module's ATTENTION_PANELS, keyed by its module classes,
+    # among them the op of every plug-in block
     from mmattn.ops import op_modules
+    from mmattn.plug import PLUG_BLOCKS
     expected = {name for module in op_modules().values() for name in module.ATTENTION_PANELS}
-    assert set(vis.PANELS) == expected == {
-        'BiLevelRoutingAttention', 'NeighborhoodAttention', 'SlideAttention',
-        'GroupMixAttention', 'DualPathAttention'}
+    assert set(vis.PANELS) == expected
+    assert {type(cls(64).attn).__name__ for cls in PLUG_BLOCKS} <= expected
 
 
-@pytest.mark.parametrize('spec,layer,names', CASES)
-def test_panels_render(spec, layer, names, tmp_path):
+@pytest.mark.parametrize('name', sorted(TINY_BACKBONES))
+def test_panels_render(name, tmp_path):
+    """Every backbone class at its ``test_arch``: the first attention layer it has draws two
+    panels or more (a region, window or token picture and the weights)."""
     torch.manual_seed(0)
-    kwargs = dict(n_win=4) if spec.startswith('BiFormer') else {}
-    paths = vis.visualize(spec, (37, 29), size=(64, 96), layer=layer, out_dir=str(tmp_path),
-                          **kwargs)
-    assert len(paths) == len(names)
-    assert all(any(p.endswith(f'_{n}.png') for p in paths) for n in names), paths
+    paths = vis.visualize(name, (37, 29), size=(64, 96), layer=0, out_dir=str(tmp_path),
+                          **TINY_BACKBONES[name])
+    assert len(paths) >= 2 and len(set(paths)) == len(paths), paths
     for path in paths:
         img = Image.open(path).convert('RGB')
         assert img.size[0] > 300 and len(img.getcolors(maxcolors=2**18)) > 200, path
