@@ -3,17 +3,17 @@
 Upstream-compatible front end of mmdet's and mmseg's ``tools/train.py``: the same flags, and the
 semantics follow ``default_scope`` of the config (``mmdet``: ``--resume [PATH]`` and
 ``--auto-scale-lr``; ``mmseg``: ``--resume`` is a flag that resumes from the work dir).
-Differences: ``import mmattn`` first (registers the backbones and installs the checkpoint
-allow-list for ``--resume``/``load_from``), ``--amp`` is refused on a machine without CUDA
-instead of failing inside mmengine, and the dataset is checked before the Runner is built
-(one-line error for missing files, empty or unmatched annotations; ``--skip-data-check`` skips
-the content checks). Every run resumes exactly (random states and sampler position are saved in
-each checkpoint, which is written atomically); ``--resume`` passes over an unreadable newest
-checkpoint to the newest intact one, saying so in one line. A run that fails after an iteration
-completed saves that iteration (resumable exactly) and ends with one line naming the error and
-the checkpoint. Before the Runner logs anything, the config's keys (one nothing reads, such as a
-top-level ``max_epochs``), the model (unknown types, in_channels that do not match the
-backbone) and a ``load_from`` / ``--resume`` checkpoint (names and shapes) are checked.
+Differences: ``import mmattn`` first (registers the backbones and installs the checkpoint allow-list
+for ``--resume``/``load_from``), ``--amp`` is refused on a machine without CUDA instead of failing
+inside mmengine, and the dataset is checked before the Runner is built (one-line error for missing
+files, empty or unmatched annotations; ``--skip-data-check`` skips the content checks). Every run
+resumes exactly (random states and sampler position are saved in each checkpoint, which is written
+atomically); ``--resume`` passes over unreadable checkpoints to the newest intact one, naming every
+file it skipped with its damage in one line. A run that fails after an iteration completed saves
+that iteration (resumable exactly) and ends with one line naming the error and the checkpoint.
+Before the Runner logs anything, the config's keys (one nothing reads, such as a top-level
+``max_epochs``), the model (unknown types, in_channels that do not match the backbone) and a
+``load_from`` / ``--resume`` checkpoint (names and shapes) are checked.
 
     python tools/train.py configs/demo/biformer_maskrcnn_synthetic.py --work-dir work_dirs/demo
     python tools/train.py configs/seg/biformer_upernet.py --resume
