@@ -42,7 +42,91 @@ def route_regions(q_region, k_region, topk, scale):
     return affinity.topk(topk, dim=-1).indices
 
 
-def bi_level_routing_attention(q, k, v, n_win, topk, num_heads, scale=None):
+# The CPU flash-attention kernels that ``F.scaled_dot_product_attention`` dispatches to on CPU.
+_FLASH = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+_FLASH_BACKWARD = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+ROUTED_CHUNK_BYTES = 1 << 20  # routed K (and V) gathered at a time by the CPU path
+
+
+def _chunked_path(t):
+    """The CPU eager path (:class:`_RoutedRegionAttention`); tracing, torch.compile, ONNX
+    export and other devices take the one-gather form."""
+    return (t.device.type == 'cpu' and not torch.jit.is_tracing()
+            and not torch.compiler.is_compiling())
+
+
+class _RoutedRegionAttention(torch.autograd.Function):
+    """SDPA of every query region over its routed key regions, a chunk of query regions at a
+    time: the routed K and V of a chunk are gathered (``ROUTED_CHUNK_BYTES`` each), attended
+    to and dropped, in the forward and again in the backward, whose K / V gradients are
+    index-added chunk by chunk. The k-fold routed K/V are never stored whole (84 MB each per
+    stage-3 layer of BiFormer-S at 800x1216, and as much again for their gradients): on CPU
+    the one-gather form spends most of its time allocating, faulting in and zero-filling those
+    buffers. The kernels are the ones ``F.scaled_dot_product_attention`` runs on the whole
+    gather, applied to the same rows in the same order, so outputs and gradients are the same
+    bits.
+
+    Args (forward):
+        q_reg (Tensor): (B, T, C) query regions.
+        k_reg, v_reg (Tensor): (M, T, C) key and value regions.
+        rows (Tensor): (B * topk,) the rows of ``k_reg`` routed to each query region in turn.
+        topk, num_heads (int), scale (float): as in :func:`bi_level_routing_attention`.
+
+    Returns:
+        Tensor: (B, T, C) output.
+    """
+
+    @staticmethod
+    def _chunks(q_reg, k_reg, v_reg, rows, topk, num_heads):
+        """(start, end, row ids, q, routed k, routed v) per chunk, in the (b, heads, L, d)
+        views the kernels read."""
+        b, t, c = q_reg.shape
+        d = c // num_heads
+        step = max(1, ROUTED_CHUNK_BYTES // (topk * t * c * q_reg.element_size()))
+        for s in range(0, b, step):
+            e = min(b, s + step)
+            ids = rows[s * topk:e * topk]
+            k_sel, v_sel = (x.index_select(0, ids).view(e - s, topk * t, num_heads, d)
+                            .transpose(1, 2) for x in (k_reg, v_reg))
+            yield s, e, ids, q_reg[s:e].view(e - s, t, num_heads, d).transpose(1, 2), k_sel, v_sel
+
+    @staticmethod
+    def forward(ctx, q_reg, k_reg, v_reg, rows, topk, num_heads, scale):
+        b, t, c = q_reg.shape
+        out = q_reg.new_empty(b, t, c)
+        heads_view = out.view(b, t, num_heads, c // num_heads).transpose(1, 2)
+        lse = q_reg.new_empty(b, num_heads, t)
+        for s, e, _, q_h, k_sel, v_sel in _RoutedRegionAttention._chunks(
+                q_reg, k_reg, v_reg, rows, topk, num_heads):
+            heads_view[s:e], lse[s:e] = _FLASH(q_h, k_sel, v_sel, scale=scale)
+        ctx.save_for_backward(q_reg, k_reg, v_reg, rows, out, lse)
+        ctx.config = topk, num_heads, scale
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        q_reg, k_reg, v_reg, rows, out, lse = ctx.saved_tensors
+        topk, num_heads, scale = ctx.config
+        b, t, c = q_reg.shape
+        d = c // num_heads
+
+        def heads(x):  # (b, T, C) -> (b, heads, T, d)
+            return x.view(x.shape[0], t, num_heads, d).transpose(1, 2)
+
+        grad = grad.contiguous()
+        grad_q = torch.empty_like(q_reg)
+        grad_k, grad_v = torch.zeros_like(k_reg), torch.zeros_like(v_reg)
+        for s, e, ids, q_h, k_sel, v_sel in _RoutedRegionAttention._chunks(
+                q_reg, k_reg, v_reg, rows, topk, num_heads):
+            g_q, g_k, g_v = _FLASH_BACKWARD(heads(grad[s:e]), q_h, k_sel, v_sel, heads(out[s:e]),
+                                            lse[s:e], 0.0, False, scale=scale)
+            heads(grad_q[s:e]).copy_(g_q)
+            grad_k.index_add_(0, ids, g_k.transpose(1, 2).reshape(-1, t, c))
+            grad_v.index_add_(0, ids, g_v.transpose(1, 2).reshape(-1, t, c))
+        return grad_q, grad_k, grad_v, None, None, None, None
+
+
+def bi_level_routing_attention(q, k, v, n_win, topk, num_heads, scale=None, out_size=None):
     """Region routing + token-to-token attention over the gathered top-k regions.
 
     Args:
@@ -54,15 +138,21 @@ def bi_level_routing_attention(q, k, v, n_win, topk, num_heads, scale=None):
         num_heads (int): heads; channels are split head-major.
         scale (float, optional): logit scale. Default ``C ** -0.5``: the official BRA scales by
             the full qk width, not the head width, and the released weights depend on it.
+        out_size (tuple[int, int], optional): (h, w): return only the top-left h x w part of
+            the output (the layer's map before its padding). Query regions that lie wholly
+            outside it are not computed on CPU (their outputs would be cropped); the routing is
+            still computed, and returned, for every region. Default: the whole map.
 
     Returns:
-        tuple[Tensor, Tensor]: output (N, H, W, C) and routed region indices (N, S*S, topk).
+        tuple[Tensor, Tensor]: output (N, h, w, C) ((N, H, W, C) by default) and routed region
+        indices (N, S*S, topk).
     """
     n, height, width, channels = q.shape
     _check_routing_args(height, width, n_win, topk, channels, num_heads)
     scale = channels**-0.5 if scale is None else scale
     rh, rw = height // n_win, width // n_win
     num_regions, region_tokens, head_dim = n_win * n_win, rh * rw, channels // num_heads
+    out_h, out_w = (height, width) if out_size is None else out_size
 
     def to_regions(t):  # (N, H, W, C') -> (N, R, T, C'), regions row-major, tokens row-major
         t = t.reshape(n, n_win, rh, n_win, rw, t.shape[-1]).permute(0, 1, 3, 2, 4, 5)
@@ -70,22 +160,29 @@ def bi_level_routing_attention(q, k, v, n_win, topk, num_heads, scale=None):
 
     q_reg, k_reg, v_reg = to_regions(q), to_regions(k), to_regions(v)
     idx = route_regions(q_reg.mean(2), k_reg.mean(2), topk, scale)
+    # rows of the (N*R, T, C) key regions routed to each query region
+    flat_idx = idx + torch.arange(n, device=idx.device).view(n, 1, 1) * num_regions
+    k_reg, v_reg = (t.reshape(n * num_regions, region_tokens, channels) for t in (k_reg, v_reg))
 
-    # Gather the routed regions straight into the layout SDPA reads: rows (N*R*topk, T, C)
-    # viewed as (N*R, heads, topk*T, d) - a strided view, no further copy of the k-fold K/V.
-    flat_idx = (idx + torch.arange(n, device=idx.device).view(n, 1, 1) * num_regions).reshape(-1)
-
-    def gather(t):
-        t = t.reshape(n * num_regions, region_tokens, channels).index_select(0, flat_idx)
-        return t.view(n * num_regions, topk * region_tokens, num_heads, head_dim).transpose(1, 2)
-
-    k_sel, v_sel = gather(k_reg), gather(v_reg)
-    q_heads = q_reg.reshape(n * num_regions, region_tokens, num_heads, head_dim).transpose(1, 2)
-
-    out = F.scaled_dot_product_attention(q_heads, k_sel, v_sel, scale=scale)
-    out = out.transpose(1, 2).reshape(n, n_win, n_win, rh, rw, channels)
-    out = out.permute(0, 1, 3, 2, 4, 5).reshape(n, height, width, channels)
-    return out, idx
+    if _chunked_path(q):
+        grid_h, grid_w = -(-out_h // rh), -(-out_w // rw)  # query regions overlapping (h, w)
+        q_reg = q_reg.view(n, n_win, n_win, region_tokens, channels)[:, :grid_h, :grid_w]
+        rows = flat_idx.view(n, n_win, n_win, topk)[:, :grid_h, :grid_w].reshape(-1)
+        out = _RoutedRegionAttention.apply(q_reg.reshape(-1, region_tokens, channels), k_reg,
+                                           v_reg, rows, topk, num_heads, scale)
+    else:
+        # Gather the routed regions straight into the layout SDPA reads: rows (N*R*topk, T, C)
+        # viewed as (N*R, heads, topk*T, d) - a strided view, no further copy of the k-fold K/V.
+        grid_h, grid_w = n_win, n_win
+        k_sel, v_sel = (t.index_select(0, flat_idx.reshape(-1)).view(
+            n * num_regions, topk * region_tokens, num_heads, head_dim).transpose(1, 2)
+            for t in (k_reg, v_reg))
+        q_heads = q_reg.reshape(n * num_regions, region_tokens, num_heads, head_dim)
+        out = F.scaled_dot_product_attention(q_heads.transpose(1, 2), k_sel, v_sel, scale=scale)
+        out = out.transpose(1, 2)
+    out = out.reshape(n, grid_h, grid_w, rh, rw, channels).permute(0, 1, 3, 2, 4, 5)
+    out = out.reshape(n, grid_h * rh, grid_w * rw, channels)
+    return out[:, :out_h, :out_w], idx
 
 
 def _pad_bottom_right(x, n_win):
@@ -130,10 +227,13 @@ class BiLevelRoutingAttention(nn.Module):
             # region means, routing, attention and LePE - what the det/seg weights were trained on.
             x = _pad_bottom_right(x, self.n_win)
         q, k, v = self.qkv(x).chunk(3, dim=-1)
+        v = v.contiguous()  # LePE's convolution would copy the strided chunk; its backward
+        # then finds a channels-last map (see mmattn/ops/depthwise.py)
+        # only the unpadded part of the map is kept: attention and the projection skip the rest
         out, idx = bi_level_routing_attention(q, k, v, self.n_win, self.topk, self.num_heads,
-                                              self.scale)
-        out = out + self.lepe(v.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        out = self.proj(out)[:, :height, :width]
+                                              self.scale, out_size=(height, width))
+        lepe = self.lepe(v.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        out = self.proj(out + lepe[:, :height, :width])
         return (out, idx) if return_routing else out
 
     def extra_repr(self):
@@ -431,15 +531,48 @@ def _bench_build(impl, size, device):
     return build
 
 
+def _kernels_floor_build(size, device):
+    """The 'SDPA kernels (floor)' case: the attention kernels of mmattn's CPU path alone, on
+    routed K/V gathered in advance into the chunks that path attends to at a time
+    (``ROUTED_CHUNK_BYTES``), each chunk's q, k and v a contiguous (b, heads, L, d) leaf. No
+    routing, gather, index-add or layout change: what is left of the op when every byte it
+    moves is free. Its outputs are one tensor per chunk, not comparable to the op's."""
+    _, n, h, w, c, heads, n_win, topk = size
+    regions, tokens = n * n_win * n_win, (h // n_win) * (w // n_win)
+    step = max(1, ROUTED_CHUNK_BYTES // (topk * tokens * c * 4))
+
+    def build():
+        gen = torch.Generator().manual_seed(0)
+        leaves = []
+        for start in range(0, regions, step):
+            b = min(regions, start + step) - start
+            leaves += [torch.randn(b, heads, length, c // heads, generator=gen).to(device)
+                       .requires_grad_() for length in (tokens, topk * tokens, topk * tokens)]
+
+        def run(*chunks):
+            return tuple(F.scaled_dot_product_attention(*chunks[i:i + 3], scale=c**-0.5)
+                         for i in range(0, len(chunks), 3))
+
+        return run, leaves
+
+    return build
+
+
+BENCH_KERNELS = 'SDPA kernels (floor)'
+
+
 def bench_cases(device='cpu', quick=False):
     """The BRA core against the official repository's two formulations (the legacy expand +
-    gather of the released models, the refactored NCHW one); see
-    :func:`~mmattn.ops.common.check_bench_case`."""
+    gather of the released models, the refactored NCHW one) and the floor of its attention
+    kernels alone; see :func:`~mmattn.ops.common.check_bench_case`."""
     cases = []
     for size in BENCH_QUICK_SIZES if quick else BENCH_SIZES:
+        op = f'BRA S={size[6]} topk={size[7]}'
         for name, impl in (('mmattn', bi_level_routing_attention),
                            ('official legacy gather', bi_level_routing_attention_gather),
                            ('official NCHW gather', bi_level_routing_attention_nchw)):
-            cases.append(dict(op=f'BRA S={size[6]} topk={size[7]}', impl=name, size=size[0],
+            cases.append(dict(op=op, impl=name, size=size[0],
                               build=_bench_build(impl, size, device)))
+        cases.append(dict(op=op, impl=BENCH_KERNELS, size=size[0],
+                          build=_kernels_floor_build(size, device)))
     return cases

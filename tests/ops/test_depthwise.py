@@ -87,3 +87,14 @@ def test_bad_kernel():
         depthwise_conv2d(torch.randn(1, 4, 5, 5), torch.randn(4, 1, 4, 4))
     with pytest.raises(ValueError, match='C=4'):
         depthwise_conv2d(torch.randn(1, 4, 5, 5), torch.randn(3, 1, 5, 5))
+
+
+def test_contiguous_nchw_copies_every_layout_exactly():
+    from mmattn.ops.depthwise import _contiguous_nchw
+    gen = torch.Generator().manual_seed(2)
+    nhwc = torch.randn(2, 5, 7, 9, generator=gen)
+    for x in (nhwc.permute(0, 3, 1, 2),  # channels-last: the 2-D transposed copy per image
+              nhwc[..., :4].permute(0, 3, 1, 2),  # a channel slice of NHWC rows: strided
+              nhwc.permute(0, 3, 1, 2).contiguous()):  # already NCHW
+        out = _contiguous_nchw(x)
+        assert out.is_contiguous() and torch.equal(out, x)

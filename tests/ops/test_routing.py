@@ -2,6 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mmattn.ops import routing
 from mmattn.ops.routing import (
     BiLevelRoutingAttention,
     GlobalAttentionLePE,
@@ -150,3 +151,21 @@ def test_anchors_equal_the_reference_float64(impl):
     ref, ref_idx = bi_level_routing_attention_reference(q, k, v, 3, 4, 2)
     assert _same_sets(idx, ref_idx)
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize('out_size', [None, (9, 11)])
+def test_chunked_cpu_path_is_bit_identical_to_one_gather(monkeypatch, out_size):
+    # the CPU path attends chunk by chunk (here 2 query regions at a time) and skips the query
+    # regions outside out_size; the one-gather form (traced / compiled / other devices) runs
+    # the same kernels on the whole gather and crops: same bits, forward and backward (float32)
+    g = torch.Generator().manual_seed(7)
+    q, k, v = (torch.randn(2, 16, 24, 32, generator=g, requires_grad=True) for _ in range(3))
+    grad = torch.randn(2, *(out_size or (16, 24)), 32, generator=g)
+    monkeypatch.setattr(routing, 'ROUTED_CHUNK_BYTES', 2 * 3 * 24 * 32 * 4)
+    results = []
+    for chunked in (True, False):
+        monkeypatch.setattr(routing, '_chunked_path', lambda t, chunked=chunked: chunked)
+        out, idx = bi_level_routing_attention(q, k, v, 4, 3, 2, out_size=out_size)
+        results.append((out, idx, *torch.autograd.grad(out, (q, k, v), grad)))
+    for a, b in zip(*results):
+        assert torch.equal(a, b)

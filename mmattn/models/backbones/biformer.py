@@ -10,6 +10,7 @@ from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
 from mmcv.cnn.bricks.transformer import FFN
 from mmengine.model import ModuleList
+import torch
 from torch import nn
 
 from mmattn.ops.routing import BiLevelRoutingAttention, GlobalAttentionLePE
@@ -189,13 +190,19 @@ class BiFormer(DenseBackbone):
         return self.parse_arch(arch, allow_extra_keys=True)
 
     def forward_stem(self, x):
-        return self.stem(x)
+        # channels-last from the image on (see forward_stage): the stem's convolutions then get
+        # their output gradient in the layout of their input (a 3-channel copy here, against a
+        # layout conversion of the 32-channel 400x608 map in the backward at 800x1216)
+        return self.stem(x.contiguous(memory_format=torch.channels_last))
 
     def forward_stage(self, i, x):
         stage = self.stages[i]
         if stage.downsample is not None:
             x = stage.downsample(x)
-        x = self.run_blocks(stage.blocks, x)
+        # Channels-last memory: every block works on NHWC tokens, and on this layout its
+        # permutes between NCHW (convolutions) and NHWC (norms, attention, MLP) are views, so
+        # the residual stream is never transposed (the convolutions keep the layout they get).
+        x = self.run_blocks(stage.blocks, x.contiguous(memory_format=torch.channels_last))
         return x, x
 
     def stem_and_stages(self):
