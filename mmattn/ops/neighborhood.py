@@ -12,11 +12,16 @@ keeps exactly each query's ``K*K`` neighbours. NA becomes batched small dense ma
 and V about ``((T+K-1)/T)**2`` times, not ``K*K`` times like an unfold / im2col implementation.
 The matmuls run in cache-sized chunks inside one autograd Function.
 
+Traced (``torch.compile``, ``torch.export``, the ONNX exporter), the fast path's index plan
+cannot be built (it is Python per map size, with ``torch.unique``); the op then runs the same
+tiles from a static plan computed with tensor arithmetic on the symbolic H, W, so one graph
+serves every size and still copies K and V only ``((T+K-1)/T)**2`` times.
+
 Order of this file: the functional op :func:`neighborhood_attention_2d` (tiled fast path and
-the gather form traced by ``torch.export`` / ``torch.compile``), the module
+the static-plan form traced by ``torch.export`` / ``torch.compile``), the module
 :class:`NeighborhoodAttention`, the reference :func:`neighborhood_attention_2d_reference` (the
-functional op's arguments), the unfold and dense forms the benchmark compares against, then
-what the tools read (MACs, attention panels, benchmark cases).
+functional op's arguments), the traced, unfold and dense forms the benchmark compares against,
+then what the tools read (MACs, attention panels, benchmark cases).
 """
 from functools import lru_cache
 from typing import NamedTuple, Optional
@@ -35,6 +40,12 @@ from mmattn.registry import register_model
 DEFAULT_TILE = 6
 # Logits per chunk of the attention loop (fp32: 512 KiB, stays in cache).
 CHUNK_ELEMENTS = 2**17
+# Queries per tile side of the traced form, one size for every map (its plan is static). 4
+# measured fastest in onnxruntime for NAT's stage-1 NA (tiles 3, 4, 6, 8) and on a par with 6
+# under inductor: onnxruntime's batched small matmuls gain little from larger tiles.
+TRACED_TILE = 4
+# Exported graphs raise logits lower than their row's maximum minus this to that level.
+EXPORT_LOGIT_FLOOR = 80.
 LAYOUT = ('B', 'H', 'W', 'heads', 'head_dim')
 
 
@@ -212,23 +223,137 @@ def _windows_1d(length, kernel_size: int, dilation: int, device: torch.device) -
     return group[:, None] + dilation * steps, steps - pos[:, None] + kernel_size - 1
 
 
-def _neighborhood_attention_2d_gather(q: Tensor, k: Tensor, v: Tensor, kernel_size: int,
+class _StaticAxis(NamedTuple):
+    """Static tiling of one axis (see :func:`_static_axis`)."""
+    q_idx: Tensor  # (tiles, tile) position read by each query slot
+    k_idx: Tensor  # (tiles, block) position read by each key slot
+    off_cls: Tensor  # (classes, tile, block) bias index of each (query, key) pair; 2K-1 = masked
+    tile_cls: Tensor  # (tiles,) class of each tile
+    slot: Tensor  # (length,) flat query slot holding each position
+
+
+def _tile_offsets(t: Tensor, n: Tensor, kernel_size: int, tile: int) -> Tensor:
+    """(..., tile, block) bias index of every (query slot, key slot) pair of tile(s) ``t`` of a
+    dilation group of length ``n`` (broadcast together); ``2K-1`` where the key is outside the
+    query's window. The same rule as :func:`_axis_plan`, as tensor arithmetic."""
+    ks, r, block = kernel_size, kernel_size // 2, tile + kernel_size - 1
+    t, n = t[..., None], n[..., None]
+    p = torch.minimum(t * tile + torch.arange(tile, device=t.device), n - 1)  # padding: last
+    start = torch.minimum((p - r).clamp(min=0), n - ks)  # window start, shifted inward
+    m = torch.minimum(t * tile - r, n - block).clamp(min=0) + torch.arange(block, device=t.device)
+    rel = m[..., None, :] - start[..., None]  # key's place in each query's window
+    return torch.where((rel >= 0) & (rel < ks), m[..., None, :] - p[..., None] + ks - 1, 2 * ks - 1)
+
+
+def _static_axis(length, kernel_size: int, dilation: int, tile: int,
+                 device: torch.device) -> _StaticAxis:
+    """The tiling of :func:`_axis_plan` with a fixed tile size, as tensor arithmetic on
+    ``length`` (which may be symbolic): what a graph traced for any H, W can hold.
+
+    Every dilation group gets ``ceil(ceil(length / d) / tile)`` tiles (a shorter group repeats
+    its last query in the spare slots) and every tile a key block of ``tile + K - 1`` positions
+    starting at ``clamp(t * tile - K//2, 0, n - block)`` (positions past the group end are
+    clamped and masked), which holds the windows of all its queries. Tiles with equal bias
+    offsets share a class, found without data-dependent ops: per group length (dilation
+    groups differ by at most one position), the first ``ceil((K//2) / tile)`` tiles, the
+    interior tiles (window and block unclamped: one class), and the last
+    ``ceil((K//2) / tile) + 1`` tiles.
+    """
+    ks, d, r, block = kernel_size, dilation, kernel_size // 2, tile + kernel_size - 1
+    n_max = (length + d - 1) // d
+    tiles = (n_max + tile - 1) // tile
+    g = torch.arange(d, device=device)[:, None]
+    n = (length - g + d - 1) // d  # (d, 1) group lengths, ceil((L - g) / d)
+    p = torch.minimum(torch.arange(tiles * tile, device=device), n - 1)  # (d, slots)
+    t = torch.arange(tiles, device=device)
+    m = torch.minimum(t * tile - r, n - block).clamp(min=0)[..., None] + \
+        torch.arange(block, device=device)  # (d, tiles, block)
+    i = torch.arange(length, device=device)
+    head = -(-r // tile)  # tiles before the first interior one
+    classes = 2 * head + 2  # head tiles, interior, head + 1 tail tiles
+    last = (n - r) // tile - 1  # (d, 1) last interior tile (operands >= 0: ONNX Div truncates)
+    local = torch.where(t < head, t, torch.where(t <= last, head, head + t - last))
+    n_rep = n_max - torch.arange(1 if d == 1 else 2, device=device)[:, None]  # group lengths
+    c = torch.arange(classes, device=device)
+    rep = torch.where(c < head, c, torch.where(c == head, head, (n_rep - r) // tile - 1 + c - head))
+    return _StaticAxis(
+        q_idx=(g + d * p).view(-1, tile),
+        k_idx=(g[..., None] + d * torch.minimum(m, n[..., None] - 1)).view(-1, block),
+        off_cls=_tile_offsets(rep.clamp(0, tiles - 1), n_rep, ks, tile).view(-1, tile, block),
+        tile_cls=((n_max - n) * classes + local).view(-1),
+        slot=i % d * (tiles * tile) + i // d)
+
+
+def _neighborhood_attention_2d_traced(q: Tensor, k: Tensor, v: Tensor, kernel_size: int,
                                       dilation: int, table: Tensor, scale: float,
-                                      dropout_p: float) -> Tensor:
-    """The same attention as K*K-neighbour gathers with no size-dependent Python: what
-    ``torch.export`` / ``torch.compile`` trace for any H, W (the tiled fast path builds its
-    index plan in Python per map size). Copies K and V K*K times; eval-time export use."""
-    ks = kernel_size
-    rows, bias_r = _windows_1d(q.shape[1], ks, dilation, q.device)
-    cols, bias_c = _windows_1d(q.shape[2], ks, dilation, q.device)
-    r, c = rows[:, None, :, None], cols[None, :, None, :]  # -> (H, W, K, K)
-    k_win, v_win = k[:, r, c], v[:, r, c]  # (B, H, W, K, K, heads, D)
-    bias = table[:, bias_r[:, None, :, None], bias_c[None, :, None, :]]  # (heads|1, H, W, K, K)
-    logits = torch.einsum('bxynd,bxyijnd->bxynij', q * scale, k_win) + bias.permute(1, 2, 0, 3, 4)
-    attn = torch.softmax(logits.flatten(-2), -1).view(logits.shape)
+                                      dropout_p: float, tile: int = TRACED_TILE,
+                                      floor: Optional[bool] = None) -> Tensor:
+    """The tiled attention with a static tile plan and no size-dependent Python: what
+    ``torch.export`` / ``torch.compile`` / the ONNX exporter trace, one graph for any H, W.
+
+    Same tiles as the fast path (K and V copied ``((tile+K-1)/tile)**2`` times, never K*K
+    times) with a fixed tile size, as three batched matmuls: the bias of each tile class,
+    ``(classes_r, classes_c, heads, T*T, B*B)``, by a one-hot matmul of the rpb table (a
+    realised, contiguous tensor, so inductor reads it with vector loads instead of gathering
+    the table per logit); ``q k^T`` plus the bias of each tile's class; the probabilities times
+    V. Masked keys get ``finfo.min`` (finite: a one-hot product with ``-inf`` would be NaN),
+    which the softmax turns into exact zeros.
+
+    ``floor`` (default: while exporting) raises every logit more than
+    :data:`EXPORT_LOGIT_FLOOR` below its row's maximum to that level before the softmax:
+    onnxruntime's exponential takes a slow path for arguments below about -87 (onnxruntime
+    1.32's CPU Softmax on rows two thirds masked ran 8x slower than on finite logits), and
+    weights below ``e**-80`` of the largest change by less than that, far under float
+    rounding.
+    """
+    b, height, width, heads, head_dim = q.shape
+    ks, dev = kernel_size, q.device
+    if floor is None:
+        floor = torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
+    rows = _static_axis(height, ks, dilation, tile, dev)
+    cols = _static_axis(width, ks, dilation, tile, dev)
+    n_tr, n_tc, block = rows.q_idx.shape[0], cols.q_idx.shape[0], rows.k_idx.shape[1]
+    n_q, n_k = tile * tile, block * block
+    head = torch.arange(heads, device=dev)
+    flat = torch.onnx.is_in_onnx_export()
+
+    def gather(x: Tensor, r: Tensor, c: Tensor) -> Tensor:  # -> (b*tiles*heads, slots, D)
+        n = r.shape[1]
+        if flat:  # one Gather in the tile layout; onnxruntime's inputs are contiguous
+            idx = (r[:, None, None, :, None] * width + c[None, :, None, None, :]) * heads + \
+                head[:, None, None]
+            return x.reshape(b, -1, head_dim).index_select(1, idx.flatten()).view(
+                -1, n * n, head_dim)
+        # pixels, then heads to the front: a view of any qkv split (inductor cannot index a
+        # flattened non-contiguous input through a gathered index: "vr must not be None")
+        idx = r[:, None, :, None] * width + c[None, :, None, :]
+        x = x.flatten(1, 2).index_select(1, idx.flatten())
+        return x.view(b, n_tr, n_tc, n * n, heads, head_dim).transpose(3, 4).reshape(
+            -1, n * n, head_dim)
+
+    q_t = gather(q, rows.q_idx, cols.q_idx) * scale  # next to the matmul: onnxruntime fuses it
+    k_t, v_t = gather(k, rows.k_idx, cols.k_idx), gather(v, rows.k_idx, cols.k_idx)
+    table = F.pad(table, (0, 1, 0, 1), value=torch.finfo(q.dtype).min)
+    offsets = torch.arange(2 * ks, device=dev)
+    one_hot_r = (rows.off_cls[..., None] == offsets).to(q.dtype)  # (classes, T, B, 2K)
+    one_hot_c = (cols.off_cls[..., None] == offsets).to(q.dtype)
+    bias_r = torch.matmul(one_hot_r[:, None], table[:, None])  # (classes, heads, T, B, 2K)
+    bias = torch.matmul(bias_r[:, None, :, :, None],
+                        one_hot_c.transpose(-1, -2)[None, :, None, None])
+    bias = bias.reshape(one_hot_r.shape[0], one_hot_c.shape[0], -1, n_q, n_k)
+    logits = torch.bmm(q_t, k_t.transpose(1, 2)).view(b, n_tr, n_tc, heads, n_q, n_k) + \
+        bias[rows.tile_cls][:, cols.tile_cls]
+    if floor:
+        logits = torch.maximum(logits, logits.amax(-1, keepdim=True) - EXPORT_LOGIT_FLOOR)
+    attn = torch.softmax(logits, -1).view(-1, n_q, n_k)
     if dropout_p > 0:
         attn = F.dropout(attn, dropout_p)
-    return torch.einsum('bxynij,bxyijnd->bxynd', attn, v_win)
+    out = torch.bmm(attn, v_t)  # (b * tiles_r * tiles_c * heads, T*T, D)
+    slot_r, slot_c = rows.slot, cols.slot
+    idx = (slot_r // tile * (n_tc * heads * n_q) + slot_r % tile * tile)[:, None, None] + \
+        (slot_c // tile * (heads * n_q) + slot_c % tile)[None, :, None] + head * n_q
+    return out.view(b, -1, head_dim).index_select(1, idx.flatten()).view(
+        b, height, width, heads, head_dim)
 
 
 def neighborhood_attention_2d(q: Tensor,
@@ -257,7 +382,8 @@ def neighborhood_attention_2d(q: Tensor,
             head_dim ** -0.5.
         dropout_p (float): dropout on the attention probabilities; pass 0 at eval. When > 0
             the op runs on plain autograd ops (slower, materialises the tiled bias).
-        tile (int): queries per tile side; changes speed, not the result.
+        tile (int): queries per tile side of the eager fast path; changes speed, not the
+            result. Traced, the op uses :data:`TRACED_TILE`.
 
     Returns:
         Tensor: (B, H, W, heads, head_dim), contiguous.
@@ -268,7 +394,7 @@ def neighborhood_attention_2d(q: Tensor,
     table = q.new_zeros(1, 2 * kernel_size - 1, 2 * kernel_size - 1) if rpb is None \
         else rpb.to(q.dtype)
     if torch.compiler.is_compiling():  # torch.export / torch.compile: any H, W in one graph
-        return _neighborhood_attention_2d_gather(q, k, v, kernel_size, dilation, table, scale,
+        return _neighborhood_attention_2d_traced(q, k, v, kernel_size, dilation, table, scale,
                                                  dropout_p)
     plan = _plan(height, width, kernel_size, dilation, tile, heads, table.shape[0], q.device)
     rows, cols = plan.rows, plan.cols
@@ -455,6 +581,14 @@ def neighborhood_attention_2d_unfold(q, k, v, kernel_size, dilation=1, rpb=None,
     return out.permute(0, 2, 3, 1, 4)
 
 
+def neighborhood_attention_2d_traced(q, k, v, kernel_size, dilation=1, rpb=None, scale=None):
+    """:func:`neighborhood_attention_2d` (same arguments) in the static-plan form it takes
+    when traced (``torch.compile``, ``torch.export``, ONNX export), here run eagerly."""
+    scale = q.shape[-1]**-0.5 if scale is None else scale
+    table = q.new_zeros(1, 2 * kernel_size - 1, 2 * kernel_size - 1) if rpb is None else rpb
+    return _neighborhood_attention_2d_traced(q, k, v, kernel_size, dilation, table, scale, 0.)
+
+
 def neighborhood_attention_2d_dense(q, k, v, kernel_size, dilation=1, rpb=None, scale=None):
     """:func:`neighborhood_attention_2d` (same arguments) as full attention through SDPA with an
     additive (heads, H*W, H*W) bias: the rpb on each query's neighbours, ``-inf`` elsewhere."""
@@ -538,12 +672,15 @@ def _bench_build(impl, size, dilation, device):
 
 
 def bench_cases(device='cpu', quick=False):
-    """The tiled fast path against the unfold (im2col) form and, where it fits, the dense SDPA
-    form; see :func:`~mmattn.ops.common.check_bench_case`."""
+    """The tiled fast path against its traced (static-plan) form run eagerly, the unfold
+    (im2col) form and, where it fits, the dense SDPA form; see
+    :func:`~mmattn.ops.common.check_bench_case`."""
     cases = []
     for size in BENCH_QUICK_SIZES if quick else BENCH_SIZES:
         b, c, h, w = size
-        impls = {'mmattn': neighborhood_attention_2d, 'unfold': neighborhood_attention_2d_unfold}
+        impls = {'mmattn': neighborhood_attention_2d,
+                 'traced form (eager)': neighborhood_attention_2d_traced,
+                 'unfold': neighborhood_attention_2d_unfold}
         if _dense_bytes(b, c // BENCH_HEAD_DIM, h, w) <= BENCH_DENSE_LIMIT_BYTES:
             impls['dense SDPA'] = neighborhood_attention_2d_dense
         for dilation in BENCH_QUICK_DILATIONS if quick else BENCH_DILATIONS:

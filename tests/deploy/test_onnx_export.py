@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from helpers import REPO_ROOT, load_tool
-from mmattn.deploy import TINY_BACKBONES, build_tiny_backbone, export_and_check, generic_size
+from mmattn.deploy import (TINY_BACKBONES, build_tiny_backbone, export_and_check, export_onnx,
+                           generic_size, max_diffs, onnxruntime_session, run_onnxruntime)
 from mmattn.deploy.onnx import _adaptive_avg_pool2d_forward
-from mmattn.ops.neighborhood import (_neighborhood_attention_2d_gather,
-                                     neighborhood_attention_2d_reference)
+from mmattn.ops.neighborhood import NeighborhoodAttention
 
 RTOL = 1e-4
 SHAPES = [(96, 128), (333, 517)]  # the second odd on both axes
@@ -37,15 +37,38 @@ def test_exported_adaptive_pooling_equals_pytorch(size, bins):
                                atol=1e-12)
 
 
-@pytest.mark.parametrize('h,w,ks,d', [(9, 13, 3, 1), (17, 23, 5, 2), (21, 15, 3, 3)])
-def test_traced_neighborhood_attention_equals_reference(h, w, ks, d):
-    """The gather form NA takes under torch.export / torch.compile, against the definition."""
-    g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(2, h, w, 2, 4, generator=g, dtype=torch.float64) for _ in range(3))
-    rpb = torch.randn(2, 2 * ks - 1, 2 * ks - 1, generator=g, dtype=torch.float64)
-    out = _neighborhood_attention_2d_gather(q, k, v, ks, d, rpb, 0.5, 0.)
-    ref = neighborhood_attention_2d_reference(q, k, v, ks, d, rpb, scale=0.5)
-    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+class _PaddedNeighborhoodAttention(torch.nn.Module):
+    """NCHW in and out around :meth:`NeighborhoodAttention.forward_any_size` (NAT's blocks:
+    maps smaller than kernel_size * dilation are zero padded before the op)."""
+
+    def __init__(self):
+        super().__init__()
+        self.attn = NeighborhoodAttention(12, 3, kernel_size=5, dilation=2)
+
+    def forward(self, x):
+        return self.attn.forward_any_size(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+@pytest.mark.deploy
+def test_neighborhood_attention_exports_with_dynamic_hw(tmp_path):
+    """One graph of dilated NA with rpb (the op's static-plan form) checked in onnxruntime
+    against PyTorch on both sides of the size rule: traced at 9x13 (rows padded to
+    kernel_size * dilation = 10), checked at 10x10 (the smallest unpadded map), 6x23 (rows
+    padded) and 37x29 (odd, groups of unequal length)."""
+    torch.manual_seed(0)
+    module = _PaddedNeighborhoodAttention().eval()
+    shapes = [(9, 13), (10, 10), (6, 23), (37, 29)]
+    inputs = {s: torch.randn(1, 12, *s, generator=torch.Generator().manual_seed(i))
+              for i, s in enumerate(shapes)}
+    path = str(tmp_path / 'na.onnx')
+    with torch.no_grad():
+        export_onnx(module, inputs[shapes[0]], path)
+    session = onnxruntime_session(path)
+    for shape in shapes:
+        with torch.no_grad():
+            want = module(inputs[shape])
+        diff, rel = max_diffs(want, run_onnxruntime(session, inputs[shape])[0])
+        assert diff < 1e-5, (shape, diff, rel)
 
 
 @pytest.mark.parametrize('name', sorted(TINY_BACKBONES))

@@ -3,7 +3,8 @@ dilation and rpb)."""
 import pytest
 import torch
 
-from mmattn.ops.neighborhood import (NeighborhoodAttention, _window_1d,
+from mmattn.ops.neighborhood import (NeighborhoodAttention, _neighborhood_attention_2d_traced,
+                                     _static_axis, _tile_offsets, _window_1d,
                                      neighborhood_attention_2d, neighborhood_attention_2d_dense,
                                      neighborhood_attention_2d_reference,
                                      neighborhood_attention_2d_unfold)
@@ -231,3 +232,88 @@ def test_benchmark_forms_equal_reference(impl, h, w, k, d):
     for a, b in zip(torch.autograd.grad(out, (q, k_, v, rpb), grad),
                     torch.autograd.grad(ref, (q, k_, v, rpb), grad)):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
+
+
+# ------------------------------------------------------------- traced form (static tile plan)
+
+
+@pytest.mark.parametrize('kernel_size', [3, 7, 13])
+@pytest.mark.parametrize('dilation', [1, 2, 3, 8])
+@pytest.mark.parametrize('tile', [1, 2, 4, 6])
+def test_static_plan_tile_classes_hold_every_tile_offsets(kernel_size, dilation, tile):
+    """The traced form takes each tile's bias from its class, found by formula (first tiles,
+    interior, last tiles per group length) instead of ``torch.unique``: every tile of every
+    length from K*d to K*d + 40 must have exactly its class's offsets."""
+    for length in range(kernel_size * dilation, kernel_size * dilation + 41):
+        axis = _static_axis(length, kernel_size, dilation, tile, torch.device('cpu'))
+        n_max = -(-length // dilation)
+        tiles = -(-n_max // tile)
+        n = torch.tensor([-(-(length - g) // dilation) for g in range(dilation)])[:, None]
+        every = _tile_offsets(torch.arange(tiles).expand(dilation, -1), n.expand(-1, tiles),
+                              kernel_size, tile).flatten(0, 1)
+        assert 0 <= axis.tile_cls.min() and axis.tile_cls.max() < axis.off_cls.shape[0]
+        assert torch.equal(axis.off_cls[axis.tile_cls], every), length
+
+
+# Beside CASES: K == map size with dilation, dilation 4 with groups of unequal length, maps
+# shorter than one key block (tile + K - 1) on one axis.
+TRACED_CASES = CASES + [(7, 7, 7, 1), (14, 14, 7, 2), (28, 29, 7, 4), (40, 13, 3, 4)]
+
+
+@pytest.mark.parametrize('h, w, k, d', TRACED_CASES)
+def test_traced_form_equals_reference(h, w, k, d):
+    """The form ``torch.compile`` / ``torch.export`` / ONNX export trace, at several tile
+    sizes, with and without rpb and with the export-time logit floor (a change below e**-80 of
+    the largest weight)."""
+    q, kk, v = _qkv(1, h, w, 3, 4, seed=h * w + k + d)
+    rpb = _rpb(3, k)
+    scale = 0.37 if (h + k) % 2 else 4**-0.5
+    ref = neighborhood_attention_2d_reference(q, kk, v, k, d, rpb, scale)
+    ref_no_rpb = neighborhood_attention_2d_reference(q, kk, v, k, d, None, scale)
+    zeros = q.new_zeros(1, 2 * k - 1, 2 * k - 1)
+    for tile in (1, 4, 6):
+        for floor in (False, True):
+            out = _neighborhood_attention_2d_traced(q, kk, v, k, d, rpb, scale, 0., tile, floor)
+            assert out.shape == ref.shape and out.is_contiguous()
+            assert _max_diff(out, ref) < 1e-12, (tile, floor)
+        out = _neighborhood_attention_2d_traced(q, kk, v, k, d, zeros, scale, 0., tile)
+        assert _max_diff(out, ref_no_rpb) < 1e-12, tile
+
+
+@pytest.mark.parametrize('h, w, k, d', [(13, 17, 3, 2), (14, 19, 7, 2), (9, 10, 3, 3)])
+def test_traced_form_gradients_equal_reference(h, w, k, d):
+    """``torch.compile`` of a training step differentiates the traced form."""
+    q, kk, v = _qkv(2, h, w, 2, 3, seed=7)
+    rpb = _rpb(2, k)
+    out = _neighborhood_attention_2d_traced(q, kk, v, k, d, rpb, 0.5, 0.)
+    ref = neighborhood_attention_2d_reference(q, kk, v, k, d, rpb, 0.5)
+    grad = torch.randn_like(ref)
+    for name, a, b in zip('q k v rpb'.split(), torch.autograd.grad(out, (q, kk, v, rpb), grad),
+                          torch.autograd.grad(ref, (q, kk, v, rpb), grad)):
+        assert _max_diff(a, b) < 1e-11, name
+
+
+def test_traced_form_float32_close_to_float64_reference():
+    q, k, v = _qkv(1, 16, 21, 2, 32, dtype=torch.float32)
+    rpb = _rpb(2, 7, dtype=torch.float32)
+    ref = neighborhood_attention_2d_reference(*(t.double() for t in (q, k, v)), 7, 2, rpb.double())
+    for floor in (False, True):
+        out = _neighborhood_attention_2d_traced(q, k, v, 7, 2, rpb, 32**-0.5, 0., floor=floor)
+        assert out.dtype == torch.float32
+        assert _max_diff(out.double(), ref) < 1e-5
+
+
+def test_traced_form_is_what_a_compiled_op_runs():
+    """Under dynamo the op takes the static-plan form: one graph, no break, the reference's
+    result (the backbones' compiled and exported tests in tests/deploy run it at full size)."""
+    from torch._dynamo.utils import counters
+    torch._dynamo.reset()
+    counters.clear()
+    q, k, v = _qkv(1, 11, 13, 2, 3)
+    rpb = _rpb(2, 5)
+    fn = torch.compile(lambda *t: neighborhood_attention_2d(*t, 5, 2, rpb, 0.5),
+                       backend='eager', fullgraph=True)
+    with torch.no_grad():
+        out = fn(q, k, v)
+    assert _max_diff(out, neighborhood_attention_2d_reference(q, k, v, 5, 2, rpb, 0.5)) < 1e-12
+    assert counters['stats']['unique_graphs'] == 1
