@@ -45,7 +45,7 @@ def route_regions(q_region, k_region, topk, scale):
 # The CPU flash-attention kernels that ``F.scaled_dot_product_attention`` dispatches to on CPU.
 _FLASH = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 _FLASH_BACKWARD = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
-ROUTED_CHUNK_BYTES = 1 << 20  # routed K (and V) gathered at a time by the CPU path
+ROUTED_CHUNK_BYTES = 2 << 20  # routed K (and V) gathered at a time by the CPU path
 
 
 def _chunked_path(t):
