@@ -184,7 +184,8 @@ def test_a_block_with_fixed_heads_keeps_them():
 
     MODELS.register_module(module=OneHeadNA)  # mmattn's registry only, removed below
     try:
-        model = _swap('swin', 'OneHeadNA')
+        # scoped name: an earlier test may leave mmseg as the default scope
+        model = _swap('swin', 'mmattn.OneHeadNA')
     finally:
         MODELS._module_dict.pop('OneHeadNA')
     assert [b.attn.num_heads for _, b in model.swapped] == [1] * len(model.swapped)
