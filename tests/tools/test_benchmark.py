@@ -86,6 +86,26 @@ def test_docs_only_needs_a_page_and_runs(capsys):
     assert '--docs-only needs' in capsys.readouterr().err
 
 
+def test_runs_of_one_device_on_two_machines_stay_apart(tmp_path):
+    def run(machine, backbone):
+        timing = dict(median=1.0, min=1.0, max=1.0)
+        return dict(device='cpu', device_description=f'CPU {machine} (2 logical CPUs visible), '
+                    'torch 2.13.0+cpu, 2 threads', repeat=1, warmup=0, gemm_gflops=100.,
+                    memory_method='-', models=[dict(
+                        backbone=backbone, resolution='64x64', params=1e6, macs=1e9, fwd=timing,
+                        **{'fwd+bwd': timing}, gflops=2.0, gemm_share=0.02)])
+
+    merged = bench.merge_backbone_runs([run('AMD EPYC', 'A'), run('Intel(R) Xeon(R) Processor',
+                                                                  'A'), run('AMD EPYC', 'B')],
+                                       str(tmp_path))
+    assert [(r['title'], [m['backbone'] for m in r['models']]) for r in merged] == [
+        ('cpu, AMD EPYC', ['A', 'B']), ('cpu, Intel Xeon Processor', ['A'])]
+    assert [osp.basename(r['plot']) for r in merged] == [
+        'backbones_cpu_latency.png', 'backbones_cpu_intel_xeon_processor_latency.png']
+    assert [r['title'] for r in bench.merge_backbone_runs([run('AMD EPYC', 'A')],
+                                                          str(tmp_path))] == ['cpu']
+
+
 def test_backbone_table_training_rate_and_ratio_to_swin():
     """fwd+bwd GFLOP/s counts 3x the forward MACs; fwd+bwd / Swin-T divides by Swin-T's time
     at the same input of the same run ('-' where Swin-T was not measured)."""

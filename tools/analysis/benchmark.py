@@ -566,23 +566,32 @@ def plot_latency(rows, run, path) -> str:
     return path
 
 
+def machine_of(run) -> str:
+    """The machine a run was measured on: its description without torch and thread count."""
+    return run.get('device_description', 'unknown machine').split(', torch')[0]
+
+
 def merge_backbone_runs(runs: list, plot_dir: str) -> list:
-    """One run per device from the backbone runs (e.g. one per resolution, so that the heavy
-    lock is released in between): rows concatenated, model order kept, resolutions ascending,
-    every run's GEMM rate listed, one latency plot per device."""
+    """One run per device and machine from the backbone runs (e.g. one per resolution, so that
+    the heavy lock is released in between): rows concatenated, model order kept, resolutions
+    ascending, every run's GEMM rate listed, one latency plot each. Runs of one device on
+    different machines stay apart (their times do not compare): each gets a ``title`` naming
+    the machine, and the plots after the first one a file name of their own."""
     merged = {}
     for run in runs:
         if not run.get('models'):
             continue
-        into = merged.setdefault(run['device'], dict(run, models=[], gemm_runs=[], timings={},
-                                                     commits=[], dates=[]))
+        into = merged.setdefault((run['device'], machine_of(run)), dict(
+            run, models=[], gemm_runs=[], timings={}, commits=[], dates=[]))
         into['models'] += run['models']
         into['gemm_runs'].append(run['gemm_gflops'])
         into['commits'].append(run.get('commit', 'unknown'))
         into['dates'].append(run.get('date', 'an unrecorded date'))
         into['timings'].setdefault((run['repeat'], run['warmup']), []).extend(
             r['resolution'] for r in run['models'])
-    for device, run in merged.items():
+    devices = [device for device, _ in merged]
+    seen = set()
+    for (device, machine), run in merged.items():
         run['gemm_text'] = ', '.join(f'{g:.0f}' for g in run['gemm_runs']) + ' GFLOP/s'
         run['timing_text'] = '; '.join(
             f'{", ".join(dict.fromkeys(res))}: median of {rep} after {warm} warm-up'
@@ -599,8 +608,14 @@ def merge_backbone_runs(runs: list, plot_dir: str) -> list:
         run['models'] = list(rows.values())
         run['models'].sort(key=lambda r: (order.index(r['backbone']), np.prod(
             parse_resolution(r['resolution']))))
-        run['plot'] = plot_latency(run['models'], run, osp.join(
-            plot_dir, f'backbones_{device.split(":")[0]}_latency.png'))
+        short = re.sub(r'^(CPU|GPU) |\s*\([^()]*\)$|\((R|TM)\)', '', machine)
+        run['title'] = device if devices.count(device) == 1 else f'{device}, {short}'
+        stem = f'backbones_{device.split(":")[0]}'
+        if device in seen:
+            stem += '_' + re.sub(r'[^a-z0-9]+', '_', short.lower()).strip('_')
+        seen.add(device)
+        run['plot'] = plot_latency(run['models'], run, osp.join(plot_dir,
+                                                                f'{stem}_latency.png'))
     return list(merged.values())
 
 
@@ -609,13 +624,13 @@ DEPLOY_BLOCK = 'deploy-latency'  # the block --compile --docs rewrites
 
 
 def docs_section(runs: list, page_dir: str, plot_dir: str) -> str:
-    """The generated block of the --docs page: one table per device for the backbones (the
-    runs merged, with their latency plot), one per op run."""
+    """The generated block of the --docs page: one table per device and machine for the
+    backbones (the runs merged, with their latency plot), one per op run."""
     parts = []
     for run in merge_backbone_runs(runs, plot_dir):
         plot = osp.relpath(run['plot'], page_dir)
-        parts += [f'## Backbones ({run["device"]})', '', format_model_table(run['models'], run),
-                  f'![latency vs resolution, {run["device"]}]({plot})', '']
+        parts += [f'## Backbones ({run["title"]})', '', format_model_table(run['models'], run),
+                  f'![latency vs resolution, {run["title"]}]({plot})', '']
     for run in runs:
         if run.get('ops'):
             families = ', '.join(run['families'])
