@@ -99,9 +99,10 @@ def test_runs_of_one_device_on_two_machines_stay_apart(tmp_path):
                                                                   'A'), run('AMD EPYC', 'B')],
                                        str(tmp_path))
     assert [(r['title'], [m['backbone'] for m in r['models']]) for r in merged] == [
-        ('cpu, AMD EPYC', ['A', 'B']), ('cpu, Intel Xeon Processor', ['A'])]
+        ('cpu, AMD EPYC, 2 threads', ['A', 'B']), ('cpu, Intel Xeon Processor, 2 threads', ['A'])]
     assert [osp.basename(r['plot']) for r in merged] == [
-        'backbones_cpu_latency.png', 'backbones_cpu_intel_xeon_processor_latency.png']
+        'backbones_cpu_latency.png',
+        'backbones_cpu_intel_xeon_processor_2_threads_latency.png']
     assert [r['title'] for r in bench.merge_backbone_runs([run('AMD EPYC', 'A')],
                                                           str(tmp_path))] == ['cpu']
 

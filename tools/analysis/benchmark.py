@@ -567,8 +567,8 @@ def plot_latency(rows, run, path) -> str:
 
 
 def machine_of(run) -> str:
-    """The machine a run was measured on: its description without torch and thread count."""
-    return run.get('device_description', 'unknown machine').split(', torch')[0]
+    """The machine a run was measured on and its threads: the description without torch."""
+    return re.sub(r', torch [^,]*', '', run.get('device_description', 'unknown machine'))
 
 
 def merge_backbone_runs(runs: list, plot_dir: str) -> list:
@@ -608,7 +608,7 @@ def merge_backbone_runs(runs: list, plot_dir: str) -> list:
         run['models'] = list(rows.values())
         run['models'].sort(key=lambda r: (order.index(r['backbone']), np.prod(
             parse_resolution(r['resolution']))))
-        short = re.sub(r'^(CPU|GPU) |\s*\([^()]*\)$|\((R|TM)\)', '', machine)
+        short = re.sub(r'^(CPU|GPU) |\s*\([^()]*\)(?=,|$)|\((R|TM)\)', '', machine)
         run['title'] = device if devices.count(device) == 1 else f'{device}, {short}'
         stem = f'backbones_{device.split(":")[0]}'
         if device in seen:
