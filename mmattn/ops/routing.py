@@ -474,9 +474,17 @@ def bi_level_routing_attention_nchw(q, k, v, n_win, topk, num_heads, scale=None)
 
 # ------------------------------------------------------------------ what the tools read
 
-# Every matmul of the core runs through SDPA or matmul aten ops whose MACs are the definition's
-# (the gather is data movement): the dispatch counter of mmattn.analysis counts them as they are.
-OP_MACS = {}
+def bi_level_routing_attention_macs(out, q, k, v, n_win, topk, num_heads, *args, **kwargs):
+    """MACs of the definition on the whole (padded) map, as the official model computes it:
+    the region affinity (S^2 x S^2 region means, C wide) plus QK^T and AV of every query
+    region over its topk routed regions. The CPU path skips query regions that lie wholly in
+    the padding; counted here as computed, so a count does not depend on the device."""
+    n, height, width, channels = q.shape
+    regions, tokens = n_win * n_win, (height // n_win) * (width // n_win)
+    return n * regions * (regions * channels + 2 * tokens * topk * tokens * channels)
+
+
+OP_MACS = {'bi_level_routing_attention': bi_level_routing_attention_macs}
 
 
 def bra_panels(module, args, locate, captures):

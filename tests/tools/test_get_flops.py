@@ -7,6 +7,8 @@ from helpers import REPO_ROOT, load_tool
 from mmattn.analysis.flops import measure, measure_backbone
 from mmattn.analysis.models import build_backbone, family_classes
 from mmattn.ops import op_modules
+from mmattn.ops.routing import (bi_level_routing_attention,
+                                 bi_level_routing_attention_reference)
 from mmattn.ops.neighborhood import neighborhood_attention_2d, neighborhood_attention_2d_unfold
 
 
@@ -43,11 +45,25 @@ def test_na_count_is_the_definition_not_the_tiles(dilation):
     assert list(fast.op_macs) == ['mmattn.ops.neighborhood:neighborhood_attention_2d']
 
 
+@pytest.mark.parametrize('device', ['cpu', 'meta'])
+def test_bra_count_is_the_definition_on_every_device(device):
+    """The padded map's every query region is counted (the CPU path skips the ones wholly in
+    the padding); the reference's matmuls, counted op by op, give the same number."""
+    q, k, v = (torch.randn(2, 12, 16, 8) for _ in range(3))
+    fast = measure(Call(lambda q, k, v: bi_level_routing_attention(
+        q, k, v, 4, 3, 2, out_size=(5, 6))[0]), (q, k, v), device=device)
+    anchor = measure(Call(lambda q, k, v: bi_level_routing_attention_reference(
+        q, k, v, 4, 3, 2)[0]), (q, k, v), device='cpu')
+    assert fast.macs == anchor.macs == 2 * 16 * (16 * 8 + 2 * 12 * 3 * 12 * 8)
+    assert list(fast.op_macs) == ['mmattn.ops.routing:bi_level_routing_attention']
+
+
 def test_handles_are_the_formulas_declared_beside_the_ops():
     from mmattn.analysis.flops import OP_HANDLES
     declared = {f'{module.__name__}:{name}': formula for module in op_modules().values()
                 for name, formula in module.OP_MACS.items()}
     assert set(declared) == {'mmattn.ops.neighborhood:neighborhood_attention_2d',
+                             'mmattn.ops.routing:bi_level_routing_attention',
                              'mmattn.ops.slide:slide_attention'}
     assert all(OP_HANDLES[target] is formula for target, formula in declared.items())
 
@@ -94,9 +110,15 @@ def test_every_family_has_a_paper_check():
 
 def test_meta_and_cpu_counts_agree_on_a_backbone():
     model = build_backbone('BiFormer:tiny', n_win=4)
+    # 72x40 pads every stage's map; CPU's BRA skips the query regions wholly in the padding,
+    # which the count (the definition, as the official model computes it) still includes
     meta, cpu = measure_backbone(model, 72, 40), measure_backbone(model, 72, 40, device='cpu')
     assert meta.macs == cpu.macs > 0 and meta.params == cpu.params
-    assert meta.gather_bytes == cpu.gather_bytes > 0  # BRA's region gather is traffic, not MACs
+    assert 0 < cpu.gather_bytes < meta.gather_bytes  # gather traffic is the implementation's
+    meta, cpu = measure_backbone(model, 128, 128), measure_backbone(model, 128, 128, device='cpu')
+    bra = 'mmattn.ops.routing:bi_level_routing_attention'
+    assert meta.macs == cpu.macs and meta.op_macs[bra] == cpu.op_macs[bra] > 0
+    assert meta.gather_bytes == cpu.gather_bytes > 0  # no padding: the same routed K/V
 
 
 def test_cli_detail_and_config(capsys):
