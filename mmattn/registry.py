@@ -44,7 +44,7 @@ def _same_class(a, b) -> bool:
 def _check_free(registry, key, module_cls):
     """Refuse to replace a different class registered as ``key`` in ``registry`` (its own
     entries: a class of a parent registry is shadowed, as mmengine's scopes intend)."""
-    existing = registry._module_dict.get(key)
+    existing = registry.module_dict.get(key)
     if existing is not None and not _same_class(existing, module_cls):
         raise KeyError(
             f'mmattn cannot register {module_cls.__module__}.{module_cls.__qualname__} as '
