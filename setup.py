@@ -75,8 +75,9 @@ if __name__ == '__main__':
         # Lower bounds only, so an existing OpenMMLab environment keeps its CUDA torch and its
         # mmcv: torch 2.4 brought torch.serialization.add_safe_globals (the checkpoint
         # allow-list), numpy 1.25 numpy.dtypes. The tested pins: requirements/constraints.txt.
+        # mmengine's upper bound is the range mmattn/engine/mmengine_internals.py supports.
         install_requires=[
-            'torch>=2.4', 'numpy>=1.25', 'mmengine>=0.10.7,<1.0', 'mmcv>=2.0.0rc4,<2.2.0',
+            'torch>=2.4', 'numpy>=1.25', 'mmengine>=0.10.7,<0.11', 'mmcv>=2.0.0rc4,<2.2.0',
             'mmdet>=3.3.0,<3.4', 'mmsegmentation>=1.2.2,<1.3', 'pycocotools', 'ftfy', 'regex'
         ],
         extras_require={

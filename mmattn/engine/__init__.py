@@ -1,3 +1,4 @@
+from . import mmengine_internals  # noqa: F401  (first: checks the mmengine version)
 from .checkpoint import (AtomicCheckpointHook, CheckpointWriteError, find_resume_checkpoint,
                          use_atomic_checkpoints)
 from .exception_checkpoint import ExceptionCheckpointHook, save_on_exception

@@ -23,11 +23,12 @@ import os.path as osp
 
 from mmengine.dist import is_main_process
 from mmengine.fileio.backends import LocalBackend
-from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
-from mmengine.runner.checkpoint import CheckpointLoader
 
 from mmattn.converters.files import check_checkpoint_file, checkpoint_file_problem
+
+from .mmengine_internals import (StepCheckpointHook, local_checkpoint_loader,
+                                 record_step_checkpoint, replace_local_checkpoint_loader)
 
 
 class CheckpointWriteError(OSError):
@@ -54,7 +55,7 @@ def _fsync(path):
 
 
 @HOOKS.register_module()
-class AtomicCheckpointHook(CheckpointHook):
+class AtomicCheckpointHook(StepCheckpointHook):
     """``CheckpointHook`` whose checkpoints are complete or absent (see module doc)."""
 
     def write(self, runner, ckpt_filename, meta, by_epoch):
@@ -86,23 +87,21 @@ class AtomicCheckpointHook(CheckpointHook):
                 f'{reason} (the previous checkpoints are intact)') from exc
         return final
 
-    def _save_checkpoint_with_step(self, runner, step, meta):
+    def save_step(self, runner, step, meta):
+        """Write the checkpoint of ``step`` atomically (local ``out_dir``; another backend:
+        mmengine's write), then remove the one beyond ``max_keep_ckpts``.
+
+        Args:
+            runner (Runner): the runner.
+            step (int): the epoch or iteration the checkpoint is named after.
+            meta (dict): the checkpoint's ``meta``.
+        """
         if not isinstance(self.file_backend, LocalBackend):
-            return super()._save_checkpoint_with_step(runner, step, meta)
+            return super().save_step(runner, step, meta)
         final = self.write(runner, self.filename_tmpl.format(step), meta, self.by_epoch)
-        self.last_ckpt = final
-        runner.message_hub.update_info('last_ckpt', final)
-        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids
-                                            and self.keep_ckpt_ids[-1] == step):
-            outdated = None
-            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
-                outdated = self.keep_ckpt_ids.popleft()
-            self.keep_ckpt_ids.append(step)
-            runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
-            old = osp.join(self.out_dir, self.filename_tmpl.format(outdated)) \
-                if outdated is not None else None
-            if old and old != final and is_main_process() and osp.isfile(old):
-                os.remove(old)
+        old = record_step_checkpoint(self, runner, step, final)
+        if old and old != final and is_main_process() and osp.isfile(old):
+            os.remove(old)
 
 
 def _checkpoints_newest_first(work_dir):
@@ -156,7 +155,7 @@ def install_verified_local_loader():
     ``Runner.resume`` and ``init_cfg=dict(type='Pretrained')`` call; idempotent. A damaged file
     then raises :class:`mmattn.converters.CheckpointFileError` (one line naming it) instead of
     loading changed tensors."""
-    loader = CheckpointLoader._schemes.get('')
+    loader = local_checkpoint_loader()
     if loader is None or getattr(loader, '_mmattn_verified', False):
         return
 
@@ -167,7 +166,7 @@ def install_verified_local_loader():
         return loader(filename, map_location)
 
     load_from_local._mmattn_verified = True
-    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
+    replace_local_checkpoint_loader(load_from_local)
 
 
 def use_atomic_checkpoints(cfg):

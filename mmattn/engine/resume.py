@@ -33,6 +33,9 @@ Four pieces fix this; :func:`enable_exact_resume` puts them into a training conf
 Exactness holds for ``num_workers=0`` (the demo configs): the augmentation then runs in the
 main process. With worker processes the order of the batches and the model's random draws are
 restored; the workers' own random streams restart from mmengine's per-worker seeds.
+
+The loops' ``run`` bodies and the restart of the iteration-based loop's iterator rely on
+mmengine internals; they live in :mod:`mmattn.engine.mmengine_internals`, which says why.
 """
 import logging
 import random
@@ -43,9 +46,11 @@ from mmengine.dist import all_gather_object, get_dist_info, get_world_size
 from mmengine.logging import print_log
 from mmengine.registry import DATA_SAMPLERS, HOOKS, LOOPS
 from mmengine.hooks import Hook
-from mmengine.runner.loops import (EpochBasedTrainLoop, IterBasedTrainLoop,
-                                   _InfiniteDataloaderIterator)
+from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 from torch.utils.data import BatchSampler
+
+from .mmengine_internals import (restart_infinite_iterator, run_epoch_based_loop, run_epoch_from,
+                                 run_iter_based_loop)
 
 META_KEY = 'exact_resume'
 
@@ -179,10 +184,10 @@ class _ResumeMixin:
     def exact_resume_state(self, meta):
         """What a checkpoint needs to continue exactly (``meta``: the checkpoint's meta)."""
         # a checkpoint written after the epoch's last hook starts the next epoch afresh
-        epoch_done = meta.get('epoch', self._epoch) != self._epoch
+        epoch_done = meta.get('epoch', self.epoch) != self.epoch
         sampler = _batch_sampler(self.dataloader)
         state = dict(
-            iter=int(meta.get('iter', self._iter)),
+            iter=int(meta.get('iter', self.iter)),
             skip=0 if epoch_done else self._trained_in_pass,
             sampler_epoch=getattr(getattr(sampler, 'sampler', None), 'epoch', None),
             rng=get_rng_state())
@@ -196,7 +201,7 @@ class _ResumeMixin:
     def _take_resume_state(self):
         """The saved state if this run was resumed from it (None for a fresh or load_from run)."""
         state, self._resume_state = self._resume_state, None
-        if state is None or self._iter == 0 or state['iter'] != self._iter:
+        if state is None or self.iter == 0 or state['iter'] != self.iter:
             return None
         sampler = _batch_sampler(self.dataloader)
         if sampler is None:
@@ -219,28 +224,17 @@ class ResumableEpochBasedTrainLoop(_ResumeMixin, EpochBasedTrainLoop):
         self._batch_offset = 0
 
     def run(self):
-        self.runner.call_hook('before_train')
+        # the stock run() with the resume position taken after before_train (mmengine has no
+        # seam there: see mmengine_internals.run_epoch_based_loop)
+        return run_epoch_based_loop(self, self._start_resumed_epoch)
+
+    def _start_resumed_epoch(self):
         state = self._take_resume_state()
         self._batch_offset = state['skip'] if state else 0
-        # the stock run() calls before_train itself: run its body without it
-        while self._epoch < self._max_epochs and not self.stop_training:
-            self.run_epoch()
-            self._decide_current_val_interval()
-            if (self.runner.val_loop is not None and self._epoch >= self.val_begin
-                    and (self._epoch % self.val_interval == 0
-                         or self._epoch == self._max_epochs)):
-                self.runner.val_loop.run()
-        self.runner.call_hook('after_train')
-        return self.runner.model
 
     def run_epoch(self):
-        self.runner.call_hook('before_train_epoch')
-        self.runner.model.train()
         offset, self._batch_offset = self._batch_offset, 0
-        for idx, data_batch in enumerate(self.dataloader, start=offset):
-            self.run_iter(idx, data_batch)
-        self.runner.call_hook('after_train_epoch')
-        self._epoch += 1
+        run_epoch_from(self, offset)  # batch indices go on from the skipped batches
 
 
 @LOOPS.register_module()
@@ -253,26 +247,17 @@ class ResumableIterBasedTrainLoop(_ResumeMixin, IterBasedTrainLoop):
         self._init_resume()
 
     def run(self):
-        self.runner.call_hook('before_train')
-        self.runner.call_hook('before_train_epoch')
+        # the stock run() without its resume skip, which loads every trained batch again (see
+        # mmengine_internals.run_iter_based_loop)
+        return run_iter_based_loop(self, self._start_resumed_pass)
+
+    def _start_resumed_pass(self):
         state = self._take_resume_state()
         if state is not None:
             if state['sampler_epoch'] is not None:  # a finite sampler restarted per pass
                 self.dataloader.batch_sampler.sampler.set_epoch(state['sampler_epoch'])
-            self.dataloader_iterator = _InfiniteDataloaderIterator(self.dataloader)
-            if state['sampler_epoch'] is not None:
-                self.dataloader_iterator._epoch = state['sampler_epoch']
-        while self._iter < self._max_iters and not self.stop_training:
-            self.runner.model.train()
-            data_batch = next(self.dataloader_iterator)
-            self.run_iter(data_batch)
-            self._decide_current_val_interval()
-            if (self.runner.val_loop is not None and self._iter >= self.val_begin
-                    and (self._iter % self.val_interval == 0 or self._iter == self._max_iters)):
-                self.runner.val_loop.run()
-        self.runner.call_hook('after_train_epoch')
-        self.runner.call_hook('after_train')
-        return self.runner.model
+            # the iterator built in __init__ predates the resume (see mmengine_internals)
+            restart_infinite_iterator(self, state['sampler_epoch'])
 
 
 @HOOKS.register_module()
