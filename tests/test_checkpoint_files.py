@@ -208,3 +208,44 @@ def test_convert_ckpt_refuses_a_damaged_file(tmp_path):
                          text=True, cwd=tmp_path)
     assert bad.returncode != 0 and not (tmp_path / 'bad.pth').exists()
     _one_line(bad.stderr, str(src), 'corrupt PyTorch checkpoint')
+
+
+
+def _line_runner(work_dir, max_iters, resume=False):
+    """The real Runner on the smallest trainable model (one linear layer, four samples)."""
+    from mmengine.model import BaseModel
+    from mmengine.runner import Runner
+
+    class Line(BaseModel):
+
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(2, 1)
+
+        def forward(self, inputs, data_samples=None, mode='loss'):
+            loss = self.linear(inputs).square().mean()
+            return dict(loss=loss) if mode == 'loss' else [loss]
+
+    return Runner(
+        model=Line(), work_dir=str(work_dir), experiment_name=f'line{max_iters}',
+        train_dataloader=dict(dataset=[dict(inputs=torch.ones(2))] * 4, batch_size=1,
+                              num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
+                              collate_fn=dict(type='default_collate')),
+        train_cfg=dict(type='IterBasedTrainLoop', max_iters=max_iters),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+        default_hooks=dict(checkpoint=dict(type='AtomicCheckpointHook', interval=1,
+                                           by_epoch=False, max_keep_ckpts=2)),
+        resume=resume, default_scope='mmengine')
+
+
+@pytest.mark.slow
+def test_rotation_goes_on_after_resume(tmp_path):
+    """Each checkpoint records itself among the kept ones (as mmengine's hook does), so a run
+    resumed from it rotates it out in turn: no checkpoint outlives ``max_keep_ckpts``."""
+    _line_runner(tmp_path, 4).train()
+    saved = torch.load(tmp_path / 'iter_4.pth', weights_only=False)['message_hub']
+    assert saved['runtime_info']['keep_ckpt_ids'] == [3, 4]
+    assert saved['runtime_info']['last_ckpt'] == str(tmp_path / 'iter_4.pth')
+    _line_runner(tmp_path, 6, resume=True).train()
+    assert sorted(p for p in os.listdir(tmp_path) if p.endswith('.pth')) == \
+        ['iter_5.pth', 'iter_6.pth']

@@ -17,6 +17,7 @@ loader, so a ``load_from`` / ``resume`` / ``init_cfg`` file read by any mmengine
 upstream mmdet / mmseg tools included, through the configs' ``custom_imports``) is verified
 too.
 """
+import copy
 import glob
 import os
 import os.path as osp
@@ -98,8 +99,27 @@ class AtomicCheckpointHook(StepCheckpointHook):
         """
         if not isinstance(self.file_backend, LocalBackend):
             return super().save_step(runner, step, meta)
-        final = self.write(runner, self.filename_tmpl.format(step), meta, self.by_epoch)
-        old = record_step_checkpoint(self, runner, step, final)
+        # The bookkeeping goes first, as in mmengine, so that the checkpoint's message hub
+        # already holds its own step (a resumed run then rotates it out in its turn); the
+        # outdated file is removed only once the new one is complete, and a failed write
+        # leaves the bookkeeping as it was.
+        hub = runner.message_hub
+        saved = (self.last_ckpt, copy.copy(getattr(self, 'keep_ckpt_ids', None)),
+                 hub.get_info('last_ckpt'), hub.get_info('keep_ckpt_ids'))
+        filename = self.filename_tmpl.format(step)
+        old = record_step_checkpoint(self, runner, step, osp.join(self.out_dir, filename))
+        try:
+            final = self.write(runner, filename, meta, self.by_epoch)
+        except BaseException:
+            self.last_ckpt = saved[0]
+            if saved[1] is not None:
+                self.keep_ckpt_ids = saved[1]
+            for key, value in zip(('last_ckpt', 'keep_ckpt_ids'), saved[2:]):
+                if value is not None:
+                    hub.update_info(key, value)
+                else:
+                    hub.pop_info(key)
+            raise
         if old and old != final and is_main_process() and osp.isfile(old):
             os.remove(old)
 
