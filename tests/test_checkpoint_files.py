@@ -211,7 +211,7 @@ def test_convert_ckpt_refuses_a_damaged_file(tmp_path):
 
 
 
-def _line_runner(work_dir, max_iters, resume=False):
+def _line_runner(work_dir, max_iters, resume=False, loop='IterBasedTrainLoop'):
     """The real Runner on the smallest trainable model (one linear layer, four samples)."""
     from mmengine.model import BaseModel
     from mmengine.runner import Runner
@@ -231,7 +231,7 @@ def _line_runner(work_dir, max_iters, resume=False):
         train_dataloader=dict(dataset=[dict(inputs=torch.ones(2))] * 4, batch_size=1,
                               num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
                               collate_fn=dict(type='default_collate')),
-        train_cfg=dict(type='IterBasedTrainLoop', max_iters=max_iters),
+        train_cfg=dict(type=loop, max_iters=max_iters),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
         default_hooks=dict(checkpoint=dict(type='AtomicCheckpointHook', interval=1,
                                            by_epoch=False, max_keep_ckpts=2)),
@@ -249,3 +249,12 @@ def test_rotation_goes_on_after_resume(tmp_path):
     _line_runner(tmp_path, 6, resume=True).train()
     assert sorted(p for p in os.listdir(tmp_path) if p.endswith('.pth')) == \
         ['iter_5.pth', 'iter_6.pth']
+
+
+@pytest.mark.slow
+def test_resuming_a_checkpoint_without_exact_state_says_so(tmp_path, capfd):
+    import mmattn.engine  # noqa: F401  (registers the resumable loops)
+    _line_runner(tmp_path, 2).train()  # mmengine's own loop: no exact-resume state saved
+    capfd.readouterr()
+    _line_runner(tmp_path, 3, resume=True, loop='ResumableIterBasedTrainLoop').train()
+    assert re.search(r'holds no exact-resume state .* from iteration 2', capfd.readouterr().out)

@@ -253,6 +253,12 @@ class ResumableIterBasedTrainLoop(_ResumeMixin, IterBasedTrainLoop):
 
     def _start_resumed_pass(self):
         state = self._take_resume_state()
+        if state is None and self.iter > 0:
+            # mmengine's own loop would load (and drop) every trained batch again to skip them
+            print_log(f'mmattn: the checkpoint resumed from holds no exact-resume state (not '
+                      f'written by an mmattn run): training goes on from iteration {self.iter} '
+                      'with the data from the start of a pass and fresh random states',
+                      logger='current', level=logging.WARNING)
         if state is not None:
             if state['sampler_epoch'] is not None:  # a finite sampler restarted per pass
                 self.dataloader.batch_sampler.sampler.set_epoch(state['sampler_epoch'])
