@@ -28,7 +28,7 @@ help:
 	@echo "make test      run the test suite (pytest)"
 	@echo "make lint      ruff (pyflakes, pycodestyle) over the repository"
 	@echo "make docs      build the docs site strictly (mkdocs --strict) into site/"
-	@echo "make test-deploy dynamic-shape ONNX exports (every backbone, RetinaNet, Mask R-CNN, Semantic FPN, UPerNet) and inductor compiles (slow)"
+	@echo "make test-deploy dynamic-shape ONNX exports (every backbone, RetinaNet, Mask R-CNN, Semantic FPN, UPerNet), torch.compile graphs of every backbone at three dynamic sizes and inductor compiles (slow)"
 	@echo "make test-fast the test suite without the tests marked slow (Runner, subprocesses)"
 	@echo "make test-slurm tools/slurm_train.sh, slurm_test.sh and a requeued --resume job on a one-node Slurm started on localhost (root or sudo; apt-get installs slurm-wlm + munge if absent)"
 	@echo "make demo      synthetic data -> train BiFormer Mask R-CNN on CPU -> CocoMetric, prediction PNGs, loss curve"

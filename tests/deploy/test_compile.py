@@ -38,6 +38,7 @@ def _compile_and_compare(name, backend):
     return worst, counters['stats']['unique_graphs'], breaks
 
 
+@pytest.mark.deploy
 @pytest.mark.parametrize('name', sorted(TINY_BACKBONES))
 def test_compiled_graph_matches_eager_across_sizes(name):
     """Dynamo + AOTAutograd, the graphs inductor receives, at three sizes of one bucket: no graph
@@ -48,6 +49,7 @@ def test_compiled_graph_matches_eager_across_sizes(name):
     assert 1 <= graphs <= 2  # the first compile + at most one recompile
 
 
+@pytest.mark.deploy
 def test_compiled_slide_swin_released_setting_is_one_graph():
     """Slide-Swin's released setting (global attention in stages 3-4: a window of the whole map
     at 224, clamped to the short side of smaller maps): no graph break, at most one recompile
