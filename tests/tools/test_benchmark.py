@@ -8,6 +8,7 @@ import torch
 from helpers import load_tool
 from PIL import Image
 
+import mmattn
 from mmattn.analysis.models import default_backbones, family_classes
 from mmattn.ops import op_modules
 
@@ -43,9 +44,12 @@ def test_backbones_table_json_plot_and_docs_page(tmp_path):
     text = page.read_text()
     assert text.startswith('# Benchmarks\n\nintro\n') and text.endswith('\n\nkeep\n')
     assert 'old table' not in text and '| BiFormer-tiny |' in text
-    # one caption line: machine, date and commit measured, what the ratio column means
+    # one caption line: machine, date and version measured, what the ratio column means; the
+    # commit is in the JSON only
     caption = next(line for line in text.splitlines() if line.startswith('Measured on'))
-    assert 'threads' in caption and f'on {saved["date"]} at commit {saved["commit"]}' in caption
+    assert 'threads' in caption
+    assert f'on {saved["date"]} with mmattn {mmattn.__version__}' in caption
+    assert saved['commit'] not in text
     assert 'fwd+bwd / Swin-T:' in caption
 
     # A second run (another resolution) merged with the first into one table and one plot

@@ -29,7 +29,7 @@ Outputs: a markdown table, a JSON file and (for backbones) a latency-vs-resoluti
 device in ``--out-dir``. ``--docs docs/benchmarks.md`` rewrites that page's generated block
 (between ``<!-- benchmark-tables -->`` and ``<!-- /benchmark-tables -->``) from this run and
 the ``--include`` JSONs; ``--docs-only`` does it from the JSONs alone, measuring nothing. Every
-table has one caption line naming the machine, the date and commit measured, and what its
+table has one caption line naming the machine, the date and mmattn version measured, and what its
 ratio columns mean.
 
     python tools/analysis/benchmark.py --repeat 3
@@ -54,6 +54,7 @@ import time
 import numpy as np
 import torch
 
+import mmattn
 from mmattn.analysis.flops import measure_backbone
 from mmattn.analysis.models import build_backbone, default_backbones, plug_specs, short_name
 from mmattn.ops import op_modules
@@ -463,9 +464,11 @@ def _train_gflops(r) -> str:
 
 
 def measured_on(run) -> str:
-    """Where and when a run was measured: machine, date and commit (the caption's start)."""
-    return (f'Measured on {run["device_description"]}, on {run.get("date", "an unrecorded date")} '
-            f'at commit {run.get("commit", "unknown")}')
+    """Where and when a run was measured: machine, date and mmattn version (the caption's
+    start). The commit stays in the JSON, out of the pages."""
+    version = run.get('mmattn_version')
+    return (f'Measured on {run["device_description"]}, on {run.get("date", "an unrecorded date")}'
+            + (f' with mmattn {version}' if version else ''))
 
 
 def format_model_table(rows, run) -> str:
@@ -582,11 +585,13 @@ def merge_backbone_runs(runs: list, plot_dir: str) -> list:
         if not run.get('models'):
             continue
         into = merged.setdefault((run['device'], machine_of(run)), dict(
-            run, models=[], gemm_runs=[], timings={}, commits=[], dates=[]))
+            run, models=[], gemm_runs=[], timings={}, commits=[], dates=[], versions=[]))
         into['models'] += run['models']
         into['gemm_runs'].append(run['gemm_gflops'])
         into['commits'].append(run.get('commit', 'unknown'))
         into['dates'].append(run.get('date', 'an unrecorded date'))
+        if run.get('mmattn_version'):
+            into['versions'].append(run['mmattn_version'])
         into['timings'].setdefault((run['repeat'], run['warmup']), []).extend(
             r['resolution'] for r in run['models'])
     devices = [device for device, _ in merged]
@@ -598,6 +603,7 @@ def merge_backbone_runs(runs: list, plot_dir: str) -> list:
             for (rep, warm), res in run['timings'].items())
         run['commit'] = ', '.join(dict.fromkeys(run['commits']))
         run['date'] = ', '.join(dict.fromkeys(run['dates']))
+        run['mmattn_version'] = ', '.join(dict.fromkeys(run['versions'])) or None
         # a (backbone, resolution) measured again (e.g. after a failure) keeps its last success
         rows = {}
         for r in run['models']:
@@ -740,7 +746,8 @@ def main(argv=None):
         write_docs(args, [])
         return None
     device_kind = args.device.split(':')[0]
-    run = dict(commit=git_commit(), date=time.strftime('%Y-%m-%d'), device=args.device,
+    run = dict(commit=git_commit(), mmattn_version=mmattn.__version__,
+               date=time.strftime('%Y-%m-%d'), device=args.device,
                device_description=device_description(args.device),
                repeat=args.repeat, warmup=args.warmup, threads=torch.get_num_threads(),
                memory_method=('max_memory_allocated growth of one call' if device_kind == 'cuda'
