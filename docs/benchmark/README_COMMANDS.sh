@@ -13,6 +13,10 @@ OUT=docs/benchmark
 B="python tools/analysis/benchmark.py --out-dir $OUT"
 $B --resolutions 800x1216 --repeat 3 --warmup 1 --name backbones_cpu_800x1216
 $B --resolutions 224x224,512x512 --repeat 5 --warmup 2 --name backbones_cpu_224x224_512x512
+$B --backbones BiFormer:small,Swin-T --resolutions 800x1216 --repeat 3 --warmup 1 \
+  --name backbones_cpu_800x1216_biformer
+$B --compile --backbones NAT:tiny,DiNAT:tiny --resolutions 512x512,800x1216 --repeat 3 \
+  --warmup 1 --name deploy_cpu_nat
 # every op module of mmattn.ops that declares bench_cases (what benchmark.py --ops all runs)
 OPS=$(python -c 'from mmattn.ops import op_modules; print(*op_modules())')
 for op in $OPS; do
@@ -23,6 +27,7 @@ for op in $OPS; do
 done
 python tools/analysis/benchmark.py --docs-only --docs docs/benchmarks.md --out-dir $OUT \
   --include $OUT/backbones_cpu_224x224_512x512.json $OUT/backbones_cpu_800x1216.json \
+  $OUT/backbones_cpu_800x1216_biformer.json \
   $(for op in $OPS; do echo "$OUT/ops_cpu_$op.json"; done)
 # GroupMixFormer's mmattn / anchor table in docs/speed.md, from the group_mix run:
 python tools/analysis/anchor_table.py $OUT/ops_cpu_group_mix.json --anchor straightforward \
