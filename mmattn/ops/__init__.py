@@ -1,6 +1,3 @@
-import importlib
-import pkgutil
-
 from .dual import (DualPathAttention, MergeAttention, SemanticTokenInit,
                    dual_path_attention_reference, merge_attention_reference,
                    multi_head_attention, multi_head_attention_reference,
@@ -11,19 +8,14 @@ from .neighborhood import (NeighborhoodAttention, neighborhood_attention_2d,
 from .routing import (BiLevelRoutingAttention, GlobalAttentionLePE, bi_level_routing_attention,
                       bi_level_routing_attention_reference, bra_reference,
                       global_attention_lepe_reference)
+from .registry import OpSpec, op_specs, register_op
 from .slide import SlideAttention, slide_attention, slide_attention_reference
 
 
 def op_modules() -> dict:
-    """Every op module of this package by short name ('routing', 'neighborhood', ...): the
-    modules that declare ``bench_cases`` (and ``OP_MACS``, ``ATTENTION_PANELS``; see
-    :mod:`mmattn.ops.common`). The tools find the families here, with no list of their own."""
-    modules = {}
-    for info in pkgutil.iter_modules(__path__):
-        module = importlib.import_module(f'{__name__}.{info.name}')
-        if hasattr(module, 'bench_cases'):
-            modules[info.name] = module
-    return dict(sorted(modules.items()))
+    """Every registered op's module by short name ('dual', 'group_mix', ...), sorted, as the
+    op registry (:func:`~mmattn.ops.registry.op_specs`) declares them."""
+    return {name: spec.op_module() for name, spec in op_specs().items()}
 
 
 __all__ = [
@@ -33,5 +25,6 @@ __all__ = [
     'bi_level_routing_attention', 'bi_level_routing_attention_reference', 'bra_reference',
     'global_attention_lepe_reference', 'NeighborhoodAttention', 'neighborhood_attention_2d',
     'neighborhood_attention_2d_reference', 'GroupMixAttention', 'group_mix_attention_reference',
-    'SlideAttention', 'slide_attention', 'slide_attention_reference', 'op_modules'
+    'SlideAttention', 'slide_attention', 'slide_attention_reference', 'OpSpec', 'op_specs',
+    'register_op', 'op_modules'
 ]

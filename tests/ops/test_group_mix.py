@@ -4,8 +4,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmattn.ops.group_mix import (GroupMixAttention, GroupMixAttentionStraightforward,
-                                  default_scale, factorized_attention,
+from mmattn.analysis.ops.group_mix import GroupMixAttentionStraightforward
+from mmattn.ops.group_mix import (GroupMixAttention, default_scale, factorized_attention,
                                   group_mix_attention_reference)
 
 F64 = torch.float64
@@ -236,8 +236,8 @@ def test_straightforward_anchor_equals_fast_path(b, h, w, c, training, qkv_bias)
 def test_benchmark_floor_row_is_the_two_projections():
     """Each benchmark size has the anchor and the floor row; the floor computes only the qkv
     and output projections of the op's own module (nothing an implementation could skip)."""
-    from mmattn.ops.group_mix import (BENCH_ANCHOR, BENCH_FLOOR, BENCH_KERNELS, BENCH_SIZES,
-                                      bench_cases)
+    from mmattn.analysis.ops.group_mix import (BENCH_ANCHOR, BENCH_FLOOR, BENCH_KERNELS,
+                                               BENCH_SIZES, bench_cases)
     cases = bench_cases()
     for label, *_ in BENCH_SIZES:
         impls = [case['impl'] for case in cases if case['size'] == label]
@@ -256,7 +256,7 @@ def test_benchmark_kernels_floor_runs_the_definitions_kernels():
     BatchNorms use batch statistics in training and running ones in the forward alone."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from mmattn.ops.group_mix import _definition_kernels
+    from mmattn.analysis.ops.group_mix import _definition_kernels
 
     class Convs(TorchDispatchMode):
         def __init__(self):
