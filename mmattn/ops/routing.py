@@ -2,26 +2,33 @@
 
 Layout: NHWC in and out, as in the official legacy op every released checkpoint was trained with.
 
-* :func:`bi_level_routing_attention` - the functional core on plain tensors: region routing,
-  gather, token-to-token attention (region-divisible q/k/v, no projections).
-* :class:`BiLevelRoutingAttention` - the layer: zero-pad the normalised tokens (bottom/right),
-  fused qkv, the core, LePE on the padded V map, output projection, crop.
-* :class:`GlobalAttentionLePE` - stage 4, plain MHSA.
-* :func:`bi_level_routing_attention_reference` (the core's arguments), :func:`bra_reference`
-  (the whole layer) and :func:`global_attention_lepe_reference` - straight from the definition
-  (loops over regions, explicit softmax); slow and obviously right, used by the tests.
-* the declaration (:func:`~mmattn.ops.registry.register_op`): the core's reference and MAC
-  formula; the official formulations the benchmark compares against, the benchmark cases and
-  the attention pictures are in :mod:`mmattn.analysis.ops.routing`.
+Functional ops on plain tensors:
+
+* :func:`bi_level_routing_attention` - the core: region routing, gather, token-to-token
+  attention (region-divisible q/k/v, no projections);
+* :func:`bra` - the layer: zero-pad the normalised tokens (bottom/right), fused qkv, the core,
+  LePE on the padded V map, output projection, crop;
+* :func:`global_attention_lepe` - stage 4, plain MHSA plus LePE of the input.
+
+The modules :class:`BiLevelRoutingAttention` and :class:`GlobalAttentionLePE` hold the
+parameters and call :func:`bra` and :func:`global_attention_lepe`. Each functional op has a
+reference with its parameters, straight from the definition (loops over regions, explicit
+softmax; slow and obviously right, used by the tests):
+:func:`bi_level_routing_attention_reference`, :func:`bra_reference`,
+:func:`global_attention_lepe_reference`. The file ends with its declaration
+(:func:`~mmattn.ops.registry.register_op`); the official formulations the benchmark compares
+against, the benchmark cases and the attention pictures are in
+:mod:`mmattn.analysis.ops.routing`.
 """
 import math
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from mmattn.ops.common import check_heads
-from mmattn.ops.depthwise import DepthwiseConv2d
+from mmattn.ops.depthwise import DepthwiseConv2d, depthwise_conv2d
 from mmattn.ops.registry import register_op
 from mmattn.registry import register_model
 
@@ -195,9 +202,94 @@ def _pad_bottom_right(x, n_win):
     return F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
 
 
+def bra(x: Tensor,
+        qkv_weight: Tensor,
+        qkv_bias: Optional[Tensor],
+        lepe_weight: Tensor,
+        lepe_bias: Optional[Tensor],
+        proj_weight: Tensor,
+        proj_bias: Optional[Tensor],
+        n_win: int,
+        topk: int,
+        num_heads: int,
+        auto_pad: bool = True,
+        scale: Optional[float] = None) -> Tuple[Tensor, Tensor]:
+    """The bi-level routing attention layer on tensors: zero-pad bottom/right, the fused qkv
+    projection, :func:`bi_level_routing_attention`, LePE (depthwise conv) of the padded V map,
+    the output projection, crop.
+
+    Args:
+        x (Tensor): (N, H, W, C) normalised tokens.
+        qkv_weight (Tensor): fused projection weight (3C, C), rows [q | k | v].
+        qkv_bias (Tensor, optional): its bias (3C,).
+        lepe_weight (Tensor): depthwise LePE weight (C, 1, k, k), k odd, applied to the padded
+            V map.
+        lepe_bias (Tensor, optional): its bias (C,).
+        proj_weight (Tensor): output projection weight (C, C).
+        proj_bias (Tensor, optional): its bias (C,).
+        n_win (int): regions per side S.
+        topk (int): routed key regions per query region.
+        num_heads (int): heads.
+        auto_pad (bool): pad the map to a multiple of ``n_win`` before the projection (the
+            padded tokens are zeros *before* qkv, so they carry the qkv bias and take part in
+            region means, routing, attention and LePE, as in the official det/seg backbones) and
+            crop after. Without it H and W must be multiples of ``n_win``. Defaults to True.
+        scale (float, optional): logit scale; ``C ** -0.5`` by default (see
+            :func:`bi_level_routing_attention`).
+
+    Returns:
+        tuple[Tensor, Tensor]: output (N, H, W, C) and routed region indices (N, S*S, topk).
+    """
+    height, width = x.shape[1:3]
+    if auto_pad:
+        x = _pad_bottom_right(x, n_win)
+    q, k, v = F.linear(x, qkv_weight, qkv_bias).chunk(3, dim=-1)
+    v = v.contiguous()  # LePE's convolution would copy the strided chunk; its backward
+    # then finds a channels-last map (see mmattn/ops/depthwise.py)
+    # only the unpadded part of the map is kept: attention and the projection skip the rest
+    out, idx = bi_level_routing_attention(q, k, v, n_win, topk, num_heads, scale,
+                                          out_size=(height, width))
+    lepe = depthwise_conv2d(v.permute(0, 3, 1, 2), lepe_weight, lepe_bias).permute(0, 2, 3, 1)
+    return F.linear(out + lepe[:, :height, :width], proj_weight, proj_bias), idx
+
+
+def global_attention_lepe(x: Tensor,
+                          qkv_weight: Tensor,
+                          lepe_weight: Tensor,
+                          lepe_bias: Optional[Tensor],
+                          proj_weight: Tensor,
+                          proj_bias: Optional[Tensor],
+                          num_heads: int = 8) -> Tensor:
+    """BiFormer's stage-4 attention on tensors: global MHSA with a bias-free qkv projection
+    and scale ``(C / heads) ** -0.5``, plus the depthwise LePE of the attention *input* (not of
+    V), then the output projection.
+
+    Args:
+        x (Tensor): (N, H, W, C) normalised tokens.
+        qkv_weight (Tensor): fused projection weight (3C, C), rows [q | k | v], heads
+            contiguous inside each.
+        lepe_weight (Tensor): depthwise LePE weight (C, 1, k, k), k odd.
+        lepe_bias (Tensor, optional): its bias (C,).
+        proj_weight (Tensor): output projection weight (C, C).
+        proj_bias (Tensor, optional): its bias (C,).
+        num_heads (int): heads (8 in every official model). Defaults to 8.
+
+    Returns:
+        Tensor: (N, H, W, C).
+    """
+    n, height, width, channels = x.shape
+    qkv = F.linear(x, qkv_weight).reshape(n, height * width, 3, num_heads, channels // num_heads)
+    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+    out = F.scaled_dot_product_attention(q, k, v)
+    out = out.transpose(1, 2).reshape(n, height, width, channels)
+    out = out + depthwise_conv2d(x.permute(0, 3, 1, 2), lepe_weight, lepe_bias).permute(0, 2, 3, 1)
+    return F.linear(out, proj_weight, proj_bias)
+
+
 @register_model
 class BiLevelRoutingAttention(nn.Module):
-    """Bi-level routing attention layer (BiFormer stages 1-3), NHWC in and out.
+    """Bi-level routing attention layer (BiFormer stages 1-3), NHWC in and out: the
+    parameters of :func:`bra`, which it calls.
 
     Args:
         embed_dims (int): channels C (= qk dim in every released model).
@@ -222,19 +314,9 @@ class BiLevelRoutingAttention(nn.Module):
         self.proj = nn.Linear(embed_dims, embed_dims)
 
     def forward(self, x, return_routing=False):
-        height, width = x.shape[1:3]
-        if self.auto_pad:
-            # Padded tokens are zeros *before* qkv, so they carry the qkv bias and take part in
-            # region means, routing, attention and LePE - what the det/seg weights were trained on.
-            x = _pad_bottom_right(x, self.n_win)
-        q, k, v = self.qkv(x).chunk(3, dim=-1)
-        v = v.contiguous()  # LePE's convolution would copy the strided chunk; its backward
-        # then finds a channels-last map (see mmattn/ops/depthwise.py)
-        # only the unpadded part of the map is kept: attention and the projection skip the rest
-        out, idx = bi_level_routing_attention(q, k, v, self.n_win, self.topk, self.num_heads,
-                                              self.scale, out_size=(height, width))
-        lepe = self.lepe(v.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        out = self.proj(out + lepe[:, :height, :width])
+        out, idx = bra(x, self.qkv.weight, self.qkv.bias, self.lepe.weight, self.lepe.bias,
+                       self.proj.weight, self.proj.bias, self.n_win, self.topk, self.num_heads,
+                       self.auto_pad, self.scale)
         return (out, idx) if return_routing else out
 
     def extra_repr(self):
@@ -244,7 +326,8 @@ class BiLevelRoutingAttention(nn.Module):
 
 @register_model
 class GlobalAttentionLePE(nn.Module):
-    """BiFormer stage-4 attention: global MHSA with a bias-free qkv and LePE on the *input*.
+    """BiFormer stage-4 attention: global MHSA with a bias-free qkv and LePE on the *input*
+    (the parameters of :func:`global_attention_lepe`, which it calls).
 
     The paper writes stage-4 top-k as S*S, but the released code uses this module instead
     (8 heads whatever head_dim says, per-head scale, LePE of the attention input x, not of V).
@@ -264,13 +347,8 @@ class GlobalAttentionLePE(nn.Module):
         self.proj = nn.Linear(embed_dims, embed_dims)
 
     def forward(self, x):
-        n, height, width, channels = x.shape
-        qkv = self.qkv(x).reshape(n, height * width, 3, self.num_heads, channels // self.num_heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        out = F.scaled_dot_product_attention(q, k, v)
-        out = out.transpose(1, 2).reshape(n, height, width, channels)
-        out = out + self.lepe(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        return self.proj(out)
+        return global_attention_lepe(x, self.qkv.weight, self.lepe.weight, self.lepe.bias,
+                                     self.proj.weight, self.proj.bias, self.num_heads)
 
 
 # ------------------------------------------------------------------------------------------
@@ -336,8 +414,9 @@ def bi_level_routing_attention_reference(q, k, v, n_win, topk, num_heads, scale=
 
 def bra_reference(x, qkv_weight, qkv_bias, lepe_weight, lepe_bias, proj_weight, proj_bias, n_win,
                   topk, num_heads, auto_pad=True, return_weights=False):
-    """The BRA layer from the definition: explicit padding, the qkv projection,
-    :func:`bi_level_routing_attention_reference`, LePE of the padded V map, the projection.
+    """Slow, obviously right :func:`bra` (same arguments; the default scale): explicit
+    padding, the qkv projection, :func:`bi_level_routing_attention_reference`, LePE of the
+    padded V map, the projection.
 
     Args:
         x (Tensor): (N, H, W, C) normalised tokens.
@@ -381,9 +460,23 @@ def bra_reference(x, qkv_weight, qkv_bias, lepe_weight, lepe_bias, proj_weight, 
 
 def global_attention_lepe_reference(x, qkv_weight, lepe_weight, lepe_bias, proj_weight, proj_bias,
                                     num_heads=8):
-    """Stage-4 attention from the definition (official ``AttentionLePE``): MHSA (8 heads in
-    every official model) with a bias-free qkv and scale ``(C / heads) ** -0.5``, plus the
-    depthwise LePE (5x5) of the attention *input*, not of v, then ``proj``."""
+    """Slow, obviously right :func:`global_attention_lepe` (same arguments), from the
+    definition (official ``AttentionLePE``): MHSA (8 heads in every official model) with a
+    bias-free qkv and scale ``(C / heads) ** -0.5``, one explicit softmax per head, plus the
+    depthwise LePE (5x5) of the attention *input*, not of v, then ``proj``.
+
+    Args:
+        x (Tensor): (N, H, W, C) normalised tokens.
+        qkv_weight (Tensor): fused projection weight (3C, C), rows [q | k | v].
+        lepe_weight (Tensor): depthwise LePE weight (C, 1, k, k).
+        lepe_bias (Tensor, optional): its bias.
+        proj_weight (Tensor): output projection weight.
+        proj_bias (Tensor, optional): its bias.
+        num_heads (int): heads. Defaults to 8.
+
+    Returns:
+        Tensor: (N, H, W, C).
+    """
     n, height, width, c = x.shape
     d = c // num_heads
     tokens = x.reshape(n, height * width, c)
@@ -416,6 +509,8 @@ def bi_level_routing_attention_macs(out, q, k, v, n_win, topk, num_heads, *args,
 
 
 register_op('routing',
-            references={bi_level_routing_attention: bi_level_routing_attention_reference},
+            references={bi_level_routing_attention: bi_level_routing_attention_reference,
+                        bra: bra_reference,
+                        global_attention_lepe: global_attention_lepe_reference},
             macs={bi_level_routing_attention: bi_level_routing_attention_macs},
             tools='mmattn.analysis.ops.routing')
