@@ -349,8 +349,8 @@ class GroupMixAttention2d(AttentionBlock2d):
 
     def attend_reference(self, x: Tensor) -> Tensor:
         b, h, w, c = x.shape
-        state = dict(self.attn.named_parameters(), **dict(self.attn.named_buffers()))
-        return group_mix_attention_reference(x.reshape(b, h * w, c), (h, w), state).view(x.shape)
+        return group_mix_attention_reference(x.reshape(b, h * w, c), (h, w),
+                                             *self.attn.reference_args(training=False)).view(x.shape)
 
 
 @register_model

@@ -88,8 +88,8 @@ def group_mix_panels(module, args, locate, captures):
     """The token-mixing weights of the query in each group proxy (aggregator identity, 3x3,
     5x5, 7x7), recomputed by :func:`group_mix_attention_reference` from the layer's state."""
     x, hw = args
-    state = dict(module.named_parameters(), **dict(module.named_buffers()))
-    _, weights = group_mix_attention_reference(x, hw, state, return_weights=True)
+    _, weights = group_mix_attention_reference(x, hw, *module.reference_args(training=False),
+                                               return_weights=True)
     qy, qx = locate(hw)
     row = weights[0, :, qy * hw[1] + qx].view(-1, *hw)  # (heads, h, w)
     per_group = row.shape[0] // len(AGG_KERNELS)
@@ -198,9 +198,8 @@ def _bench_build(impl, size, device):
         if impl == BENCH_ANCHOR:
             module = GroupMixAttentionStraightforward.from_module(module)
         if impl == 'reference':
-            state = {**dict(module.named_parameters()), **dict(module.named_buffers())}
             return (lambda t: group_mix_attention_reference(
-                t, (h, w), state, training=torch.is_grad_enabled())), [x]
+                t, (h, w), *module.reference_args(training=torch.is_grad_enabled()))), [x]
         if impl == 'softmax SDPA (quadratic)':
             return (lambda t: _softmax_sdpa(module, t)), [x]
         if impl == BENCH_FLOOR:
