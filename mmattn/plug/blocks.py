@@ -394,8 +394,9 @@ class DualAttention2d(AttentionBlock2d):
     def attend_reference(self, x: Tensor) -> Tensor:
         b, h, w, c = x.shape
         tokens = x.reshape(b, h * w, c)
-        semantics = semantic_init_reference(self.semantic_init, tokens, (h, w))
-        return dual_path_attention_reference(self.attn, tokens, semantics)[0].view(x.shape)
+        semantics = semantic_init_reference(tokens, (h, w), *self.semantic_init.op_args())
+        return dual_path_attention_reference(tokens, semantics,
+                                             *self.attn.op_args())[0].view(x.shape)
 
 
 PLUG_BLOCKS = (BiLevelRoutingAttention2d, NeighborhoodAttention2d, SlideAttention2d,

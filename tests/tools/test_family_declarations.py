@@ -88,6 +88,18 @@ def test_op_declares_what_the_tools_read(op):
     assert isinstance(fn(*inputs), torch.Tensor)
 
 
+def test_every_reference_is_a_functional_ops():
+    # one reference style: each *_reference of an op file is declared as the reference of a
+    # functional op of that file (the signature check below), none takes a module or state dict
+    for spec in OPS.values():
+        module = spec.op_module()
+        found = {name for name, fn in vars(module).items() if name.endswith('_reference')
+                 and callable(fn) and getattr(fn, '__module__', None) == spec.module}
+        assert found == {fn.__name__ for fn in spec.references.values()}, spec.module
+        for fn in spec.references.values():
+            assert not {'module', 'state'} & set(inspect.signature(fn).parameters), fn
+
+
 def test_op_files_hold_no_tool_code():
     # an op file reads op -> module -> reference -> declaration: the benchmark's formulations
     # and cases and the attention pictures live in the op's tools module

@@ -30,7 +30,7 @@ def dual_panels(module, args, locate, captures):
     stride4_hw = init[1]
     grid = pooled_grid(*stride4_hw)
     hw = _stage_hw(xn.shape[1], stride4_hw)
-    _, _, weights = dual_path_attention_reference(m, xn, z, return_weights=True)
+    _, _, weights = dual_path_attention_reference(xn, z, *m.op_args(), return_weights=True)
     qy, qx = locate(hw)
     sy, sx = locate(grid)
     to_semantic = weights['pixel_from_semantic'][0, :, qy * hw[1] + qx].mean(0).view(grid)
@@ -110,7 +110,8 @@ def bench_cases(device='cpu', quick=False):
         n1, m = _bench_tokens(side, 'pixel <- semantic', 1)
         c, heads = (8, 1) if quick else (64, 2)  # Dual-ViT-S stage 1
         for name, impl in (('SDPA', lambda mod, a, b: mod(a, b)),
-                           ('reference', dual_path_attention_reference)):
+                           ('reference', lambda mod, a, b: dual_path_attention_reference(
+                               a, b, *mod.op_args()))):
             cases.append(dict(op='dual-path attention', impl=name,
                               size=f'{tag} s1 N={n1} M={m} C{c}',
                               build=_bench_dual_path(n1, m, c, heads, impl, device)))
