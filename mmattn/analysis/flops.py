@@ -13,11 +13,11 @@ them so. Two counters miss the attention on the pinned stack, which is why this 
 counted with torch's own formulas (plus the CPU SDPA kernel), gathers are counted as zero MACs
 but their output bytes are reported as memory traffic. Python-level attention ops whose fast path
 computes more than the definition (the NA tiles attend to a padded key block and mask the rest)
-get an analytic handle (:data:`OP_HANDLES`, filled from the ``OP_MACS`` each op module of
-:mod:`mmattn.ops` declares beside its op): the op still runs, its inner ops are not counted, the
-handle's count of the *definition* is. Counting runs on the meta device by default (no memory,
-no compute: a 2048x512 count takes a second) and falls back to CPU for models that need real
-values (e.g. detectors' NMS).
+get an analytic handle (:data:`OP_HANDLES`, filled from the MAC formulas each op file of
+:mod:`mmattn.ops` declares in its :func:`~mmattn.ops.registry.register_op` call): the op still
+runs, its inner ops are not counted, the handle's count of the *definition* is. Counting runs on
+the meta device by default (no memory, no compute: a 2048x512 count takes a second) and falls
+back to CPU for models that need real values (e.g. detectors' NMS).
 """
 import copy
 import importlib
@@ -133,11 +133,13 @@ def register_op_handle(target: str):
 
 
 def _register_op_macs() -> None:
-    """The MAC formulas every op module declares beside its op (``OP_MACS``)."""
-    from mmattn.ops import op_modules
-    for module in op_modules().values():
-        for fn_name, formula in module.OP_MACS.items():
-            register_op_handle(f'{module.__name__}:{fn_name}')(formula)
+    """The MAC formulas of every registered op (``macs`` of its
+    :func:`~mmattn.ops.registry.register_op` declaration); run again on every count, so an op
+    registered after this module was imported is counted too."""
+    from mmattn.ops import op_specs
+    for spec in op_specs().values():
+        for target, formula in spec.mac_handles().items():
+            register_op_handle(target)(formula)
 
 
 _register_op_macs()
@@ -170,6 +172,7 @@ class _patched_ops:
         return counted
 
     def __enter__(self):
+        _register_op_macs()
         for target, handle in OP_HANDLES.items():
             module_name, fn_name = target.split(':')
             original = getattr(importlib.import_module(module_name), fn_name)

@@ -1,37 +1,31 @@
-import importlib
-import pkgutil
-
-from .dual import (DualPathAttention, MergeAttention, SemanticTokenInit,
-                   dual_path_attention_reference, merge_attention_reference,
-                   multi_head_attention, multi_head_attention_reference,
+from .dual import (DualPathAttention, MergeAttention, SemanticTokenInit, dual_path_attention,
+                   dual_path_attention_reference, merge_attention, merge_attention_reference,
+                   multi_head_attention, multi_head_attention_reference, semantic_init,
                    semantic_init_reference)
-from .group_mix import GroupMixAttention, group_mix_attention_reference
+from .group_mix import GroupMixAttention, group_mix_attention, group_mix_attention_reference
 from .neighborhood import (NeighborhoodAttention, neighborhood_attention_2d,
                            neighborhood_attention_2d_reference)
 from .routing import (BiLevelRoutingAttention, GlobalAttentionLePE, bi_level_routing_attention,
-                      bi_level_routing_attention_reference, bra_reference,
-                      global_attention_lepe_reference)
+                      bi_level_routing_attention_reference, bra, bra_reference,
+                      global_attention_lepe, global_attention_lepe_reference)
+from .registry import OpSpec, op_specs, register_op
 from .slide import SlideAttention, slide_attention, slide_attention_reference
 
 
 def op_modules() -> dict:
-    """Every op module of this package by short name ('routing', 'neighborhood', ...): the
-    modules that declare ``bench_cases`` (and ``OP_MACS``, ``ATTENTION_PANELS``; see
-    :mod:`mmattn.ops.common`). The tools find the families here, with no list of their own."""
-    modules = {}
-    for info in pkgutil.iter_modules(__path__):
-        module = importlib.import_module(f'{__name__}.{info.name}')
-        if hasattr(module, 'bench_cases'):
-            modules[info.name] = module
-    return dict(sorted(modules.items()))
+    """Every registered op's module by short name ('dual', 'group_mix', ...), sorted, as the
+    op registry (:func:`~mmattn.ops.registry.op_specs`) declares them."""
+    return {name: spec.op_module() for name, spec in op_specs().items()}
 
 
 __all__ = [
-    'DualPathAttention', 'MergeAttention', 'SemanticTokenInit', 'dual_path_attention_reference',
-    'merge_attention_reference', 'multi_head_attention', 'multi_head_attention_reference',
+    'DualPathAttention', 'MergeAttention', 'SemanticTokenInit', 'dual_path_attention',
+    'dual_path_attention_reference', 'merge_attention', 'merge_attention_reference',
+    'multi_head_attention', 'multi_head_attention_reference', 'semantic_init',
     'semantic_init_reference', 'BiLevelRoutingAttention', 'GlobalAttentionLePE',
-    'bi_level_routing_attention', 'bi_level_routing_attention_reference', 'bra_reference',
-    'global_attention_lepe_reference', 'NeighborhoodAttention', 'neighborhood_attention_2d',
-    'neighborhood_attention_2d_reference', 'GroupMixAttention', 'group_mix_attention_reference',
-    'SlideAttention', 'slide_attention', 'slide_attention_reference', 'op_modules'
+    'bi_level_routing_attention', 'bi_level_routing_attention_reference', 'bra', 'bra_reference',
+    'global_attention_lepe', 'global_attention_lepe_reference', 'NeighborhoodAttention',
+    'neighborhood_attention_2d', 'neighborhood_attention_2d_reference', 'GroupMixAttention',
+    'group_mix_attention', 'group_mix_attention_reference', 'SlideAttention', 'slide_attention',
+    'slide_attention_reference', 'OpSpec', 'op_specs', 'register_op', 'op_modules'
 ]

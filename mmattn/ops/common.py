@@ -1,16 +1,14 @@
-"""What every op module shares: the q/k/v input check and the attention-picture panel type.
+"""What every op module shares: the q/k/v input check, the attention-picture panel type and
+the benchmark-case check.
 
-Every op module of this package also declares, beside its op, what the tools read (see
-docs/adding_a_family.md):
-
-- ``OP_MACS``: ``{function name: formula(out, *args, **kwargs) -> MACs}`` for functional ops
-  whose fast path computes more (or in other shapes) than the definition, so that
-  ``tools/analysis/get_flops.py`` counts the definition; empty when the matmul-like aten ops
-  the op runs are exactly the definition's;
-- ``ATTENTION_PANELS``: ``{module class name: panels(module, args, locate, captures)}``, what
-  ``tools/analysis/vis_attention.py`` draws for one query (see :class:`AttentionPanel`);
-- ``bench_cases(device='cpu', quick=False)``: the cases of ``tools/analysis/benchmark.py --ops``
-  (see :func:`check_bench_case`).
+Every op file of this package ends with its declaration in the op registry
+(:func:`mmattn.ops.registry.register_op`, see docs/adding_a_family.md): its functional ops and
+their references, the MAC formulas ``tools/analysis/get_flops.py`` counts the definition with,
+and the tools module (``mmattn/analysis/ops/<op>.py``) that holds ``ATTENTION_PANELS``
+(``{module class name: panels(module, args, locate, captures)}``, what
+``tools/analysis/vis_attention.py`` draws for one query, see :class:`AttentionPanel`) and
+``bench_cases(device='cpu', quick=False)`` (the cases of ``tools/analysis/benchmark.py --ops``,
+see :func:`check_bench_case`).
 """
 from typing import NamedTuple, Optional, Sequence, Tuple
 

@@ -21,16 +21,19 @@ Fast path: :func:`multi_head_attention` (``F.scaled_dot_product_attention``; fus
 the (Tq, Tk) matrix on kernels that support it). Each piece has a ``*_reference`` written
 straight from the definition: explicit per-head channel slices, explicit ``softmax(q k^T) v``,
 LayerNorms written out with the official eps, explicit 7x7 block means. After the references:
-what the tools read (MACs, attention panels, benchmark cases).
+the declaration (:func:`~mmattn.ops.registry.register_op`); the benchmark cases and the
+attention pictures are in :mod:`mmattn.analysis.ops.dual`.
 """
-from typing import Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
+from mmcv.cnn.bricks.drop import drop_path
 from torch import Tensor, nn
 
-from mmattn.ops.common import AttentionPanel, check_heads, check_qkv, tokens_to_map
+from mmattn.ops.common import check_heads, check_qkv, tokens_to_map
+from mmattn.ops.registry import register_op
 from mmattn.registry import register_model
 
 QUERY_GRID = 8  # the learned semantic queries form an 8x8 grid (64 x C1 parameter)
@@ -73,6 +76,9 @@ def multi_head_attention(q: Tensor, k: Tensor, v: Tensor, num_heads: int) -> Ten
     return out.transpose(1, 2).reshape(b, tq, c)
 
 
+Pair = Tuple[Tensor, Optional[Tensor]]  # (weight, bias) of a Linear or a LayerNorm
+
+
 def _layer_scale(dims: int) -> nn.Parameter:
     return nn.Parameter(LAYER_SCALE_INIT * torch.ones(dims))
 
@@ -85,10 +91,165 @@ def pooled_grid(height: int, width: int, ceil_mode: bool = False) -> Tuple[int, 
     return height // POOL, width // POOL
 
 
+def resize_query(query: Tensor, grid: Tuple[int, int]) -> Tensor:
+    """(h'*w', C1) queries: the (64, C1) 8x8 query grid (row-major) resized bicubically
+    (align_corners=False). The downstream backbone always resizes; 8x8 -> 8x8 is an exact
+    identity."""
+    q = query.t().reshape(1, query.shape[1], QUERY_GRID, QUERY_GRID)
+    q = F.interpolate(q, size=grid, mode='bicubic', align_corners=False)
+    return q.flatten(2)[0].t()
+
+
+def semantic_init(x: Tensor,
+                  hw: Tuple[int, int],
+                  query: Tensor,
+                  q_embed_ln: Pair,
+                  q_embed: Pair,
+                  kv: Pair,
+                  se_fc1: Pair,
+                  se_fc2: Pair,
+                  proxy_ln: Pair,
+                  ceil_mode: bool = False) -> Tensor:
+    """Stage-1 semantic tokens from the stem output: the 8x8 query grid resized to the pooled
+    grid and embedded attends (one head, scale ``C1 ** -0.5``) to the 7x7-average-pooled
+    tokens; an SK-style 2-way gate mixes the result with the pooled tokens; LayerNorm.
+
+    Every (weight, bias) pair is a Linear's or a LayerNorm's (eps 1e-5, the official bare
+    ``nn.LayerNorm``).
+
+    Args:
+        x (Tensor): LayerNorm-ed stem tokens (B, H1*W1, C1), row-major.
+        hw (tuple[int, int]): (H1, W1).
+        query (Tensor): (64, C1) learned queries, an 8x8 grid, row-major.
+        q_embed_ln (tuple[Tensor, Tensor]): LayerNorm of the resized queries.
+        q_embed (tuple[Tensor, Tensor]): Linear (C1, C1) after it.
+        kv (tuple[Tensor, Tensor]): Linear (2 C1, C1) of the pooled tokens, keys first.
+        se_fc1 (tuple[Tensor, Tensor]): first Linear (C1, C1) of the gate (then ReLU).
+        se_fc2 (tuple[Tensor, Tensor]): second Linear (2 C1, C1) of the gate: the logits of the
+            two branches, per channel.
+        proxy_ln (tuple[Tensor, Tensor]): the final LayerNorm.
+        ceil_mode (bool): False (the official model): one token per whole 7x7 block, the
+            remainder rows/columns dropped, so the map must be at least 7x7. True: a partial
+            last block makes a token too, the mean of its pixels inside the map. Defaults to
+            False.
+
+    Returns:
+        Tensor: semantic tokens (B, M, C1), M = h'*w' (:func:`pooled_grid`).
+    """
+    b, _, c = x.shape
+    grid = pooled_grid(*hw, ceil_mode)
+    if min(grid) < 1:
+        raise ValueError(f'the semantic-token init needs a stride-4 map of at least {POOL}x'
+                         f'{POOL} (one token per {POOL}x{POOL} block), got {hw[0]}x{hw[1]}')
+    # with ceil_mode (and no padding) torch divides a partial window by its in-map pixel count
+    x_down = F.avg_pool2d(tokens_to_map(x, hw), POOL, POOL, 0, ceil_mode, True, None)
+    x_down = x_down.flatten(2).transpose(1, 2)
+    k, v = F.linear(x_down, *kv).chunk(2, dim=-1)  # first C1 channels are the keys
+    q = F.layer_norm(resize_query(query, grid), (c, ), *q_embed_ln, EPS_BARE)
+    q = F.linear(q, *q_embed).expand(b, -1, -1)
+    s = multi_head_attention(q, k, v, 1)  # single head: scale C1 ** -0.5
+    # 2-branch SK gate: softmax over the branches, per channel
+    gate = F.linear(F.relu(F.linear((s + x_down).mean(dim=1), *se_fc1), inplace=True), *se_fc2)
+    gate = gate.view(b, 2, 1, c).softmax(dim=1)
+    return F.layer_norm(gate[:, 0] * s + gate[:, 1] * x_down, (c, ), *proxy_ln, EPS_BARE)
+
+
+def dual_path_attention(xn: Tensor,
+                        z: Tensor,
+                        qkv_proxy_ln: Pair,
+                        qkv_proxy: Pair,
+                        q_proxy_ln: Pair,
+                        q_proxy: Pair,
+                        kv_proxy: Pair,
+                        p_ln: Pair,
+                        mlp_fc1: Pair,
+                        mlp_fc2: Pair,
+                        proxy_ln: Pair,
+                        q: Pair,
+                        kv: Pair,
+                        proj: Pair,
+                        gammas: Sequence[Tensor],
+                        num_heads: int,
+                        drop_path_rate: float = 0.,
+                        training: bool = False) -> Tuple[Tensor, Tensor]:
+    """The DualBlock's attention (official ``DualAttention``): semantic self-attention,
+    semantic <- pixel cross attention, semantic MLP (each a residual update of the semantic
+    tokens with its layer scale and stochastic depth), then pixel <- updated-semantic cross
+    attention. Pixels never self-attend.
+
+    Every (weight, bias) pair is a Linear's or a LayerNorm's (eps 1e-5); the names are the
+    official module names.
+
+    Args:
+        xn (Tensor): the block's normalised pixel tokens (B, N, C).
+        z (Tensor): semantic tokens (B, M, C).
+        qkv_proxy_ln (tuple[Tensor, Tensor]): LayerNorm before the semantic qkv.
+        qkv_proxy (tuple[Tensor, Tensor]): semantic qkv Linear (3C, C), rows [q | k | v].
+        q_proxy_ln (tuple[Tensor, Tensor]): LayerNorm before the semantic queries of the cross
+            attention.
+        q_proxy (tuple[Tensor, Tensor]): their Linear (C, C).
+        kv_proxy (tuple[Tensor, Tensor]): pixel keys and values Linear (2C, C).
+        p_ln (tuple[Tensor, Tensor]): LayerNorm before the semantic MLP.
+        mlp_fc1 (tuple[Tensor, Tensor]): MLP Linear (4C, C), then ReLU.
+        mlp_fc2 (tuple[Tensor, Tensor]): MLP Linear (C, 4C).
+        proxy_ln (tuple[Tensor, Tensor]): LayerNorm of the updated semantics before ``kv``.
+        q (tuple[Tensor, Tensor]): pixel queries Linear (C, C).
+        kv (tuple[Tensor, Tensor]): semantic keys and values Linear (2C, C).
+        proj (tuple[Tensor, Tensor]): output projection of the pixel branch.
+        gammas (Sequence[Tensor]): the three layer scales (C,) of the semantic updates.
+        num_heads (int): heads of every attention; must divide C.
+        drop_path_rate (float): stochastic depth of each semantic update (mmcv's
+            ``drop_path``). Defaults to 0.
+        training (bool): apply the stochastic depth. Defaults to False.
+
+    Returns:
+        tuple[Tensor, Tensor]: the pixel branch output (B, N, C) (before the block's layer
+        scale and stochastic depth) and the updated semantic tokens (B, M, C).
+    """
+    g1, g2, g3 = gammas
+    # semantic self-attention, no output projection
+    qkv_s = F.linear(F.layer_norm(z, z.shape[-1:], *qkv_proxy_ln, EPS_BARE), *qkv_proxy)
+    z = z + drop_path(g1 * multi_head_attention(*qkv_s.chunk(3, dim=-1), num_heads),
+                      drop_path_rate, training)
+    # semantic <- pixel cross attention, no output projection; O(M N C)
+    k_p, v_p = F.linear(xn, *kv_proxy).chunk(2, dim=-1)
+    q_s = F.linear(F.layer_norm(z, z.shape[-1:], *q_proxy_ln, EPS_BARE), *q_proxy)
+    z = z + drop_path(g2 * multi_head_attention(q_s, k_p, v_p, num_heads), drop_path_rate,
+                      training)
+    hidden = F.relu(F.linear(F.layer_norm(z, z.shape[-1:], *p_ln, EPS_BARE), *mlp_fc1),
+                    inplace=True)
+    z = z + drop_path(g3 * F.linear(hidden, *mlp_fc2), drop_path_rate, training)
+    # pixel <- updated semantic cross attention; O(N M C)
+    k_s, v_s = F.linear(F.layer_norm(z, z.shape[-1:], *proxy_ln, EPS_BARE), *kv).chunk(2, dim=-1)
+    return F.linear(multi_head_attention(F.linear(xn, *q), k_s, v_s, num_heads), *proj), z
+
+
+def merge_attention(t: Tensor, q: Pair, kv: Pair, proj: Pair, num_heads: int) -> Tensor:
+    """The MergeBlock's MHSA over ``[pixels ; semantics]`` (official ``Attention``).
+
+    Args:
+        t (Tensor): tokens (B, T, C).
+        q (tuple[Tensor, Tensor]): query Linear (C, C).
+        kv (tuple[Tensor, Tensor]): keys and values Linear (2C, C), keys first.
+        proj (tuple[Tensor, Tensor]): output projection.
+        num_heads (int): heads; must divide C.
+
+    Returns:
+        Tensor: (B, T, C).
+    """
+    return F.linear(multi_head_attention(F.linear(t, *q), *F.linear(t, *kv).chunk(2, dim=-1),
+                                         num_heads), *proj)
+
+
+def _pair(module: nn.Module) -> Pair:
+    return module.weight, module.bias
+
+
 @register_model
 class SemanticTokenInit(nn.Module):
     """Stage-1 semantic tokens from the stem output (the official model-level ``q``,
-    ``q_embed``, ``pool``, ``kv``, ``proxy_ln``, ``se``).
+    ``q_embed``, ``pool``, ``kv``, ``proxy_ln``, ``se``): the parameters of
+    :func:`semantic_init`, which it calls.
 
     ``query`` is the official model-level ``q`` (an 8x8 grid, row-major); ``q_embed``, ``kv``,
     ``proxy_ln`` and ``se`` keep their official names. Every LayerNorm here has eps 1e-5.
@@ -117,31 +278,24 @@ class SemanticTokenInit(nn.Module):
             nn.Linear(embed_dims, 2 * embed_dims))
 
     def resized_query(self, grid: Tuple[int, int]) -> Tensor:
-        """(h'*w', C1) queries: the 8x8 grid resized bicubically (align_corners=False). The
-        downstream backbone always resizes; 8x8 -> 8x8 is an exact identity."""
-        q = self.query.t().reshape(1, self.embed_dims, QUERY_GRID, QUERY_GRID)
-        q = F.interpolate(q, size=grid, mode='bicubic', align_corners=False)
-        return q.flatten(2)[0].t()
+        """:func:`resize_query` of this module's query grid."""
+        return resize_query(self.query, grid)
+
+    def op_args(self) -> tuple:
+        """The arguments of :func:`semantic_init` after ``(x, hw)``: this module's
+        parameters and ``ceil_mode``."""
+        return (self.query, _pair(self.q_embed[0]), _pair(self.q_embed[1]), _pair(self.kv),
+                _pair(self.se[0]), _pair(self.se[2]), _pair(self.proxy_ln), self.ceil_mode)
 
     def forward(self, x: Tensor, hw: Tuple[int, int]) -> Tensor:
         """x: LayerNorm-ed stem tokens (B, H1*W1, C1) -> semantic tokens (B, M, C1)."""
-        b, _, c = x.shape
-        grid = pooled_grid(*hw, self.ceil_mode)
-        if min(grid) < 1:
-            raise ValueError(f'the semantic-token init needs a stride-4 map of at least {POOL}x'
-                             f'{POOL} (one token per {POOL}x{POOL} block), got {hw[0]}x{hw[1]}')
-        x_down = self.pool(tokens_to_map(x, hw)).flatten(2).transpose(1, 2)
-        k, v = self.kv(x_down).chunk(2, dim=-1)  # first C1 channels are the keys
-        q = self.q_embed(self.resized_query(grid)).expand(b, -1, -1)
-        s = multi_head_attention(q, k, v, 1)  # single head: scale C1 ** -0.5
-        # 2-branch SK gate: softmax over the branches, per channel
-        gate = self.se((s + x_down).mean(dim=1)).view(b, 2, 1, c).softmax(dim=1)
-        return self.proxy_ln(gate[:, 0] * s + gate[:, 1] * x_down)
+        return semantic_init(x, hw, *self.op_args())
 
 
 @register_model
 class DualPathAttention(nn.Module):
-    """The DualBlock's attention (official ``DualAttention``, official names).
+    """The DualBlock's attention (official ``DualAttention``, official names): the parameters
+    of :func:`dual_path_attention`, which it calls.
 
     ``forward(xn, z)`` takes the block's ``norm1(x)`` and the semantic tokens and returns the
     pixel branch output (before the block's ``gamma1``/DropPath) and the updated semantic
@@ -176,24 +330,24 @@ class DualPathAttention(nn.Module):
         self.gamma3 = _layer_scale(c)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
+    def op_args(self) -> tuple:
+        """The arguments of :func:`dual_path_attention` after ``(xn, z)``: this module's
+        parameters, heads, drop-path rate and mode."""
+        return (_pair(self.qkv_proxy[0]), _pair(self.qkv_proxy[1]), _pair(self.q_proxy_ln),
+                _pair(self.q_proxy), _pair(self.kv_proxy), _pair(self.p_ln),
+                _pair(self.mlp_proxy[0]), _pair(self.mlp_proxy[2]), _pair(self.proxy_ln),
+                _pair(self.q), _pair(self.kv), _pair(self.proj),
+                (self.gamma1, self.gamma2, self.gamma3), self.num_heads,
+                getattr(self.drop_path, 'drop_prob', 0.), self.training)
+
     def forward(self, xn: Tensor, z: Tensor) -> Tuple[Tensor, Tensor]:
-        heads = self.num_heads
-        # semantic self-attention, no output projection
-        z = z + self.drop_path(self.gamma1 * multi_head_attention(
-            *self.qkv_proxy(z).chunk(3, dim=-1), heads))
-        # semantic <- pixel cross attention, no output projection; O(M N C)
-        k_p, v_p = self.kv_proxy(xn).chunk(2, dim=-1)
-        z = z + self.drop_path(self.gamma2 * multi_head_attention(
-            self.q_proxy(self.q_proxy_ln(z)), k_p, v_p, heads))
-        z = z + self.drop_path(self.gamma3 * self.mlp_proxy(self.p_ln(z)))
-        # pixel <- updated semantic cross attention; O(N M C)
-        k_s, v_s = self.kv(self.proxy_ln(z)).chunk(2, dim=-1)
-        return self.proj(multi_head_attention(self.q(xn), k_s, v_s, heads)), z
+        return dual_path_attention(xn, z, *self.op_args())
 
 
 @register_model
 class MergeAttention(nn.Module):
-    """The MergeBlock's MHSA over ``[pixels ; semantics]`` (official ``Attention``).
+    """The MergeBlock's MHSA over ``[pixels ; semantics]`` (official ``Attention``): the
+    parameters of :func:`merge_attention`, which it calls.
 
     Args:
         embed_dims (int): channels C.
@@ -208,9 +362,12 @@ class MergeAttention(nn.Module):
         self.kv = nn.Linear(embed_dims, 2 * embed_dims)
         self.proj = nn.Linear(embed_dims, embed_dims)
 
+    def op_args(self) -> tuple:
+        """The arguments of :func:`merge_attention` after ``t``."""
+        return _pair(self.q), _pair(self.kv), _pair(self.proj), self.num_heads
+
     def forward(self, t: Tensor) -> Tensor:
-        return self.proj(multi_head_attention(self.q(t), *self.kv(t).chunk(2, dim=-1),
-                                              self.num_heads))
+        return merge_attention(t, *self.op_args())
 
 
 # ------------------------------------------------------------------------------ references
@@ -236,15 +393,15 @@ def multi_head_attention_reference(q: Tensor, k: Tensor, v: Tensor, num_heads: i
     return (out, torch.stack(weights, 1)) if return_weights else out
 
 
-def _linear(module: nn.Linear, x: Tensor) -> Tensor:
-    return x @ module.weight.t() + module.bias
+def _linear(pair: Pair, x: Tensor) -> Tensor:
+    return x @ pair[0].t() + pair[1]
 
 
-def _ln(module: nn.LayerNorm, x: Tensor, eps: float = EPS_BARE) -> Tensor:
-    """LayerNorm with the official eps ``eps`` (not read from the module), written out."""
+def _ln(pair: Pair, x: Tensor, eps: float = EPS_BARE) -> Tensor:
+    """LayerNorm with the official eps ``eps``, written out."""
     mean = x.mean(-1, keepdim=True)
     var = ((x - mean)**2).mean(-1, keepdim=True)
-    return (x - mean) / torch.sqrt(var + eps) * module.weight + module.bias
+    return (x - mean) / torch.sqrt(var + eps) * pair[0] + pair[1]
 
 
 def _split(x: Tensor, parts: int) -> list:
@@ -253,19 +410,39 @@ def _split(x: Tensor, parts: int) -> list:
     return [x[..., i * c:(i + 1) * c] for i in range(parts)]
 
 
-def semantic_init_reference(module: SemanticTokenInit, x: Tensor, hw: Tuple[int, int],
+def _drop_path(x: Tensor, rate: float, training: bool) -> Tensor:
+    """Stochastic depth from its definition: in training, each sample's update is kept when
+    ``floor(1 - rate + u)`` is 1 for its uniform draw ``u`` (probability ``1 - rate``; one
+    draw per sample, in the order mmcv's ``drop_path`` draws) and then scaled by
+    ``1 / (1 - rate)``."""
+    if not training or rate == 0:
+        return x
+    u = torch.rand((x.shape[0], ) + (1, ) * (x.dim() - 1), dtype=x.dtype, device=x.device)
+    return x / (1 - rate) * ((1 - rate) + u).floor()
+
+
+def semantic_init_reference(x: Tensor,
+                            hw: Tuple[int, int],
+                            query: Tensor,
+                            q_embed_ln: Pair,
+                            q_embed: Pair,
+                            kv: Pair,
+                            se_fc1: Pair,
+                            se_fc2: Pair,
+                            proxy_ln: Pair,
+                            ceil_mode: bool = False,
                             return_weights: bool = False):
-    """:class:`SemanticTokenInit` from the definition: 7x7 average pool of the stem tokens ->
-    k, v (single head); the 8x8 query grid resized bicubically to the pooled grid ->
-    ``q_embed``; attention with scale ``C1 ** -0.5``; an SK-style softmax gate over
-    (attention output, pooled tokens) from ``se``; ``proxy_ln``.
+    """Slow, obviously right :func:`semantic_init` (same arguments), from the definition: 7x7
+    average pool of the stem tokens -> k, v (single head); the 8x8 query grid resized
+    bicubically to the pooled grid -> ``q_embed``; attention with scale ``C1 ** -0.5``; an
+    SK-style softmax gate over (attention output, pooled tokens) from ``se``; ``proxy_ln``.
 
     Returns:
         Tensor | tuple: semantic tokens (B, M, C1), M = floor(H1/7) * floor(W1/7) (ceil in ceil
         mode); with ``return_weights`` also the query-to-pooled-token weights (B, 1, M, M).
     """
     b, _, c = x.shape
-    gh, gw = pooled_grid(*hw, module.ceil_mode)
+    gh, gw = pooled_grid(*hw, ceil_mode)
     # 1. mean of each 7x7 block of the (H1, W1) map; remainder rows / columns dropped (or, in
     # ceil mode, a partial block averaged over its pixels inside the map)
     grid = x.reshape(b, *hw, c)
@@ -273,29 +450,48 @@ def semantic_init_reference(module: SemanticTokenInit, x: Tensor, hw: Tuple[int,
               for i in range(gh) for j in range(gw)]
     x_down = torch.stack([block.mean(dim=(1, 2)) for block in blocks], 1)
     # 2. keys / values, single head
-    k, v = _split(_linear(module.kv, x_down), 2)
+    k, v = _split(_linear(kv, x_down), 2)
     # 3. raw 8x8 parameter (row-major) resized bicubically, then q_embed = LN(eps 1e-5) + Linear
-    q = module.query.t().reshape(1, c, QUERY_GRID, QUERY_GRID)
+    q = query.t().reshape(1, c, QUERY_GRID, QUERY_GRID)
     q = F.interpolate(q, size=(gh, gw), mode='bicubic', align_corners=False)
-    q = _linear(module.q_embed[1], _ln(module.q_embed[0], q.reshape(c, gh * gw).t()))
+    q = _linear(q_embed, _ln(q_embed_ln, q.reshape(c, gh * gw).t()))
     # 4. single-head attention, scale C1 ** -0.5, query shared by the batch
     attn = torch.softmax(q @ k.transpose(1, 2) * c**-0.5, dim=-1)
     s = attn @ v
     # 5. gate: se(mean(s + x_down)) -> (2, C1), softmax over the 2 branches
     y = (s + x_down).mean(dim=1)
-    g = _linear(module.se[2], torch.relu(_linear(module.se[0], y))).reshape(b, 2, c)
+    g = _linear(se_fc2, torch.relu(_linear(se_fc1, y))).reshape(b, 2, c)
     g = torch.exp(g) / torch.exp(g).sum(dim=1, keepdim=True)
     z = g[:, 0, None, :] * s + g[:, 1, None, :] * x_down
-    z = _ln(module.proxy_ln, z)  # 6.
+    z = _ln(proxy_ln, z)  # 6.
     return (z, attn[:, None]) if return_weights else z
 
 
-def dual_path_attention_reference(module: DualPathAttention, xn: Tensor, z: Tensor,
+def dual_path_attention_reference(xn: Tensor,
+                                  z: Tensor,
+                                  qkv_proxy_ln: Pair,
+                                  qkv_proxy: Pair,
+                                  q_proxy_ln: Pair,
+                                  q_proxy: Pair,
+                                  kv_proxy: Pair,
+                                  p_ln: Pair,
+                                  mlp_fc1: Pair,
+                                  mlp_fc2: Pair,
+                                  proxy_ln: Pair,
+                                  q: Pair,
+                                  kv: Pair,
+                                  proj: Pair,
+                                  gammas: Sequence[Tensor],
+                                  num_heads: int,
+                                  drop_path_rate: float = 0.,
+                                  training: bool = False,
                                   return_weights: bool = False):
-    """:class:`DualPathAttention` from the definition, eval mode: semantic self-attention
-    (``qkv_proxy``, no output projection), semantic <- pixel cross attention (``q_proxy_ln``,
-    ``q_proxy``, ``kv_proxy``), semantic MLP (``p_ln``, ``mlp_proxy``), each with its layer
-    scale, then pixel <- updated-semantic attention (``q``, ``proxy_ln``, ``kv``, ``proj``).
+    """Slow, obviously right :func:`dual_path_attention` (same arguments), from the
+    definition: semantic self-attention (``qkv_proxy``, no output projection), semantic <-
+    pixel cross attention (``q_proxy_ln``, ``q_proxy``, ``kv_proxy``), semantic MLP (``p_ln``,
+    ``mlp_fc1``, ``mlp_fc2``), each with its layer scale (and, in training, stochastic depth
+    drawn as the op draws it), then pixel <- updated-semantic attention (``q``, ``proxy_ln``,
+    ``kv``, ``proj``).
 
     Returns:
         tuple: (pixel output (B, N, C), updated semantics (B, M, C)); with ``return_weights``
@@ -303,148 +499,48 @@ def dual_path_attention_reference(module: DualPathAttention, xn: Tensor, z: Tens
         ``'semantic_from_pixel'`` (B, heads, M, N) and ``'pixel_from_semantic'``
         (B, heads, N, M) (row = query token, N = H*W row-major pixels, M = h'*w' semantics).
     """
-    heads, m = module.num_heads, module
-    q, k, v = _split(_linear(m.qkv_proxy[1], _ln(m.qkv_proxy[0], z)), 3)
-    sa, w_self = multi_head_attention_reference(q, k, v, heads, return_weights=True)
-    z = z + m.gamma1 * sa
-    k_p, v_p = _split(_linear(m.kv_proxy, xn), 2)
+    g1, g2, g3 = gammas
+    q_s, k_s, v_s = _split(_linear(qkv_proxy, _ln(qkv_proxy_ln, z)), 3)
+    sa, w_self = multi_head_attention_reference(q_s, k_s, v_s, num_heads, return_weights=True)
+    z = z + _drop_path(g1 * sa, drop_path_rate, training)
+    k_p, v_p = _split(_linear(kv_proxy, xn), 2)
     ca, w_sp = multi_head_attention_reference(
-        _linear(m.q_proxy, _ln(m.q_proxy_ln, z)), k_p, v_p, heads, return_weights=True)
-    z = z + ca * m.gamma2
-    hidden = torch.relu(_linear(m.mlp_proxy[0], _ln(m.p_ln, z)))
-    z = z + m.gamma3 * _linear(m.mlp_proxy[2], hidden)
-    k_s, v_s = _split(_linear(m.kv, _ln(m.proxy_ln, z)), 2)
-    out, w_ps = multi_head_attention_reference(_linear(m.q, xn), k_s, v_s, heads,
+        _linear(q_proxy, _ln(q_proxy_ln, z)), k_p, v_p, num_heads, return_weights=True)
+    z = z + _drop_path(ca * g2, drop_path_rate, training)
+    hidden = torch.relu(_linear(mlp_fc1, _ln(p_ln, z)))
+    z = z + _drop_path(g3 * _linear(mlp_fc2, hidden), drop_path_rate, training)
+    k_z, v_z = _split(_linear(kv, _ln(proxy_ln, z)), 2)
+    out, w_ps = multi_head_attention_reference(_linear(q, xn), k_z, v_z, num_heads,
                                                return_weights=True)
-    out = _linear(m.proj, out)
+    out = _linear(proj, out)
     if return_weights:
         return out, z, dict(semantic_self=w_self, semantic_from_pixel=w_sp,
                             pixel_from_semantic=w_ps)
     return out, z
 
 
-def merge_attention_reference(module: MergeAttention, t: Tensor, return_weights: bool = False):
-    """:class:`MergeAttention` from the definition: MHSA over all tokens.
+def merge_attention_reference(t: Tensor, q: Pair, kv: Pair, proj: Pair, num_heads: int,
+                              return_weights: bool = False):
+    """Slow, obviously right :func:`merge_attention` (same arguments): MHSA over all tokens.
 
     Returns:
         Tensor | tuple: (B, T, C); with ``return_weights`` also the weights (B, heads, T, T),
         T = N + M tokens, pixels first.
     """
-    k, v = _split(_linear(module.kv, t), 2)
-    out, weights = multi_head_attention_reference(_linear(module.q, t), k, v, module.num_heads,
+    k, v = _split(_linear(kv, t), 2)
+    out, weights = multi_head_attention_reference(_linear(q, t), k, v, num_heads,
                                                   return_weights=True)
-    out = _linear(module.proj, out)
+    out = _linear(proj, out)
     return (out, weights) if return_weights else out
 
 
-# ------------------------------------------------------------------ what the tools read
+# ------------------------------------------------------------------ the declaration
 
-# Every attention runs through SDPA, whose MACs the dispatch counter of mmattn.analysis counts
-# with torch's formula: the definition's, nothing to add.
-OP_MACS = {}
-
-
-def _stage_hw(tokens, stride4_hw):
-    """(h, w) of a map with ``tokens`` pixels, one of the stride-4 map's halvings."""
-    h, w = stride4_hw
-    for _ in range(4):
-        if h * w == tokens:
-            return h, w
-        h, w = -(-h // 2), -(-w // 2)
-    raise ValueError(f'no stage map has {tokens} tokens (stride-4 map {stride4_hw})')
-
-
-def dual_panels(module, args, locate, captures):
-    """The query pixel's attention over the semantic tokens, and the attention over the pixels
-    of the semantic token over the query, recomputed by :func:`dual_path_attention_reference`.
-    The stride-4 map size comes from the :class:`SemanticTokenInit` call in ``captures``."""
-    (xn, z), m = args, module
-    init = next(args for mod, args in captures.values() if isinstance(mod, SemanticTokenInit))
-    stride4_hw = init[1]
-    grid = pooled_grid(*stride4_hw)
-    hw = _stage_hw(xn.shape[1], stride4_hw)
-    _, _, weights = dual_path_attention_reference(m, xn, z, return_weights=True)
-    qy, qx = locate(hw)
-    sy, sx = locate(grid)
-    to_semantic = weights['pixel_from_semantic'][0, :, qy * hw[1] + qx].mean(0).view(grid)
-    from_pixels = weights['semantic_from_pixel'][0, :, sy * grid[1] + sx].mean(0).view(hw)
-    return [AttentionPanel('pixel_to_semantic', f'Dual-ViT: the query pixel\'s attention over '
-                           f'the {grid[0]}x{grid[1]} semantic tokens', to_semantic),
-            AttentionPanel('semantic_to_pixels', 'Dual-ViT: the semantic token over the query '
-                           'attends to these pixels', from_pixels)]
-
-
-ATTENTION_PANELS = {'DualPathAttention': dual_panels}
-
-# Dual-ViT-S on a 512x512 and a 1024x1024 input. In the official det/seg backbone the
-# semantic-token count M = floor(H1/7) * floor(W1/7) follows the input (324 at 512^2, 1296 at
-# 1024^2), so 4x the image area is 4x the pixels *and* 4x the semantic tokens: every
-# cross-attention term grows ~16x, the merge-stage MHSA over N3 + M tokens ~16x too.
-BENCH_SIDES = [512, 1024]
-BENCH_QUICK_SIDES = [64]
-# (op, stage, C, heads) of Dual-ViT-S; Tq, Tk follow from the side
-BENCH_ATTENTIONS = [('pixel <- semantic', 1, 64, 2), ('semantic <- pixel', 1, 64, 2),
-                    ('pixel <- semantic', 2, 128, 4), ('semantic <- pixel', 2, 128, 4),
-                    ('merge MHSA', 3, 320, 10)]
-
-
-def _bench_tokens(side, op, stage):
-    """(Tq, Tk) of ``op`` at ``stage`` on a ``side`` x ``side`` input."""
-    h1 = side // 4
-    m = (h1 // POOL)**2
-    n = (h1 // 2**(stage - 1))**2
-    return {'pixel <- semantic': (n, m), 'semantic <- pixel': (m, n),
-            'merge MHSA': (n + m, n + m)}[op]
-
-
-def _bench_attention(tq, tk, c, heads, impl, device):
-
-    def build():
-        g = torch.Generator(device=device).manual_seed(0)
-        q = torch.randn(1, tq, c, device=device, generator=g, requires_grad=True)
-        k, v = (torch.randn(1, tk, c, device=device, generator=g, requires_grad=True)
-                for _ in range(2))
-        return (lambda *t: impl(*t, heads)), [q, k, v]
-
-    return build
-
-
-def _bench_dual_path(n, m, c, heads, impl, device):
-
-    def build():
-        torch.manual_seed(0)
-        module = DualPathAttention(c, heads).to(device).eval()
-        with torch.no_grad():  # layer scales ~1 as after training, not the 1e-6 init
-            for gamma in (module.gamma1, module.gamma2, module.gamma3):
-                gamma.fill_(1.)
-        xn = torch.randn(1, n, c, device=device, requires_grad=True)
-        z = torch.randn(1, m, c, device=device, requires_grad=True)
-        return (lambda a, b: torch.cat(impl(module, a, b), 1)), [xn, z]
-
-    return build
-
-
-def bench_cases(device='cpu', quick=False):
-    """SDPA against the explicit softmax(QK^T)V of the definition: each attention of Dual-ViT-S
-    stages 1-3 at its token counts, and the whole stage-1 :class:`DualPathAttention` (three
-    attentions, semantic MLP, projections) against :func:`dual_path_attention_reference`; see
-    :func:`~mmattn.ops.common.check_bench_case`."""
-    cases = []
-    impls = {'SDPA': multi_head_attention, 'reference': multi_head_attention_reference}
-    for side in BENCH_QUICK_SIDES if quick else BENCH_SIDES:
-        tag = f'{side}x{side}'
-        for op, stage, c, heads in BENCH_ATTENTIONS:
-            tq, tk = _bench_tokens(side, op, stage)
-            if quick:
-                c, heads = c // 8, max(heads // 4, 1)
-            for name, impl in impls.items():
-                cases.append(dict(op=op, impl=name, size=f'{tag} s{stage} Tq={tq} Tk={tk} C{c}',
-                                  build=_bench_attention(tq, tk, c, heads, impl, device)))
-        n1, m = _bench_tokens(side, 'pixel <- semantic', 1)
-        c, heads = (8, 1) if quick else (64, 2)  # Dual-ViT-S stage 1
-        for name, impl in (('SDPA', lambda mod, a, b: mod(a, b)),
-                           ('reference', dual_path_attention_reference)):
-            cases.append(dict(op='dual-path attention', impl=name,
-                              size=f'{tag} s1 N={n1} M={m} C{c}',
-                              build=_bench_dual_path(n1, m, c, heads, impl, device)))
-    return cases
+# No MAC formula: every attention runs through SDPA, whose MACs the dispatch counter of
+# mmattn.analysis counts with torch's formula, the definition's.
+register_op('dual',
+            references={multi_head_attention: multi_head_attention_reference,
+                        semantic_init: semantic_init_reference,
+                        dual_path_attention: dual_path_attention_reference,
+                        merge_attention: merge_attention_reference},
+            tools='mmattn.analysis.ops.dual')

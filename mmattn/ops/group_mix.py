@@ -8,7 +8,8 @@ heads of CoaT's factorized attention ``q . (softmax_N(k)^T v)``: linear in token
 A convolutional relative position term ``q * dwconv(v)`` is added unscaled and the
 non-attention branch is appended after the heads, before the output projection.
 
-Fast path (:class:`GroupMixAttention`): everything stays token-major, which is channels-last for
+Fast path (:func:`group_mix_attention`, on tensors; :class:`GroupMixAttention` holds the
+parameters and calls it): everything stays token-major, which is channels-last for
 the convs (CPU depthwise convs, forward and backward, are several times faster channels-last
 than NCHW). The qkv projection is one GEMM whose output one copy deals out into a dense
 (3B, H, W, seg) block per aggregator segment (:class:`_SegmentedQKV`, with its own backward), so
@@ -17,12 +18,16 @@ is used as stored. Each segment (two heads) then runs
 to its share of the output: the CRPE as one depthwise conv at its heads' kernel size (heads 4
 and 5, 5x5 and 7x7, share one 7x7 conv, the 5x5 kernel zero-padded), and the factorized product
 as one GEMM of q with the block-diagonal ``scale * softmax_N(k)^T v``.
-:func:`group_mix_attention_reference` follows the definition token-major, one segment and one
-head at a time; :class:`GroupMixAttentionStraightforward` (after it) is the definition written
-plainly with the official structure, the anchor of the op benchmark; then what the tools read
-(MACs, attention panels, benchmark cases).
+The aggregators' norms are passed to the op as callables (the module's BatchNorm layers: their
+running statistics are state, and a SyncBatchNorm under distributed training).
+:func:`group_mix_attention_reference` (the op's arguments) follows the definition token-major,
+one segment and one head at a time; then the declaration
+(:func:`~mmattn.ops.registry.register_op`). The definition written plainly with the official
+structure (the anchor of the op benchmark,
+:class:`~mmattn.analysis.ops.group_mix.GroupMixAttentionStraightforward`), the benchmark cases
+and the attention pictures are in :mod:`mmattn.analysis.ops.group_mix`.
 """
-from typing import Mapping, Optional, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -30,8 +35,8 @@ from mmcv.cnn import build_norm_layer
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from mmattn.ops.common import AttentionPanel
 from mmattn.ops.depthwise import DepthwiseConv2d, depthwise_conv2d
+from mmattn.ops.registry import register_op
 from mmattn.registry import register_model
 
 NUM_HEADS = 8  # fixed: the CRPE head groups below must add up to it
@@ -60,49 +65,6 @@ def default_scale(embed_dims: int) -> float:
     # (C // 8)^-0.5 with the block's full width C, not the real head width C/10, as the
     # official code
     return (embed_dims // NUM_HEADS)**-0.5
-
-
-class SeparableConv2d(nn.Module):
-    """Depthwise k x k (no bias) then pointwise 1x1 (no bias): official ``SeparableConv2d``."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1):
-        super().__init__()
-        self.dw = DepthwiseConv2d(in_channels, kernel_size, bias=False) if stride == 1 else \
-            nn.Conv2d(in_channels, in_channels, kernel_size, stride, kernel_size // 2,
-                      groups=in_channels, bias=False)
-        self.pw = nn.Conv2d(in_channels, out_channels, 1, bias=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.pw(self.dw(x))
-
-
-class SegmentAggregator(nn.Module):
-    """One of s0..s3: optional separable conv, then BatchNorm and Hardswish (NCHW)."""
-
-    def __init__(self, channels: int, kernel_size: Optional[int], norm_cfg: dict):
-        super().__init__()
-        self.conv = SeparableConv2d(channels, channels, kernel_size) if kernel_size else None
-        self.norm = build_norm_layer(norm_cfg, channels)[1]
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.conv is not None:
-            x = self.conv(x)
-        return F.hardswish(self.norm(x))
-
-
-class LocalBranch(nn.Module):
-    """Non-attention segment s4: [q_s4 | k_s4 | v_s4] -> separable 3x3 -> LayerNorm -> Hardswish.
-
-    (B, 3*seg, H, W) in, tokens (B, N, seg) out.
-    """
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.conv = SeparableConv2d(3 * channels, channels, 3)
-        self.norm = nn.LayerNorm(channels, eps=LOCAL_NORM_EPS)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.hardswish(self.norm(self.conv(x).flatten(2).transpose(1, 2)))
 
 
 def factorized_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
@@ -165,9 +127,175 @@ class _SegmentedQKV(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None
 
 
+def _crpe_per_segment(crpe_weights: Sequence[Tensor], crpe_biases: Sequence[Tensor],
+                      seg: int) -> list:
+    """(weight, bias) of each attention segment's CRPE: its two heads' rows of the CRPE
+    convs, at their own kernel size; where the two heads have different kernels (heads 4
+    and 5: 5x5 and 7x7), the smaller one zero-padded to the larger (the padded taps add
+    exact zeros), so that every segment takes one depthwise conv."""
+    ch = seg // HEADS_PER_SEGMENT
+    rows = [(w, b, j) for w, b, (_, heads) in zip(crpe_weights, crpe_biases, CRPE_WINDOWS)
+            for j in range(heads)]  # (weight, bias, head within it) of heads 0..7
+    per_segment = []
+    for i in range(NUM_HEADS // HEADS_PER_SEGMENT):
+        heads = rows[i * HEADS_PER_SEGMENT:(i + 1) * HEADS_PER_SEGMENT]
+        (first, first_bias, j0), (last, _, _) = heads[0], heads[-1]
+        if first is last:  # one conv: a view of its rows
+            span = slice(j0 * ch, (j0 + HEADS_PER_SEGMENT) * ch)
+            per_segment.append((first[span], first_bias[span]))
+            continue
+        k = max(w.shape[-1] for w, _, _ in heads)
+        per_segment.append((
+            torch.cat([F.pad(w[j * ch:(j + 1) * ch], [(k - w.shape[-1]) // 2] * 4)
+                       for w, _, j in heads]),
+            torch.cat([b[j * ch:(j + 1) * ch] for _, b, j in heads])))
+    return per_segment
+
+
+def _separable_conv(x: Tensor, dw_weight: Tensor, pw_weight: Tensor) -> Tensor:
+    """Depthwise k x k then pointwise 1x1, no biases (:class:`SeparableConv2d`, stride 1)."""
+    return F.conv2d(depthwise_conv2d(x, dw_weight), pw_weight)
+
+
+def group_mix_attention(x: Tensor,
+                        hw: Tuple[int, int],
+                        qkv_weight: Tensor,
+                        qkv_bias: Optional[Tensor],
+                        agg_weights: Sequence[Tuple[Tensor, Tensor]],
+                        agg_norms: Sequence[Callable[[Tensor], Tensor]],
+                        crpe_weights: Sequence[Tensor],
+                        crpe_biases: Sequence[Tensor],
+                        local_dw_weight: Tensor,
+                        local_pw_weight: Tensor,
+                        local_norm_weight: Tensor,
+                        local_norm_bias: Tensor,
+                        proj_weight: Tensor,
+                        proj_bias: Optional[Tensor],
+                        scale: Optional[float] = None) -> Tensor:
+    """Group-mix attention on tokens: the qkv projection, the group proxies (segment
+    aggregators) shared by q, k and v, 8 heads of factorized attention plus CRPE on s0..s3, the
+    non-attention branch on s4, the output projection.
+
+    Args:
+        x (Tensor): tokens (B, N, C_in), N = H*W row-major.
+        hw (tuple[int, int]): (H, W).
+        qkv_weight (Tensor): (3C, C_in), rows ``[q | k | v]``, each ``[s0 | .. | s4]`` of
+            ``seg = C/5`` rows; C is ``embed_dims``, a multiple of 10.
+        qkv_bias (Tensor, optional): (3C,).
+        agg_weights (Sequence[tuple[Tensor, Tensor]]): the separable convs of the aggregators
+            of s1, s2, s3 (3x3, 5x5, 7x7): (depthwise (seg, 1, k, k), pointwise
+            (seg, seg, 1, 1)) each, no biases; s0's aggregator has no conv.
+        agg_norms (Sequence[Callable[[Tensor], Tensor]]): the normalisation of each aggregator
+            s0..s3, applied to the (3B, seg, H, W) stack of the segment's q, k and v images
+            (so BatchNorm statistics pool over q, k and v). The module passes its BatchNorm
+            layers, whose running statistics are state (updated in training; a SyncBatchNorm
+            under distributed training), not tensors of this function.
+        crpe_weights (Sequence[Tensor]): the three depthwise CRPE kernels, for heads 0-1 (3x3),
+            2-4 (5x5) and 5-7 (7x7): (heads * C/10, 1, k, k) each.
+        crpe_biases (Sequence[Tensor]): their biases.
+        local_dw_weight (Tensor): depthwise 3x3 kernel (3 seg, 1, 3, 3) of the non-attention
+            branch, applied to ``[q_s4 | k_s4 | v_s4]``.
+        local_pw_weight (Tensor): its pointwise kernel (seg, 3 seg, 1, 1).
+        local_norm_weight (Tensor): weight of the branch's LayerNorm (eps 1e-5).
+        local_norm_bias (Tensor): its bias.
+        proj_weight (Tensor): output projection (C_in, C).
+        proj_bias (Tensor, optional): its bias.
+        scale (float, optional): factor of the factorized term (not of the CRPE term); None
+            uses ``(C // 8) ** -0.5`` as the official code.
+
+    Returns:
+        Tensor: (B, N, C_in).
+    """
+    b, n, c = x.shape
+    h, w = hw
+    embed_dims = qkv_weight.shape[0] // 3
+    if c != qkv_weight.shape[1] or n != h * w:
+        raise ValueError(f'expected tokens (B, {h}*{w}, {qkv_weight.shape[1]}), got '
+                         f'{tuple(x.shape)}')
+    seg = embed_dims // NUM_SEGMENTS
+    scale = default_scale(embed_dims) if scale is None else scale
+    *stacks, local = _SegmentedQKV.apply(x.reshape(b * n, c), qkv_weight, qkv_bias, seg)
+
+    crpe = _crpe_per_segment(crpe_weights, crpe_biases, seg)
+    ch = seg // HEADS_PER_SEGMENT
+    block_mask = torch.block_diag(*x.new_ones(HEADS_PER_SEGMENT, ch, ch)) * scale
+
+    outs = []
+    for i, (norm, stack) in enumerate(zip(agg_norms, stacks)):
+        # (3B, seg, H, W) channels-last; one norm call over q, k and v together
+        stack = stack.view(3 * b, h, w, seg).permute(0, 3, 1, 2)
+        if torch.compiler.is_compiling():
+            # inductor (torch 2.13) cannot lower a convolution of this channels-last view of
+            # the custom qkv output when H, W are symbolic ("ValueRangeError: Invalid ranges
+            # [0:-1]"); a dense copy compiles. Eager is unchanged.
+            stack = stack.contiguous()
+        if i:
+            stack = _separable_conv(stack, *agg_weights[i - 1])
+        agg_out = F.hardswish(norm(stack))
+        q, k, v = agg_out.permute(0, 2, 3, 1).reshape(3, b, n, seg).unbind(0)
+        rel = depthwise_conv2d(v.view(b, h, w, seg).permute(0, 3, 1, 2), *crpe[i])
+        rel = rel.permute(0, 2, 3, 1).reshape(b, n, seg)
+        # softmax over tokens on contiguous rows; K~^T V of both heads as one (seg, seg)
+        # GEMM, masked to its two diagonal blocks (the cross-head products become exact
+        # zeros), so q @ context is one GEMM per segment with the output token-major
+        context = (k.transpose(1, 2).softmax(-1) @ v) * block_mask
+        # scale only on the factorized term, not on the CRPE term: it sits in block_mask
+        outs.append(torch.baddbmm(q * rel, q, context))
+
+    local = local.view(b, h, w, 3 * seg).permute(0, 3, 1, 2)
+    local = _separable_conv(local, local_dw_weight, local_pw_weight).flatten(2).transpose(1, 2)
+    outs.append(F.hardswish(F.layer_norm(local, (seg, ), local_norm_weight, local_norm_bias,
+                                         LOCAL_NORM_EPS)))
+    return F.linear(torch.cat(outs, -1), proj_weight, proj_bias)
+
+
+class SeparableConv2d(nn.Module):
+    """Depthwise k x k (no bias) then pointwise 1x1 (no bias): official ``SeparableConv2d``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1):
+        super().__init__()
+        self.dw = DepthwiseConv2d(in_channels, kernel_size, bias=False) if stride == 1 else \
+            nn.Conv2d(in_channels, in_channels, kernel_size, stride, kernel_size // 2,
+                      groups=in_channels, bias=False)
+        self.pw = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.pw(self.dw(x))
+
+
+class SegmentAggregator(nn.Module):
+    """One of s0..s3: optional separable conv, then BatchNorm and Hardswish (NCHW)."""
+
+    def __init__(self, channels: int, kernel_size: Optional[int], norm_cfg: dict):
+        super().__init__()
+        self.conv = SeparableConv2d(channels, channels, kernel_size) if kernel_size else None
+        self.norm = build_norm_layer(norm_cfg, channels)[1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.conv is not None:
+            x = self.conv(x)
+        return F.hardswish(self.norm(x))
+
+
+class LocalBranch(nn.Module):
+    """Non-attention segment s4: [q_s4 | k_s4 | v_s4] -> separable 3x3 -> LayerNorm -> Hardswish.
+
+    (B, 3*seg, H, W) in, tokens (B, N, seg) out.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = SeparableConv2d(3 * channels, channels, 3)
+        self.norm = nn.LayerNorm(channels, eps=LOCAL_NORM_EPS)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.hardswish(self.norm(self.conv(x).flatten(2).transpose(1, 2)))
+
+
 @register_model
 class GroupMixAttention(nn.Module):
-    """Group-mix attention on tokens: (B, N, C) and (H, W) -> (B, N, C).
+    """Group-mix attention on tokens: (B, N, C) and (H, W) -> (B, N, C); the parameters of
+    :func:`group_mix_attention`, which it calls (then the output dropout).
 
     Args:
         embed_dims (int): channels C, a multiple of 10 (seg = C/5, 8 heads of C/10 channels).
@@ -208,123 +336,139 @@ class GroupMixAttention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: Tensor, hw: Tuple[int, int]) -> Tensor:
-        b, n, c = x.shape
-        h, w = hw
-        if c != self.in_channels or n != h * w:
-            raise ValueError(f'expected tokens (B, {h}*{w}, {self.in_channels}), got '
-                             f'{tuple(x.shape)}')
-        seg = self.seg
-        *stacks, local = _SegmentedQKV.apply(x.reshape(b * n, c), self.qkv.weight,
-                                             self.qkv.bias, seg)
+        return self.proj_drop(group_mix_attention(x, hw, *self.op_args()))
 
-        crpe = self._crpe_per_segment()
-        ch = seg // HEADS_PER_SEGMENT
-        block_mask = torch.block_diag(*x.new_ones(HEADS_PER_SEGMENT, ch, ch)) * self.scale
+    def op_args(self) -> tuple:
+        """The arguments of :func:`group_mix_attention` after ``(x, hw)``, ``scale`` included:
+        this module's parameters, and its aggregators' norm layers as ``agg_norms``."""
+        branch = self.local_branch
+        return (self.qkv.weight, self.qkv.bias,
+                [(agg.conv.dw.weight, agg.conv.pw.weight) for agg in self.aggregators[1:]],
+                [agg.norm for agg in self.aggregators], [conv.weight for conv in self.crpe],
+                [conv.bias for conv in self.crpe], branch.conv.dw.weight, branch.conv.pw.weight,
+                branch.norm.weight, branch.norm.bias, self.proj.weight, self.proj.bias,
+                self.scale)
 
-        outs = []
-        for i, (agg, stack) in enumerate(zip(self.aggregators, stacks)):
-            # (3B, seg, H, W) channels-last; one BN call over q, k and v together
-            stack = stack.view(3 * b, h, w, seg).permute(0, 3, 1, 2)
-            if torch.compiler.is_compiling():
-                # inductor (torch 2.13) cannot lower a convolution of this channels-last view of
-                # the custom qkv output when H, W are symbolic ("ValueRangeError: Invalid ranges
-                # [0:-1]"); a dense copy compiles. Eager is unchanged.
-                stack = stack.contiguous()
-            agg_out = agg(stack)
-            q, k, v = agg_out.permute(0, 2, 3, 1).reshape(3, b, n, seg).unbind(0)
-            rel = depthwise_conv2d(v.view(b, h, w, seg).permute(0, 3, 1, 2), *crpe[i])
-            rel = rel.permute(0, 2, 3, 1).reshape(b, n, seg)
-            # softmax over tokens on contiguous rows; K~^T V of both heads as one (seg, seg)
-            # GEMM, masked to its two diagonal blocks (the cross-head products become exact
-            # zeros), so q @ context is one GEMM per segment with the output token-major
-            context = (k.transpose(1, 2).softmax(-1) @ v) * block_mask
-            # scale only on the factorized term, not on the CRPE term: it sits in block_mask
-            outs.append(torch.baddbmm(q * rel, q, context))
+    def reference_args(self, training: Optional[bool] = None) -> tuple:
+        """:meth:`op_args` with each aggregator's BatchNorm replaced by
+        :func:`batch_norm_formula` of its tensors (no running-statistics update): the
+        arguments of :func:`group_mix_attention_reference` after ``(x, hw)``.
 
-        outs.append(self.local_branch(local.view(b, h, w, 3 * seg).permute(0, 3, 1, 2)))
-        return self.proj_drop(self.proj(torch.cat(outs, -1)))
-
-    def _crpe_per_segment(self):
-        """(weight, bias) of each attention segment's CRPE: its two heads' rows of the CRPE
-        convs, at their own kernel size; where the two heads have different kernels (heads 4
-        and 5: 5x5 and 7x7), the smaller one zero-padded to the larger (the padded taps add
-        exact zeros), so that every segment takes one depthwise conv."""
-        ch = self.seg // HEADS_PER_SEGMENT
-        rows = [(conv, j) for conv, (_, heads) in zip(self.crpe, CRPE_WINDOWS)
-                for j in range(heads)]  # (conv, head within it) of heads 0..7
-        per_segment = []
-        for i in range(NUM_HEADS // HEADS_PER_SEGMENT):
-            heads = rows[i * HEADS_PER_SEGMENT:(i + 1) * HEADS_PER_SEGMENT]
-            (first, j0), (last, _) = heads[0], heads[-1]
-            if first is last:  # one conv: a view of its rows
-                span = slice(j0 * ch, (j0 + HEADS_PER_SEGMENT) * ch)
-                per_segment.append((first.weight[span], first.bias[span]))
-                continue
-            k = max(conv.kernel_size[0] for conv, _ in heads)
-            per_segment.append((
-                torch.cat([F.pad(conv.weight[j * ch:(j + 1) * ch],
-                                 [(k - conv.kernel_size[0]) // 2] * 4) for conv, j in heads]),
-                torch.cat([conv.bias[j * ch:(j + 1) * ch] for conv, j in heads])))
-        return per_segment
+        Args:
+            training (bool, optional): batch statistics (True) or running ones (False).
+                Defaults to the module's mode.
+        """
+        training = self.training if training is None else training
+        args = list(self.op_args())
+        args[3] = [batch_norm_formula(agg.norm.weight, agg.norm.bias, agg.norm.running_mean,
+                                      agg.norm.running_var, training)
+                   for agg in self.aggregators]
+        return tuple(args)
 
     def extra_repr(self) -> str:
         return f'embed_dims={self.embed_dims}, num_heads={NUM_HEADS}, scale={self.scale:.4f}'
 
 
-def _batch_norm(x: Tensor, state: Mapping[str, Tensor], prefix: str, training: bool) -> Tensor:
-    """BatchNorm2d from its formula; training: biased statistics over every image and pixel."""
-    if training:
-        mean = x.mean(dim=(0, 2, 3))
-        var = x.var(dim=(0, 2, 3), unbiased=False)
-    else:
-        mean, var = state[f'{prefix}.running_mean'], state[f'{prefix}.running_var']
-    x = (x - mean[:, None, None]) / torch.sqrt(var[:, None, None] + BN_EPS)
-    return x * state[f'{prefix}.weight'][:, None, None] + state[f'{prefix}.bias'][:, None, None]
+# ------------------------------------------------------------------------------ reference
+
+
+def batch_norm_formula(weight: Tensor,
+                       bias: Tensor,
+                       running_mean: Tensor,
+                       running_var: Tensor,
+                       training: bool = False,
+                       eps: float = BN_EPS) -> Callable[[Tensor], Tensor]:
+    """BatchNorm2d from its formula, as a callable on (N, C, H, W) maps (an ``agg_norms``
+    entry of :func:`group_mix_attention_reference`).
+
+    Args:
+        weight (Tensor): (C,) affine weight.
+        bias (Tensor): (C,) affine bias.
+        running_mean (Tensor): (C,) used when not ``training``.
+        running_var (Tensor): (C,) used when not ``training``.
+        training (bool): biased statistics over every image and pixel of the input instead of
+            the running ones (which are never updated here). Defaults to False.
+        eps (float): added to the variance. Defaults to 1e-5 (torch's default).
+
+    Returns:
+        Callable[[Tensor], Tensor]: the normalisation.
+    """
+
+    def norm(x: Tensor) -> Tensor:
+        if training:
+            mean = x.mean(dim=(0, 2, 3))
+            var = x.var(dim=(0, 2, 3), unbiased=False)
+        else:
+            mean, var = running_mean, running_var
+        x = (x - mean[:, None, None]) / torch.sqrt(var[:, None, None] + eps)
+        return x * weight[:, None, None] + bias[:, None, None]
+
+    return norm
 
 
 def _hardswish(x: Tensor) -> Tensor:
     return x * (x + 3).clamp(0, 6) / 6
 
 
-def _separable(x: Tensor, state: Mapping[str, Tensor], prefix: str) -> Tensor:
-    dw = state[f'{prefix}.dw.weight']
-    x = F.conv2d(x, dw, padding=dw.shape[-1] // 2, groups=x.shape[1])
-    return F.conv2d(x, state[f'{prefix}.pw.weight'])
+def _separable(x: Tensor, dw_weight: Tensor, pw_weight: Tensor) -> Tensor:
+    x = F.conv2d(x, dw_weight, padding=dw_weight.shape[-1] // 2, groups=x.shape[1])
+    return F.conv2d(x, pw_weight)
 
 
 def group_mix_attention_reference(x: Tensor,
                                   hw: Tuple[int, int],
-                                  state: Mapping[str, Tensor],
-                                  training: bool = False,
+                                  qkv_weight: Tensor,
+                                  qkv_bias: Optional[Tensor],
+                                  agg_weights: Sequence[Tuple[Tensor, Tensor]],
+                                  agg_norms: Sequence[Callable[[Tensor], Tensor]],
+                                  crpe_weights: Sequence[Tensor],
+                                  crpe_biases: Sequence[Tensor],
+                                  local_dw_weight: Tensor,
+                                  local_pw_weight: Tensor,
+                                  local_norm_weight: Tensor,
+                                  local_norm_bias: Tensor,
+                                  proj_weight: Tensor,
+                                  proj_bias: Optional[Tensor],
                                   scale: Optional[float] = None,
                                   return_weights: bool = False):
-    """Group-mix attention from its definition, token-major, one segment / head at a time.
+    """Slow, obviously right :func:`group_mix_attention` (same arguments), token-major, one
+    segment / head at a time. Pass :func:`batch_norm_formula` norms as ``agg_norms`` for a
+    BatchNorm from its formula (:meth:`GroupMixAttention.reference_args` does).
 
     Args:
-        x (Tensor): tokens (B, N, C_in), N = H*W row-major; C_in is ``embed_dims`` unless the
-            module was built with another ``in_channels``.
+        x (Tensor): tokens (B, N, C_in), N = H*W row-major.
         hw (tuple[int, int]): (H, W).
-        state (Mapping[str, Tensor]): :class:`GroupMixAttention` parameters and buffers by name
-            (``dict(m.named_parameters(), **dict(m.named_buffers()))``).
-        training (bool): BatchNorm with batch statistics over the 3B stacked q/k/v images (running
-            statistics are not updated here). Defaults to False.
+        qkv_weight (Tensor): (3C, C_in), rows ``[q | k | v]``.
+        qkv_bias (Tensor, optional): (3C,).
+        agg_weights (Sequence[tuple[Tensor, Tensor]]): (depthwise, pointwise) kernels of the
+            s1..s3 aggregators.
+        agg_norms (Sequence[Callable[[Tensor], Tensor]]): the s0..s3 aggregators' norms, on the
+            (3B, seg, H, W) q/k/v stacks.
+        crpe_weights (Sequence[Tensor]): CRPE kernels of heads 0-1, 2-4, 5-7.
+        crpe_biases (Sequence[Tensor]): their biases.
+        local_dw_weight (Tensor): the non-attention branch's depthwise kernel.
+        local_pw_weight (Tensor): its pointwise kernel.
+        local_norm_weight (Tensor): its LayerNorm weight.
+        local_norm_bias (Tensor): its LayerNorm bias.
+        proj_weight (Tensor): output projection.
+        proj_bias (Tensor, optional): its bias.
         scale (float, optional): factor of the factorized term; None: ``(C // 8) ** -0.5``.
         return_weights (bool): also return the attention weights. Defaults to False.
 
     Returns:
-        Tensor | tuple[Tensor, Tensor]: output (B, N, C); with ``return_weights`` also the
+        Tensor | tuple[Tensor, Tensor]: output (B, N, C_in); with ``return_weights`` also the
         effective token-mixing weights of the factorized term, (B, 8, N, N):
         ``weights[b, j, n, m] = scale * q_n . softmax_N(k)_m`` of head j, so that head j's
         factorized output is ``weights[b, j] @ v``. They are not a softmax over keys (rows
         need not sum to 1 and can be negative). O(N^2) memory: small maps only.
     """
     b, n = x.shape[:2]
-    c = state['qkv.weight'].shape[0] // 3  # embed_dims (the input may be wider or narrower)
+    c = qkv_weight.shape[0] // 3  # embed_dims (the input may be wider or narrower)
     h, w = hw
     seg = c // NUM_SEGMENTS
     ch = seg // HEADS_PER_SEGMENT
     scale = default_scale(c) if scale is None else scale
-    qkv = F.linear(x, state['qkv.weight'], state.get('qkv.bias'))
+    qkv = F.linear(x, qkv_weight, qkv_bias)
     q, k, v = qkv[..., :c], qkv[..., c:2 * c], qkv[..., 2 * c:]
 
     # s0..s3: the same aggregator on q, k and v; the BN statistics come from all three at once
@@ -333,9 +477,8 @@ def group_mix_attention_reference(x: Tensor,
         images = torch.cat([t[..., i * seg:(i + 1) * seg] for t in (q, k, v)], 0)
         images = images.transpose(1, 2).reshape(3 * b, seg, h, w)
         if kernel is not None:
-            images = _separable(images, state, f'aggregators.{i}.conv')
-        aggregated.append(_hardswish(_batch_norm(images, state, f'aggregators.{i}.norm',
-                                                 training)))
+            images = _separable(images, *agg_weights[i - 1])
+        aggregated.append(_hardswish(agg_norms[i](images)))
     tokens = torch.cat(aggregated, 1).flatten(2).transpose(1, 2)  # (3B, N, 4*seg)
     q_agg, k_agg, v_agg = tokens[:b], tokens[b:2 * b], tokens[2 * b:]
 
@@ -351,7 +494,7 @@ def group_mix_attention_reference(x: Tensor,
         factor = qj @ context
         conv = crpe_of_head[j]
         rows = slice((j - first_head[conv]) * ch, (j - first_head[conv] + 1) * ch)
-        weight, bias = state[f'crpe.{conv}.weight'][rows], state[f'crpe.{conv}.bias'][rows]
+        weight, bias = crpe_weights[conv][rows], crpe_biases[conv][rows]
         v_img = vj.transpose(1, 2).reshape(b, ch, h, w)
         rel = F.conv2d(v_img, weight, bias, padding=weight.shape[-1] // 2, groups=ch)
         heads_out.append(scale * factor + qj * rel.flatten(2).transpose(1, 2))
@@ -361,226 +504,19 @@ def group_mix_attention_reference(x: Tensor,
     # s4: [q_s4 | k_s4 | v_s4] on channels -> separable conv -> LN (torch's default eps 1e-5)
     # -> Hardswish
     local = torch.cat([t[..., 4 * seg:] for t in (q, k, v)], -1)
-    local = _separable(local.transpose(1, 2).reshape(b, 3 * seg, h, w), state,
-                       'local_branch.conv').flatten(2).transpose(1, 2)
-    local = _hardswish(F.layer_norm(local, (seg, ), state['local_branch.norm.weight'],
-                                    state['local_branch.norm.bias'], LOCAL_NORM_EPS))
-    out = F.linear(torch.cat(heads_out + [local], -1), state['proj.weight'], state['proj.bias'])
+    local = _separable(local.transpose(1, 2).reshape(b, 3 * seg, h, w), local_dw_weight,
+                       local_pw_weight).flatten(2).transpose(1, 2)
+    local = _hardswish(F.layer_norm(local, (seg, ), local_norm_weight, local_norm_bias,
+                                    LOCAL_NORM_EPS))
+    out = F.linear(torch.cat(heads_out + [local], -1), proj_weight, proj_bias)
     if return_weights:
         return out, torch.stack(weights, 1)
     return out
 
 
-class GroupMixAttentionStraightforward(GroupMixAttention):
-    """The definition written plainly, as the benchmark's anchor (not the fast path).
+# ------------------------------------------------------------------ the declaration
 
-    The structure of the official model, re-written from the definition: separate q / k / v
-    linears, the q/k/v images stacked on the batch axis (channel-major NCHW), one aggregator
-    per segment applied to that stack, CoaT's factorized attention by ``einsum`` over the 8
-    heads (softmax of k over the tokens, ``k~^T v``, then ``q`` times it), three CRPE convs on
-    their head groups, the non-attention branch, then the output projection. Same arguments
-    and the same numbers as :class:`GroupMixAttention` (a subclass for its arguments and
-    layers, with its own forward); :meth:`from_module` copies a
-    :class:`GroupMixAttention`'s weights (its ``qkv`` split into ``q``, ``k``, ``v``; every
-    other parameter and buffer keeps its name).
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)  # GroupMixAttention's arguments and layers
-        qkv = self.qkv
-        del self.qkv  # replaced by three projections
-        self.head_dims = self.seg // HEADS_PER_SEGMENT
-        self.q, self.k, self.v = (nn.Linear(self.in_channels, self.embed_dims,
-                                            bias=qkv.bias is not None) for _ in range(3))
-
-    @classmethod
-    def from_module(cls, module: GroupMixAttention) -> 'GroupMixAttentionStraightforward':
-        """A copy of ``module`` (weights, buffers, train/eval mode, dtype, device)."""
-        new = cls(module.embed_dims, module.qkv.bias is not None, module.scale,
-                  module.proj_drop.p, dict(type='BN'), module.in_channels)
-        state = dict(module.state_dict())
-        for name in ('weight', 'bias'):
-            if f'qkv.{name}' in state:
-                for key, part in zip('qkv', state.pop(f'qkv.{name}').chunk(3)):
-                    state[f'{key}.{name}'] = part
-        ref = module.qkv.weight
-        new.to(ref.device, ref.dtype).load_state_dict(state)
-        return new.train(module.training)
-
-    def forward(self, x: Tensor, hw: Tuple[int, int]) -> Tensor:
-        b, n, _ = x.shape
-        h, w = hw
-        c, seg, ch = self.embed_dims, self.seg, self.head_dims
-        q, k, v = self.q(x), self.k(x), self.v(x)  # (B, N, C) each
-        # q, k, v as images on the batch axis: (3B, C, H, W), q rows first
-        stack = torch.cat([q, k, v]).transpose(1, 2).reshape(3 * b, c, h, w)
-        segments = stack.split(seg, 1)
-        agg = torch.cat([a(s) for a, s in zip(self.aggregators, segments)], 1)
-        q, k, v = agg.reshape(3, b, NUM_HEADS, ch, n).transpose(-1, -2)  # (B, heads, N, Ch)
-
-        k = k.softmax(dim=2)  # over the tokens
-        context = torch.einsum('bhnk,bhnv->bhkv', k, v)
-        factorized = torch.einsum('bhnk,bhkv->bhnv', q, context)
-
-        v_img = v.transpose(-1, -2).reshape(b, NUM_HEADS * ch, h, w)
-        groups = v_img.split([heads * ch for _, heads in CRPE_WINDOWS], 1)
-        rel = torch.cat([conv(g) for conv, g in zip(self.crpe, groups)], 1)
-        rel = rel.reshape(b, NUM_HEADS, ch, n).transpose(-1, -2)
-
-        y = self.scale * factorized + q * rel
-        y = y.transpose(1, 2).reshape(b, n, NUM_HEADS * ch)
-        # s4 of q, k and v side by side on channels: (B, 3 * seg, H, W)
-        local = segments[-1].reshape(3, b, seg, h, w).transpose(0, 1).reshape(b, 3 * seg, h, w)
-        return self.proj_drop(self.proj(torch.cat([y, self.local_branch(local)], -1)))
-
-
-# ------------------------------------------------------------------ what the tools read
-
-# The module's convs, GEMMs and batched matmuls are the definition's own (the factorized
-# attention is linear in tokens): the dispatch counter of mmattn.analysis counts them as they are.
-OP_MACS = {}
-
-
-def group_mix_panels(module, args, locate, captures):
-    """The token-mixing weights of the query in each group proxy (aggregator identity, 3x3,
-    5x5, 7x7), recomputed by :func:`group_mix_attention_reference` from the layer's state."""
-    x, hw = args
-    state = dict(module.named_parameters(), **dict(module.named_buffers()))
-    _, weights = group_mix_attention_reference(x, hw, state, return_weights=True)
-    qy, qx = locate(hw)
-    row = weights[0, :, qy * hw[1] + qx].view(-1, *hw)  # (heads, h, w)
-    per_group = row.shape[0] // len(AGG_KERNELS)
-    return [AttentionPanel(
-        f'proxy{i}', f'GMA group proxy {i} (aggregator '
-        f'{"identity" if k is None else f"{k}x{k}"}): token-mixing weights of the query',
-        row[i * per_group:(i + 1) * per_group].mean(0)) for i, k in enumerate(AGG_KERNELS)]
-
-
-ATTENTION_PANELS = {'GroupMixAttention': group_mix_panels}
-
-# mmattn vs the straightforward anchor (same weights, :meth:`~GroupMixAttentionStraightforward.
-# from_module`), and where listed the token-major reference and 'softmax SDPA (quadratic)': a
-# *different*, quadratic op over the same tokens, to show what the factorized attention avoids
-# (the same qkv and output projections around SDPA with the same 8 heads of C/10 channels over
-# all H*W tokens, no aggregators, v's last fifth passed through; its max abs diff is not a
-# correctness check). Forward runs eval mode (BatchNorm with running statistics), as inference
-# does; forward+backward train mode (BatchNorm with the stacked q/k/v images' statistics).
-# Sizes: GroupMixFormer-S maps (channels 80, 160, 320, 320 at strides 4, 8, 16, 32) of stages
-# 0-3 at 224x224, of stages 0-2 at 512x512 (an ADE20K crop) and 800x1216 (a COCO image).
-# 'projections only (floor)' runs just the qkv and output Linears of the same module (the input
-# of ``proj`` is the q part of the qkv output): GEMMs that every implementation of the
-# definition computes, so its time bounds from below what any of them can reach at that size
-# (its max abs diff is not a correctness check either).
-# 'definition kernels (floor)' runs every kernel of the definition once, each on its own
-# input already in the layout it reads best, with no copy, permute or concatenation between
-# them: the projections, each aggregator's separable conv, BatchNorm and Hardswish on the stacked
-# q/k/v images, the three CRPE convs on their head groups, the softmax of k over the tokens and
-# the two products of the factorized attention per head, the CRPE product and the sum, and the
-# non-attention branch (:func:`_definition_kernels`): the anchor's own kernels without its data
-# movement. Not a strict bound: in forward+backward its CRPE convs take oneDNN's backward, which
-# mmattn replaces for 5x5 / 7x7 kernels (mmattn.ops.depthwise). No max abs diff: it returns the
-# kernels' own outputs, not the op's.
-# (label, B, C, H, W, impls besides mmattn, the anchor and the floors)
-BENCH_SIZES = [
-    ('224 stage 0 1x80x56x56', 1, 80, 56, 56, ()),
-    ('224 stage 1 1x160x28x28', 1, 160, 28, 28, ()),
-    ('224 stage 2 1x320x14x14', 1, 320, 14, 14, ('softmax SDPA (quadratic)', )),
-    ('224 stage 3 1x320x7x7', 1, 320, 7, 7, ()),
-    ('512 stage 0 1x80x128x128', 1, 80, 128, 128, ()),
-    ('512 stage 1 1x160x64x64', 1, 160, 64, 64, ()),
-    ('512 stage 2 1x320x32x32', 1, 320, 32, 32, ('softmax SDPA (quadratic)', )),
-    ('800x1216 stage 0 1x80x200x304', 1, 80, 200, 304, ('reference', )),
-    ('800x1216 stage 1 1x160x100x152', 1, 160, 100, 152, ()),
-    ('800x1216 stage 2 1x320x50x76', 1, 320, 50, 76, ()),
-]
-BENCH_QUICK_SIZES = [('quick 2x20x12x9', 2, 20, 12, 9, ('reference', 'softmax SDPA (quadratic)'))]
-BENCH_ANCHOR = 'straightforward'
-BENCH_FLOOR = 'projections only (floor)'
-BENCH_KERNELS = 'definition kernels (floor)'
-
-
-def _softmax_sdpa(module, x):
-    b, n, c = x.shape
-    attn_dims = c - c // NUM_SEGMENTS  # 8 heads of C/10 channels; v's last fifth passes through
-    qkv = module.qkv(x).view(b, n, 3, c)
-    q, k, v = qkv[..., :attn_dims].reshape(b, n, 3, NUM_HEADS, -1).permute(2, 0, 3, 1, 4)
-    out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, attn_dims)
-    return module.proj(torch.cat([out, qkv[:, :, 2, attn_dims:]], -1))
-
-
-def _definition_kernels(module, b, h, w, device):
-    """(fn, leaves) of the 'definition kernels' floor: ``fn(*leaves)`` runs each kernel of
-    ``module``'s definition once on its own leaf input, laid out as that kernel reads it
-    (channels-last maps for the convs, token-major rows for the Linears and LayerNorm, each
-    head's k as contiguous (Ch, N) rows for the softmax over tokens), and returns every output."""
-    n, c, seg = h * w, module.embed_dims, module.seg
-    ch = seg // HEADS_PER_SEGMENT
-    gen = torch.Generator(device).manual_seed(1)
-
-    def leaf(*shape, channels_last=False):
-        t = torch.randn(*shape, generator=gen, device=device)
-        if channels_last:
-            t = t.contiguous(memory_format=torch.channels_last)
-        return t.requires_grad_()
-
-    leaves = [leaf(b, n, module.in_channels)]  # qkv input
-    leaves += [leaf(3 * b, seg, h, w, channels_last=True) for _ in module.aggregators]
-    leaves += [leaf(b, heads * ch, h, w, channels_last=True) for _, heads in CRPE_WINDOWS]
-    leaves += [leaf(b * NUM_HEADS, ch, n), leaf(b * NUM_HEADS, n, ch),  # k rows, v
-               leaf(b * NUM_HEADS, n, ch), leaf(b * NUM_HEADS, n, ch)]  # q, CRPE output
-    leaves += [leaf(b, 3 * seg, h, w, channels_last=True), leaf(b, n, c)]  # local, proj input
-    n_agg, n_crpe = len(module.aggregators), len(CRPE_WINDOWS)
-
-    def run(x, *rest):
-        module.train(torch.is_grad_enabled())  # as the mmattn row: BN statistics in training
-        stacks, rest = rest[:n_agg], rest[n_agg:]
-        groups, (k, v, q, rel, local, tokens) = rest[:n_crpe], rest[n_crpe:]
-        outs = [module.qkv(x)]
-        outs += [agg(stack) for agg, stack in zip(module.aggregators, stacks)]
-        outs += [conv(group) for conv, group in zip(module.crpe, groups)]
-        outs.append(torch.baddbmm(q * rel, q, k.softmax(-1) @ v, alpha=module.scale))
-        outs += [module.local_branch(local), module.proj(tokens)]
-        return tuple(outs)
-
-    return run, leaves
-
-
-def _bench_build(impl, size, device):
-    _, b, c, h, w, _ = size
-
-    def build():
-        torch.manual_seed(0)
-        module = GroupMixAttention(c).to(device)
-        x = torch.randn(b, h * w, c, device=device, requires_grad=True)
-        if impl == BENCH_ANCHOR:
-            module = GroupMixAttentionStraightforward.from_module(module)
-        if impl == 'reference':
-            state = {**dict(module.named_parameters()), **dict(module.named_buffers())}
-            return (lambda t: group_mix_attention_reference(
-                t, (h, w), state, training=torch.is_grad_enabled())), [x]
-        if impl == 'softmax SDPA (quadratic)':
-            return (lambda t: _softmax_sdpa(module, t)), [x]
-        if impl == BENCH_FLOOR:
-            return (lambda t: module.proj(module.qkv(t).narrow(-1, 0, c))), [x]
-        if impl == BENCH_KERNELS:
-            return _definition_kernels(module, b, h, w, device)
-
-        def run(t):  # eval for the forward (no grad), train for forward+backward
-            return module.train(torch.is_grad_enabled())(t, (h, w))
-
-        return run, [x]
-
-    return build
-
-
-def bench_cases(device='cpu', quick=False):
-    """Group-mix attention's fast path against the straightforward anchor, the projections'
-    floor and the definition kernels' floor (and the reference, the quadratic softmax SDPA
-    where listed); see
-    :func:`~mmattn.ops.common.check_bench_case`."""
-    cases = []
-    for size in BENCH_QUICK_SIZES if quick else BENCH_SIZES:
-        for impl in ('mmattn', BENCH_ANCHOR, BENCH_FLOOR, BENCH_KERNELS) + size[5]:
-            cases.append(dict(op='group-mix attention', impl=impl, size=size[0],
-                              build=_bench_build(impl, size, device)))
-    return cases
+# No MAC formula: the convs, GEMMs and batched matmuls of the op are the definition's own (the
+# factorized attention is linear in tokens); the dispatch counter of mmattn.analysis counts them.
+register_op('group_mix', references={group_mix_attention: group_mix_attention_reference},
+            tools='mmattn.analysis.ops.group_mix')

@@ -2,26 +2,34 @@
 
 Layout: NHWC in and out, as in the official legacy op every released checkpoint was trained with.
 
-* :func:`bi_level_routing_attention` - the functional core on plain tensors: region routing,
-  gather, token-to-token attention (region-divisible q/k/v, no projections).
-* :class:`BiLevelRoutingAttention` - the layer: zero-pad the normalised tokens (bottom/right),
-  fused qkv, the core, LePE on the padded V map, output projection, crop.
-* :class:`GlobalAttentionLePE` - stage 4, plain MHSA.
-* :func:`bi_level_routing_attention_reference` (the core's arguments), :func:`bra_reference`
-  (the whole layer) and :func:`global_attention_lepe_reference` - straight from the definition
-  (loops over regions, explicit softmax); slow and obviously right, used by the tests.
-* :func:`bi_level_routing_attention_gather` and :func:`bi_level_routing_attention_nchw` - the
-  data movement of the official legacy op and of its refactored NCHW op, the benchmark's
-  anchors; then what the tools read (MACs, attention panels, benchmark cases).
+Functional ops on plain tensors:
+
+* :func:`bi_level_routing_attention` - the core: region routing, gather, token-to-token
+  attention (region-divisible q/k/v, no projections);
+* :func:`bra` - the layer: zero-pad the normalised tokens (bottom/right), fused qkv, the core,
+  LePE on the padded V map, output projection, crop;
+* :func:`global_attention_lepe` - stage 4, plain MHSA plus LePE of the input.
+
+The modules :class:`BiLevelRoutingAttention` and :class:`GlobalAttentionLePE` hold the
+parameters and call :func:`bra` and :func:`global_attention_lepe`. Each functional op has a
+reference with its parameters, straight from the definition (loops over regions, explicit
+softmax; slow and obviously right, used by the tests):
+:func:`bi_level_routing_attention_reference`, :func:`bra_reference`,
+:func:`global_attention_lepe_reference`. The file ends with its declaration
+(:func:`~mmattn.ops.registry.register_op`); the official formulations the benchmark compares
+against, the benchmark cases and the attention pictures are in
+:mod:`mmattn.analysis.ops.routing`.
 """
 import math
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
-from mmattn.ops.common import AttentionPanel, check_heads
-from mmattn.ops.depthwise import DepthwiseConv2d
+from mmattn.ops.common import check_heads
+from mmattn.ops.depthwise import DepthwiseConv2d, depthwise_conv2d
+from mmattn.ops.registry import register_op
 from mmattn.registry import register_model
 
 
@@ -194,9 +202,94 @@ def _pad_bottom_right(x, n_win):
     return F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
 
 
+def bra(x: Tensor,
+        qkv_weight: Tensor,
+        qkv_bias: Optional[Tensor],
+        lepe_weight: Tensor,
+        lepe_bias: Optional[Tensor],
+        proj_weight: Tensor,
+        proj_bias: Optional[Tensor],
+        n_win: int,
+        topk: int,
+        num_heads: int,
+        auto_pad: bool = True,
+        scale: Optional[float] = None) -> Tuple[Tensor, Tensor]:
+    """The bi-level routing attention layer on tensors: zero-pad bottom/right, the fused qkv
+    projection, :func:`bi_level_routing_attention`, LePE (depthwise conv) of the padded V map,
+    the output projection, crop.
+
+    Args:
+        x (Tensor): (N, H, W, C) normalised tokens.
+        qkv_weight (Tensor): fused projection weight (3C, C), rows [q | k | v].
+        qkv_bias (Tensor, optional): its bias (3C,).
+        lepe_weight (Tensor): depthwise LePE weight (C, 1, k, k), k odd, applied to the padded
+            V map.
+        lepe_bias (Tensor, optional): its bias (C,).
+        proj_weight (Tensor): output projection weight (C, C).
+        proj_bias (Tensor, optional): its bias (C,).
+        n_win (int): regions per side S.
+        topk (int): routed key regions per query region.
+        num_heads (int): heads.
+        auto_pad (bool): pad the map to a multiple of ``n_win`` before the projection (the
+            padded tokens are zeros *before* qkv, so they carry the qkv bias and take part in
+            region means, routing, attention and LePE, as in the official det/seg backbones) and
+            crop after. Without it H and W must be multiples of ``n_win``. Defaults to True.
+        scale (float, optional): logit scale; ``C ** -0.5`` by default (see
+            :func:`bi_level_routing_attention`).
+
+    Returns:
+        tuple[Tensor, Tensor]: output (N, H, W, C) and routed region indices (N, S*S, topk).
+    """
+    height, width = x.shape[1:3]
+    if auto_pad:
+        x = _pad_bottom_right(x, n_win)
+    q, k, v = F.linear(x, qkv_weight, qkv_bias).chunk(3, dim=-1)
+    v = v.contiguous()  # LePE's convolution would copy the strided chunk; its backward
+    # then finds a channels-last map (see mmattn/ops/depthwise.py)
+    # only the unpadded part of the map is kept: attention and the projection skip the rest
+    out, idx = bi_level_routing_attention(q, k, v, n_win, topk, num_heads, scale,
+                                          out_size=(height, width))
+    lepe = depthwise_conv2d(v.permute(0, 3, 1, 2), lepe_weight, lepe_bias).permute(0, 2, 3, 1)
+    return F.linear(out + lepe[:, :height, :width], proj_weight, proj_bias), idx
+
+
+def global_attention_lepe(x: Tensor,
+                          qkv_weight: Tensor,
+                          lepe_weight: Tensor,
+                          lepe_bias: Optional[Tensor],
+                          proj_weight: Tensor,
+                          proj_bias: Optional[Tensor],
+                          num_heads: int = 8) -> Tensor:
+    """BiFormer's stage-4 attention on tensors: global MHSA with a bias-free qkv projection
+    and scale ``(C / heads) ** -0.5``, plus the depthwise LePE of the attention *input* (not of
+    V), then the output projection.
+
+    Args:
+        x (Tensor): (N, H, W, C) normalised tokens.
+        qkv_weight (Tensor): fused projection weight (3C, C), rows [q | k | v], heads
+            contiguous inside each.
+        lepe_weight (Tensor): depthwise LePE weight (C, 1, k, k), k odd.
+        lepe_bias (Tensor, optional): its bias (C,).
+        proj_weight (Tensor): output projection weight (C, C).
+        proj_bias (Tensor, optional): its bias (C,).
+        num_heads (int): heads (8 in every official model). Defaults to 8.
+
+    Returns:
+        Tensor: (N, H, W, C).
+    """
+    n, height, width, channels = x.shape
+    qkv = F.linear(x, qkv_weight).reshape(n, height * width, 3, num_heads, channels // num_heads)
+    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+    out = F.scaled_dot_product_attention(q, k, v)
+    out = out.transpose(1, 2).reshape(n, height, width, channels)
+    out = out + depthwise_conv2d(x.permute(0, 3, 1, 2), lepe_weight, lepe_bias).permute(0, 2, 3, 1)
+    return F.linear(out, proj_weight, proj_bias)
+
+
 @register_model
 class BiLevelRoutingAttention(nn.Module):
-    """Bi-level routing attention layer (BiFormer stages 1-3), NHWC in and out.
+    """Bi-level routing attention layer (BiFormer stages 1-3), NHWC in and out: the
+    parameters of :func:`bra`, which it calls.
 
     Args:
         embed_dims (int): channels C (= qk dim in every released model).
@@ -221,19 +314,9 @@ class BiLevelRoutingAttention(nn.Module):
         self.proj = nn.Linear(embed_dims, embed_dims)
 
     def forward(self, x, return_routing=False):
-        height, width = x.shape[1:3]
-        if self.auto_pad:
-            # Padded tokens are zeros *before* qkv, so they carry the qkv bias and take part in
-            # region means, routing, attention and LePE - what the det/seg weights were trained on.
-            x = _pad_bottom_right(x, self.n_win)
-        q, k, v = self.qkv(x).chunk(3, dim=-1)
-        v = v.contiguous()  # LePE's convolution would copy the strided chunk; its backward
-        # then finds a channels-last map (see mmattn/ops/depthwise.py)
-        # only the unpadded part of the map is kept: attention and the projection skip the rest
-        out, idx = bi_level_routing_attention(q, k, v, self.n_win, self.topk, self.num_heads,
-                                              self.scale, out_size=(height, width))
-        lepe = self.lepe(v.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        out = self.proj(out + lepe[:, :height, :width])
+        out, idx = bra(x, self.qkv.weight, self.qkv.bias, self.lepe.weight, self.lepe.bias,
+                       self.proj.weight, self.proj.bias, self.n_win, self.topk, self.num_heads,
+                       self.auto_pad, self.scale)
         return (out, idx) if return_routing else out
 
     def extra_repr(self):
@@ -243,7 +326,8 @@ class BiLevelRoutingAttention(nn.Module):
 
 @register_model
 class GlobalAttentionLePE(nn.Module):
-    """BiFormer stage-4 attention: global MHSA with a bias-free qkv and LePE on the *input*.
+    """BiFormer stage-4 attention: global MHSA with a bias-free qkv and LePE on the *input*
+    (the parameters of :func:`global_attention_lepe`, which it calls).
 
     The paper writes stage-4 top-k as S*S, but the released code uses this module instead
     (8 heads whatever head_dim says, per-head scale, LePE of the attention input x, not of V).
@@ -263,13 +347,8 @@ class GlobalAttentionLePE(nn.Module):
         self.proj = nn.Linear(embed_dims, embed_dims)
 
     def forward(self, x):
-        n, height, width, channels = x.shape
-        qkv = self.qkv(x).reshape(n, height * width, 3, self.num_heads, channels // self.num_heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        out = F.scaled_dot_product_attention(q, k, v)
-        out = out.transpose(1, 2).reshape(n, height, width, channels)
-        out = out + self.lepe(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        return self.proj(out)
+        return global_attention_lepe(x, self.qkv.weight, self.lepe.weight, self.lepe.bias,
+                                     self.proj.weight, self.proj.bias, self.num_heads)
 
 
 # ------------------------------------------------------------------------------------------
@@ -335,8 +414,9 @@ def bi_level_routing_attention_reference(q, k, v, n_win, topk, num_heads, scale=
 
 def bra_reference(x, qkv_weight, qkv_bias, lepe_weight, lepe_bias, proj_weight, proj_bias, n_win,
                   topk, num_heads, auto_pad=True, return_weights=False):
-    """The BRA layer from the definition: explicit padding, the qkv projection,
-    :func:`bi_level_routing_attention_reference`, LePE of the padded V map, the projection.
+    """Slow, obviously right :func:`bra` (same arguments; the default scale): explicit
+    padding, the qkv projection, :func:`bi_level_routing_attention_reference`, LePE of the
+    padded V map, the projection.
 
     Args:
         x (Tensor): (N, H, W, C) normalised tokens.
@@ -380,9 +460,23 @@ def bra_reference(x, qkv_weight, qkv_bias, lepe_weight, lepe_bias, proj_weight, 
 
 def global_attention_lepe_reference(x, qkv_weight, lepe_weight, lepe_bias, proj_weight, proj_bias,
                                     num_heads=8):
-    """Stage-4 attention from the definition (official ``AttentionLePE``): MHSA (8 heads in
-    every official model) with a bias-free qkv and scale ``(C / heads) ** -0.5``, plus the
-    depthwise LePE (5x5) of the attention *input*, not of v, then ``proj``."""
+    """Slow, obviously right :func:`global_attention_lepe` (same arguments), from the
+    definition (official ``AttentionLePE``): MHSA (8 heads in every official model) with a
+    bias-free qkv and scale ``(C / heads) ** -0.5``, one explicit softmax per head, plus the
+    depthwise LePE (5x5) of the attention *input*, not of v, then ``proj``.
+
+    Args:
+        x (Tensor): (N, H, W, C) normalised tokens.
+        qkv_weight (Tensor): fused projection weight (3C, C), rows [q | k | v].
+        lepe_weight (Tensor): depthwise LePE weight (C, 1, k, k).
+        lepe_bias (Tensor, optional): its bias.
+        proj_weight (Tensor): output projection weight.
+        proj_bias (Tensor, optional): its bias.
+        num_heads (int): heads. Defaults to 8.
+
+    Returns:
+        Tensor: (N, H, W, C).
+    """
     n, height, width, c = x.shape
     d = c // num_heads
     tokens = x.reshape(n, height * width, c)
@@ -401,78 +495,8 @@ def global_attention_lepe_reference(x, qkv_weight, lepe_weight, lepe_bias, proj_
     return out @ proj_weight.t() + proj_bias
 
 
-# ---------------------------------------------- official formulations (benchmark anchors)
+# ------------------------------------------------------------------ the declaration
 
-
-def bi_level_routing_attention_gather(q, k, v, n_win, topk, num_heads, scale=None):
-    """:func:`bi_level_routing_attention` (same arguments and outputs) with the official op's
-    data movement (the official ops/bra_legacy.py): K/V expanded to (N, R, R, T, 2C),
-    ``torch.gather`` of the top-k regions, a permute into heads, an explicit
-    ``softmax(q k^T) v``; the same region routing."""
-    n, h, w, c = q.shape
-    _check_routing_args(h, w, n_win, topk, c, num_heads)
-    rh, rw, r = h // n_win, w // n_win, n_win * n_win
-    t, d = rh * rw, c // num_heads
-    scale = c**-0.5 if scale is None else scale
-
-    def regions(x):
-        return x.reshape(n, n_win, rh, n_win, rw, -1).permute(0, 1, 3, 2, 4, 5).reshape(n, r, t, -1)
-
-    q_r, kv = regions(q), regions(torch.cat([k, v], -1))
-    idx = route_regions(q_r.mean(2), kv[..., :c].mean(2), topk, scale)
-    kv_sel = torch.gather(kv.unsqueeze(1).expand(n, r, r, t, 2 * c), 2,
-                          idx.view(n, r, topk, 1, 1).expand(n, r, topk, t, 2 * c))
-    k_sel, v_sel = kv_sel.split(c, -1)
-    k_sel = k_sel.reshape(n * r, topk, t, num_heads, d).permute(0, 3, 4, 1, 2).reshape(
-        n * r, num_heads, d, topk * t)
-    v_sel = v_sel.reshape(n * r, topk, t, num_heads, d).permute(0, 3, 1, 2, 4).reshape(
-        n * r, num_heads, topk * t, d)
-    q_h = q_r.reshape(n * r, t, num_heads, d).transpose(1, 2)
-    out = torch.softmax((q_h * scale) @ k_sel, -1) @ v_sel
-    out = out.transpose(1, 2).reshape(n, n_win, n_win, rh, rw, c).permute(0, 1, 3, 2, 4, 5)
-    return out.reshape(n, h, w, c), idx
-
-
-def bi_level_routing_attention_nchw(q, k, v, n_win, topk, num_heads, scale=None):
-    """:func:`bi_level_routing_attention` (same arguments and outputs) with the data movement of
-    the official *refactored* op (the official ops/bra_nchw.py, whose core is
-    ``regional_routing_attention_torch`` in ops/torch/rrsda.py), which no released det/seg
-    model uses: NCHW maps (here the NHWC inputs viewed as channels-last NCHW, the layout that op
-    asks for), region means by ``avg_pool2d``, routing on the unscaled affinity (a positive
-    scale does not change the top-k), every map rearranged to (N, heads, regions, tokens,
-    head_dim), K and V each gathered separately by ``torch.gather`` from a view expanded over
-    the query regions, an explicit ``softmax(q k^T) v``, and the result rearranged back to
-    NCHW. (The official layer pads after its qkv projection and pools without the padding,
-    unlike the legacy one; on region-divisible maps, all this function takes, the two agree.)
-    """
-    n, h, w, c = q.shape
-    _check_routing_args(h, w, n_win, topk, c, num_heads)
-    rh, rw, r = h // n_win, w // n_win, n_win * n_win
-    t, d = rh * rw, c // num_heads
-    scale = c**-0.5 if scale is None else scale
-    q, k, v = (x.permute(0, 3, 1, 2) for x in (q, k, v))  # (N, C, H, W), channels-last strides
-
-    q_mean, k_mean = (F.avg_pool2d(x.detach(), (rh, rw)).flatten(2) for x in (q, k))
-    idx = (q_mean.transpose(1, 2) @ k_mean).topk(topk, dim=-1).indices  # (N, R, topk)
-
-    def heads_regions(x):  # (N, C, H, W) -> (N, heads, R, T, d): regions and tokens row-major
-        x = x.reshape(n, num_heads, d, n_win, rh, n_win, rw).permute(0, 1, 3, 5, 4, 6, 2)
-        return x.reshape(n, num_heads, r, t, d)
-
-    index = idx.view(n, 1, r, topk, 1, 1).expand(n, num_heads, r, topk, t, d)
-
-    def gather(x):  # (N, heads, R, T, d) -> the routed regions of each query region
-        x = x.unsqueeze(2).expand(n, num_heads, r, r, t, d)
-        return torch.gather(x, 3, index).reshape(n, num_heads, r, topk * t, d)
-
-    q_h = heads_regions(q)
-    k_sel, v_sel = gather(heads_regions(k)), gather(heads_regions(v))
-    out = torch.softmax((q_h * scale) @ k_sel.transpose(-1, -2), -1) @ v_sel
-    out = out.reshape(n, num_heads, n_win, n_win, rh, rw, d).permute(0, 1, 6, 2, 4, 3, 5)
-    return out.reshape(n, c, h, w).permute(0, 2, 3, 1), idx
-
-
-# ------------------------------------------------------------------ what the tools read
 
 def bi_level_routing_attention_macs(out, q, k, v, n_win, topk, num_heads, *args, **kwargs):
     """MACs of the definition on the whole (padded) map, as the official model computes it:
@@ -484,103 +508,9 @@ def bi_level_routing_attention_macs(out, q, k, v, n_win, topk, num_heads, *args,
     return n * regions * (regions * channels + 2 * tokens * topk * tokens * channels)
 
 
-OP_MACS = {'bi_level_routing_attention': bi_level_routing_attention_macs}
-
-
-def bra_panels(module, args, locate, captures):
-    """The query's region, its top-k routed key regions and the attention weights, recomputed
-    by :func:`bra_reference` from the layer's parameters."""
-    m, x = module, args[0]
-    h, w = x.shape[1:3]
-    _, idx, weights = bra_reference(x, m.qkv.weight, m.qkv.bias, m.lepe.weight, m.lepe.bias,
-                                    m.proj.weight, m.proj.bias, m.n_win, m.topk, m.num_heads,
-                                    m.auto_pad, return_weights=True)
-    hp, wp = math.ceil(h / m.n_win) * m.n_win, math.ceil(w / m.n_win) * m.n_win
-    rh, rw = hp // m.n_win, wp // m.n_win
-    qy, qx = locate((h, w))
-    region = (qy // rh) * m.n_win + qx // rw
-    regions = torch.zeros(hp, wp)
-    for r in idx[0, region].tolist():
-        row, col = divmod(r, m.n_win)
-        regions[row * rh:(row + 1) * rh, col * rw:(col + 1) * rw] = 1
-    regions[(qy // rh) * rh:(qy // rh + 1) * rh, (qx // rw) * rw:(qx // rw + 1) * rw] += 1
-    attn = weights[0, :, qy * wp + qx].mean(0).view(hp, wp)
-    return [
-        AttentionPanel('regions', f'BRA routed regions: query region (2) and its top-{m.topk} '
-                       f'of {m.n_win**2} key regions (1)', regions[:h, :w], (rh, rw)),
-        AttentionPanel('attention', 'BRA attention weights of the query', attn[:h, :w],
-                       (rh, rw)),
-    ]
-
-
-ATTENTION_PANELS = {'BiLevelRoutingAttention': bra_panels}
-
-# (label, N, H, W, C, heads, n_win, topk): BiFormer-S BRA maps at 800x1344 (COCO, S=16) and
-# 512x512 (ADE20K, S=8, batch 2), already padded to a multiple of n_win.
-BENCH_SIZES = [
-    ('det stage 1 1x208x336x64', 1, 208, 336, 64, 2, 16, 1),
-    ('det stage 2 1x112x176x128', 1, 112, 176, 128, 4, 16, 4),
-    ('det stage 3 1x64x96x256', 1, 64, 96, 256, 8, 16, 16),
-    ('seg stage 1 2x128x128x64', 2, 128, 128, 64, 2, 8, 1),
-    ('seg stage 3 2x32x32x256', 2, 32, 32, 256, 8, 8, 16),
-]
-BENCH_QUICK_SIZES = [('quick 1x16x24x32', 1, 16, 24, 32, 2, 4, 3)]
-
-
-def _bench_build(impl, size, device):
-    _, n, h, w, c, heads, n_win, topk = size
-
-    def build():
-        gen = torch.Generator().manual_seed(0)
-        inputs = [torch.randn(n, h, w, c, generator=gen).to(device).requires_grad_()
-                  for _ in range(3)]
-        return (lambda q, k, v: impl(q, k, v, n_win, topk, heads)[0]), inputs
-
-    return build
-
-
-def _kernels_floor_build(size, device):
-    """The 'SDPA kernels (floor)' case: the attention kernels of mmattn's CPU path alone, on
-    routed K/V gathered in advance into the chunks that path attends to at a time
-    (``ROUTED_CHUNK_BYTES``), each chunk's q, k and v a contiguous (b, heads, L, d) leaf. No
-    routing, gather, index-add or layout change: what is left of the op when every byte it
-    moves is free. Its outputs are one tensor per chunk, not comparable to the op's."""
-    _, n, h, w, c, heads, n_win, topk = size
-    regions, tokens = n * n_win * n_win, (h // n_win) * (w // n_win)
-    step = max(1, ROUTED_CHUNK_BYTES // (topk * tokens * c * 4))
-
-    def build():
-        gen = torch.Generator().manual_seed(0)
-        leaves = []
-        for start in range(0, regions, step):
-            b = min(regions, start + step) - start
-            leaves += [torch.randn(b, heads, length, c // heads, generator=gen).to(device)
-                       .requires_grad_() for length in (tokens, topk * tokens, topk * tokens)]
-
-        def run(*chunks):
-            return tuple(F.scaled_dot_product_attention(*chunks[i:i + 3], scale=c**-0.5)
-                         for i in range(0, len(chunks), 3))
-
-        return run, leaves
-
-    return build
-
-
-BENCH_KERNELS = 'SDPA kernels (floor)'
-
-
-def bench_cases(device='cpu', quick=False):
-    """The BRA core against the official repository's two formulations (the legacy expand +
-    gather of the released models, the refactored NCHW one) and the floor of its attention
-    kernels alone; see :func:`~mmattn.ops.common.check_bench_case`."""
-    cases = []
-    for size in BENCH_QUICK_SIZES if quick else BENCH_SIZES:
-        op = f'BRA S={size[6]} topk={size[7]}'
-        for name, impl in (('mmattn', bi_level_routing_attention),
-                           ('official legacy gather', bi_level_routing_attention_gather),
-                           ('official NCHW gather', bi_level_routing_attention_nchw)):
-            cases.append(dict(op=op, impl=name, size=size[0],
-                              build=_bench_build(impl, size, device)))
-        cases.append(dict(op=op, impl=BENCH_KERNELS, size=size[0],
-                          build=_kernels_floor_build(size, device)))
-    return cases
+register_op('routing',
+            references={bi_level_routing_attention: bi_level_routing_attention_reference,
+                        bra: bra_reference,
+                        global_attention_lepe: global_attention_lepe_reference},
+            macs={bi_level_routing_attention: bi_level_routing_attention_macs},
+            tools='mmattn.analysis.ops.routing')

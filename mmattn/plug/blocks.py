@@ -349,8 +349,8 @@ class GroupMixAttention2d(AttentionBlock2d):
 
     def attend_reference(self, x: Tensor) -> Tensor:
         b, h, w, c = x.shape
-        state = dict(self.attn.named_parameters(), **dict(self.attn.named_buffers()))
-        return group_mix_attention_reference(x.reshape(b, h * w, c), (h, w), state).view(x.shape)
+        return group_mix_attention_reference(x.reshape(b, h * w, c), (h, w),
+                                             *self.attn.reference_args(training=False)).view(x.shape)
 
 
 @register_model
@@ -394,8 +394,9 @@ class DualAttention2d(AttentionBlock2d):
     def attend_reference(self, x: Tensor) -> Tensor:
         b, h, w, c = x.shape
         tokens = x.reshape(b, h * w, c)
-        semantics = semantic_init_reference(self.semantic_init, tokens, (h, w))
-        return dual_path_attention_reference(self.attn, tokens, semantics)[0].view(x.shape)
+        semantics = semantic_init_reference(tokens, (h, w), *self.semantic_init.op_args())
+        return dual_path_attention_reference(tokens, semantics,
+                                             *self.attn.op_args())[0].view(x.shape)
 
 
 PLUG_BLOCKS = (BiLevelRoutingAttention2d, NeighborhoodAttention2d, SlideAttention2d,

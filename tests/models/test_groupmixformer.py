@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from mmattn.converters import CheckpointKeyError, convert_checkpoint
 from mmattn.models import GroupMixFormer
-from mmattn.ops.group_mix import group_mix_attention_reference
+from mmattn.ops.group_mix import batch_norm_formula, group_mix_attention_reference
 
 F64 = torch.float64
 # smallest legal widths (multiples of 10), one or two blocks per stage
@@ -104,20 +104,27 @@ def spec_input(b=2, h=64, w=96):
     return torch.sin(0.013 * torch.arange(b * 3 * h * w, dtype=F64)).reshape(b, 3, h, w)
 
 
-# Attention parameters: official name under 'att.' -> group_mix_attention_reference's name
-_ATT_NAMES = {
-    'qkv.weight': 'qkv.weight', 'qkv.bias': 'qkv.bias', 'proj.weight': 'proj.weight',
-    'proj.bias': 'proj.bias', 'aggregator.agg0.conv.conv1.weight': 'local_branch.conv.dw.weight',
-    'aggregator.agg0.conv.pointwise_conv.weight': 'local_branch.conv.pw.weight',
-    'aggregator.agg0.norm.weight': 'local_branch.norm.weight',
-    'aggregator.agg0.norm.bias': 'local_branch.norm.bias',
-    **{f'aggregator.agg{g}.conv1.weight': f'aggregators.{g}.conv.dw.weight' for g in (1, 2, 3)},
-    **{f'aggregator.agg{g}.pointwise_conv.weight': f'aggregators.{g}.conv.pw.weight'
-       for g in (1, 2, 3)},
-    **{f'aggregator.norm{g}.{n}': f'aggregators.{g}.norm.{n}' for g in range(4)
-       for n in ('weight', 'bias', 'running_mean', 'running_var')},
-    **{f'crpe.conv_list.{m}.{n}': f'crpe.{m}.{n}' for m in range(3) for n in ('weight', 'bias')},
-}
+def official_attention(sd, prefix, y, hw, training):
+    """Group-mix attention of the official block at ``prefix`` ('...att.'), by
+    ``group_mix_attention_reference`` from the official tensors, BatchNorm from its formula."""
+
+    def t(name):
+        return sd[prefix + name]
+
+    def bn(g):
+        n = f'aggregator.norm{g}.'
+        return batch_norm_formula(t(n + 'weight'), t(n + 'bias'), t(n + 'running_mean'),
+                                  t(n + 'running_var'), training)
+
+    return group_mix_attention_reference(
+        y, hw, t('qkv.weight'), t('qkv.bias'),
+        [(t(f'aggregator.agg{g}.conv1.weight'), t(f'aggregator.agg{g}.pointwise_conv.weight'))
+         for g in (1, 2, 3)], [bn(g) for g in range(4)],
+        [t(f'crpe.conv_list.{m}.weight') for m in range(3)],
+        [t(f'crpe.conv_list.{m}.bias') for m in range(3)],
+        t('aggregator.agg0.conv.conv1.weight'), t('aggregator.agg0.conv.pointwise_conv.weight'),
+        t('aggregator.agg0.norm.weight'), t('aggregator.agg0.norm.bias'), t('proj.weight'),
+        t('proj.bias'))
 
 
 def official_forward(sd, x, training=False):
@@ -144,9 +151,8 @@ def official_forward(sd, x, training=False):
             img = x.transpose(1, 2).reshape(b, c, h, w)
             x = (img + F.conv2d(img, sd[p + 'cpe.proj.weight'], sd[p + 'cpe.proj.bias'],
                                 padding=1, groups=c)).flatten(2).transpose(1, 2)
-            att = {new: sd[p + 'att.' + old] for old, new in _ATT_NAMES.items()}
             y = F.layer_norm(x, (c, ), sd[p + 'norm1.weight'], sd[p + 'norm1.bias'], 1e-6)
-            x = x + group_mix_attention_reference(y, (h, w), att, training)
+            x = x + official_attention(sd, p + 'att.', y, (h, w), training)
             y = F.layer_norm(x, (c, ), sd[p + 'norm2.weight'], sd[p + 'norm2.bias'], 1e-6)
             y = F.gelu(F.linear(y, sd[p + 'mlp.fc1.weight'], sd[p + 'mlp.fc1.bias']))
             x = x + F.linear(y, sd[p + 'mlp.fc2.weight'], sd[p + 'mlp.fc2.bias'])

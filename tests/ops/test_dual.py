@@ -75,7 +75,7 @@ def test_attention_pieces_property(b, tq, tk, heads, head_dim, seed):
     torch.testing.assert_close(weights.sum(-1), torch.ones(b, heads, tq, dtype=DT))
     # the whole dual-path attention with N = tq pixels and M = tk semantic tokens
     module = randomise(DualPathAttention(c, heads), seed=seed)
-    for fast, ref in zip(module(q, k), dual_path_attention_reference(module, q, k)):
+    for fast, ref in zip(module(q, k), dual_path_attention_reference(q, k, *module.op_args())):
         torch.testing.assert_close(fast, ref, atol=1e-10, rtol=0)
 
 
@@ -96,7 +96,7 @@ def test_semantic_init_matches_reference(hw):
     gh, gw = pooled_grid(*hw)
     fast = module(x, hw)
     assert fast.shape == (2, gh * gw, c)
-    ref, weights = semantic_init_reference(module, x, hw, return_weights=True)
+    ref, weights = semantic_init_reference(x, hw, *module.op_args(), return_weights=True)
     assert weights.shape == (2, 1, gh * gw, gh * gw)
     assert_same_grads(fast, ref, (x, module.query, module.kv.weight, module.se[0].weight))
 
@@ -124,13 +124,28 @@ def test_dual_path_attention_matches_reference():
     c, heads, hw, m = 24, 3, (5, 7), 6
     module = randomise(DualPathAttention(c, heads, drop_path=0.2), seed=9)
     xn, z = rand(2, hw[0] * hw[1], c, seed=10), rand(2, m, c, seed=11)
-    ref = dual_path_attention_reference(module, xn, z, return_weights=True)
+    ref = dual_path_attention_reference(xn, z, *module.op_args(), return_weights=True)
     weights = ref[2]
     assert weights['semantic_self'].shape == (2, heads, m, m)
     assert weights['semantic_from_pixel'].shape == (2, heads, m, 35)
     assert weights['pixel_from_semantic'].shape == (2, heads, 35, m)
     assert_same_grads(module(xn, z), ref[:2],
                       (xn, z, module.gamma2, module.qkv_proxy[1].weight, module.kv.weight))
+
+
+def test_dual_path_attention_drop_path_in_training_matches_reference():
+    # stochastic depth of the three semantic updates: the reference draws as the op draws
+    c, heads = 16, 2
+    module = randomise(DualPathAttention(c, heads, drop_path=0.5), seed=17).train()
+    xn, z = rand(8, 10, c, seed=18), rand(8, 4, c, seed=19)
+    torch.manual_seed(3)
+    fast = module(xn, z)
+    torch.manual_seed(3)
+    ref = dual_path_attention_reference(xn, z, *module.op_args())
+    assert_same_grads(fast, ref, (xn, z, module.gamma1, module.mlp_proxy[0].weight))
+    torch.manual_seed(3)
+    eval_out = dual_path_attention_reference(xn, z, *module.eval().op_args())
+    assert not torch.allclose(eval_out[1], ref[1])  # some updates were dropped
 
 
 def test_dual_path_attention_pixels_see_updated_semantics():
@@ -156,7 +171,7 @@ def test_merge_attention_matches_reference():
     c, heads = 20, 5
     module = randomise(MergeAttention(c, heads), seed=15)
     t = rand(2, 11, c, seed=16)
-    ref, weights = merge_attention_reference(module, t, return_weights=True)
+    ref, weights = merge_attention_reference(t, *module.op_args(), return_weights=True)
     assert weights.shape == (2, heads, 11, 11)
     assert_same_grads(module(t), ref, (t, module.q.weight, module.kv.bias))
 

@@ -4,8 +4,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmattn.ops.group_mix import (GroupMixAttention, GroupMixAttentionStraightforward,
-                                  default_scale, factorized_attention,
+from mmattn.analysis.ops.group_mix import GroupMixAttentionStraightforward
+from mmattn.ops.group_mix import (GroupMixAttention, default_scale, factorized_attention,
                                   group_mix_attention_reference)
 
 F64 = torch.float64
@@ -35,8 +35,12 @@ def _module(c, seed=0, **kwargs):
     return _randomise(GroupMixAttention(c, **kwargs).double(), seed)
 
 
-def _state(m):
-    return {**dict(m.named_parameters()), **dict(m.named_buffers())}
+def _ref(m, x, hw, training=False, return_weights=False, qkv_weight=None):
+    """The reference with ``m``'s parameters, its aggregators' BatchNorm from the formula."""
+    args = list(m.reference_args(training))
+    if qkv_weight is not None:
+        args[0] = qkv_weight
+    return group_mix_attention_reference(x, hw, *args, return_weights=return_weights)
 
 
 def _tokens(b, h, w, c, seed=1):
@@ -47,8 +51,7 @@ def _tokens(b, h, w, c, seed=1):
 def _check_equal(m, x, hw, training):
     m.train(training)
     out = m(x, hw)
-    ref = group_mix_attention_reference(x, hw, _state(m), training=training,
-                                        scale=m.scale)
+    ref = _ref(m, x, hw, training)
     assert out.shape == x.shape
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
     grad = torch.randn_like(out)
@@ -79,7 +82,7 @@ def test_property_fast_equals_reference(b, h, w, c, training, qkv_bias, scale):
     x = _tokens(b, h, w, c, seed=b * h * w)
     m.train(training)
     with torch.no_grad():
-        ref = group_mix_attention_reference(x, (h, w), _state(m), training, scale)
+        ref = _ref(m, x, (h, w), training)
         torch.testing.assert_close(m(x, (h, w)), ref, rtol=0, atol=1e-12)
 
 
@@ -108,15 +111,14 @@ def test_train_mode_pools_bn_statistics_over_q_k_v():
                                    0.9 * old_var + 0.1 * s0.var(0, unbiased=True))
         # the pooling is observable: in training, q's normalisation (hence the attention
         # weights, which depend on q and k only) moves when only the v projection changes
-        out = group_mix_attention_reference(x, (h, w), _state(m), True, return_weights=True)[1]
-        state = dict(_state(m), **{'qkv.weight': m.qkv.weight * torch.cat(
-            [torch.ones(2 * c, 1), torch.full((c, 1), 2.)]).to(F64)})
-        moved = group_mix_attention_reference(x, (h, w), state, True, return_weights=True)[1]
-        fixed = group_mix_attention_reference(x, (h, w), state, False, return_weights=True)[1]
+        out = _ref(m, x, (h, w), True, return_weights=True)[1]
+        qkv_weight = m.qkv.weight * torch.cat(
+            [torch.ones(2 * c, 1), torch.full((c, 1), 2.)]).to(F64)
+        moved = _ref(m, x, (h, w), True, True, qkv_weight)[1]
+        fixed = _ref(m, x, (h, w), False, True, qkv_weight)[1]
         assert (moved - out).abs().max() > 1e-3
         torch.testing.assert_close(
-            fixed, group_mix_attention_reference(x, (h, w), _state(m), False,
-                                                 return_weights=True)[1], rtol=0, atol=0)
+            fixed, _ref(m, x, (h, w), False, return_weights=True)[1], rtol=0, atol=0)
 
 
 def test_attention_weights_reproduce_the_factorized_term():
@@ -125,7 +127,7 @@ def test_attention_weights_reproduce_the_factorized_term():
     m = _module(c, seed=5).eval()
     x = _tokens(b, h, w, c)
     with torch.no_grad():
-        out, weights = group_mix_attention_reference(x, (h, w), _state(m), return_weights=True)
+        out, weights = _ref(m, x, (h, w), return_weights=True)
         torch.testing.assert_close(out, m(x, (h, w)), rtol=0, atol=1e-12)
         assert weights.shape == (b, 8, h * w, h * w)
         q, k, v = torch.randn(3, b, 8, 2, h * w, dtype=F64).unbind(0)
@@ -183,7 +185,7 @@ def test_fast_equals_reference_gradients_without_qkv_bias(x_grad):
     m = _module(c, seed=11, qkv_bias=False).train()
     x = _tokens(b, h, w, c, seed=4).requires_grad_(x_grad)
     out = m(x, (h, w))
-    ref = group_mix_attention_reference(x, (h, w), _state(m), training=True, scale=m.scale)
+    ref = _ref(m, x, (h, w), training=True)
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
     grad = torch.randn_like(out)
     inputs = ([x] if x_grad else []) + list(m.parameters())
@@ -236,8 +238,8 @@ def test_straightforward_anchor_equals_fast_path(b, h, w, c, training, qkv_bias)
 def test_benchmark_floor_row_is_the_two_projections():
     """Each benchmark size has the anchor and the floor row; the floor computes only the qkv
     and output projections of the op's own module (nothing an implementation could skip)."""
-    from mmattn.ops.group_mix import (BENCH_ANCHOR, BENCH_FLOOR, BENCH_KERNELS, BENCH_SIZES,
-                                      bench_cases)
+    from mmattn.analysis.ops.group_mix import (BENCH_ANCHOR, BENCH_FLOOR, BENCH_KERNELS,
+                                               BENCH_SIZES, bench_cases)
     cases = bench_cases()
     for label, *_ in BENCH_SIZES:
         impls = [case['impl'] for case in cases if case['size'] == label]
@@ -256,7 +258,7 @@ def test_benchmark_kernels_floor_runs_the_definitions_kernels():
     BatchNorms use batch statistics in training and running ones in the forward alone."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from mmattn.ops.group_mix import _definition_kernels
+    from mmattn.analysis.ops.group_mix import _definition_kernels
 
     class Convs(TorchDispatchMode):
         def __init__(self):

@@ -3,11 +3,12 @@ dilation and rpb)."""
 import pytest
 import torch
 
+from mmattn.analysis.ops.neighborhood import (neighborhood_attention_2d_dense,
+                                              neighborhood_attention_2d_unfold)
 from mmattn.ops.neighborhood import (NeighborhoodAttention, _neighborhood_attention_2d_traced,
                                      _static_axis, _tile_offsets, _window_1d,
-                                     neighborhood_attention_2d, neighborhood_attention_2d_dense,
-                                     neighborhood_attention_2d_reference,
-                                     neighborhood_attention_2d_unfold)
+                                     neighborhood_attention_2d,
+                                     neighborhood_attention_2d_reference)
 
 F64 = torch.float64
 

@@ -2,13 +2,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mmattn.analysis.ops.routing import (bi_level_routing_attention_gather,
+                                         bi_level_routing_attention_nchw)
 from mmattn.ops import routing
 from mmattn.ops.routing import (
     BiLevelRoutingAttention,
     GlobalAttentionLePE,
     bi_level_routing_attention,
-    bi_level_routing_attention_gather,
-    bi_level_routing_attention_nchw,
     bi_level_routing_attention_reference,
     bra_reference,
     global_attention_lepe_reference,

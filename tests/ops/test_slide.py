@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mmengine.model import BaseModule
 
-from mmattn.ops.slide import (SlideAttention, _shifted, local_attention_unfold,
-                              one_hot_shift_kernel, slide_attention, slide_attention_expanded,
-                              slide_attention_reference, slide_attention_two_conv)
+from mmattn.analysis.ops.slide import local_attention_unfold, slide_attention_two_conv
+from mmattn.ops.slide import (SlideAttention, _shifted, one_hot_shift_kernel, slide_attention,
+                              slide_attention_expanded, slide_attention_reference)
 
 F64 = torch.float64
 
@@ -282,7 +282,7 @@ def test_unfold_local_attention_is_slide_attention_with_the_one_hot_kernel(b, he
 
 
 def test_benchmark_cases_compute_the_same_op():
-    from mmattn.ops.slide import bench_cases
+    from mmattn.analysis.ops.slide import bench_cases
     outs = {}
     for case in bench_cases(quick=True):
         fn, inputs = case['build']()

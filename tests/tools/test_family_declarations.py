@@ -14,12 +14,12 @@ from helpers import REPO_ROOT, load_tool
 import mmattn.models.backbones as backbones
 from mmattn.analysis.models import default_backbones
 from mmattn.deploy import build_tiny_backbone
-from mmattn.ops import op_modules
+from mmattn.ops import op_specs
 from mmattn.ops.common import AttentionPanel, check_bench_case
 from mmattn.registry import MODELS
 
 BACKBONES = backbones.__all__
-OPS = op_modules()
+OPS = op_specs()
 
 
 def test_the_checklist_exists():
@@ -52,9 +52,9 @@ def test_tools_find_every_family():
     # the op each plug-in block wraps lives in an op module the tools find
     from mmattn.plug import PLUG_BLOCKS
     assert {type(cls(64).attn).__module__ for cls in PLUG_BLOCKS} <= {
-        module.__name__ for module in OPS.values()}
+        spec.module for spec in OPS.values()}
     from mmattn.analysis.flops import OP_HANDLES
-    assert {f'{m.__name__}:{fn}' for m in OPS.values() for fn in m.OP_MACS} <= set(OP_HANDLES)
+    assert {t for spec in OPS.values() for t in spec.mac_handles()} <= set(OP_HANDLES)
 
 
 def test_every_plug_block_has_a_plug_spec_name():
@@ -68,34 +68,59 @@ def test_every_plug_block_has_a_plug_spec_name():
 
 
 @pytest.mark.parametrize('op', list(OPS))
-def test_op_module_declares_what_the_tools_read(op):
-    module = OPS[op]
-    for fn_name, formula in module.OP_MACS.items():
+def test_op_declares_what_the_tools_read(op):
+    spec = OPS[op]
+    module = spec.op_module()
+    for fn_name, formula in spec.macs.items():
         assert callable(getattr(module, fn_name)) and callable(formula)
-    assert module.ATTENTION_PANELS
-    for class_name, panels in module.ATTENTION_PANELS.items():
-        # the panels draw a module of this op file, registered like every op module
+    panels = spec.attention_panels()
+    assert panels
+    for class_name, draw in panels.items():
+        # the panels draw a module of the op file, registered like every op module, and live
+        # in the op's tools module, not in the op file
         assert MODELS.get(class_name) is getattr(module, class_name)
-        assert panels.__module__ == module.__name__
-    cases = module.bench_cases(quick=True)
+        assert draw.__module__ == spec.tools != spec.module
+    cases = spec.bench_cases(quick=True)
     assert cases
     for case in cases:
-        check_bench_case(module.__name__, case)
+        check_bench_case(spec.tools, case)
     fn, inputs = cases[0]['build']()
     assert isinstance(fn(*inputs), torch.Tensor)
 
 
+def test_every_reference_is_a_functional_ops():
+    # one reference style: each *_reference of an op file is declared as the reference of a
+    # functional op of that file (the signature check below), none takes a module or state dict
+    for spec in OPS.values():
+        module = spec.op_module()
+        found = {name for name, fn in vars(module).items() if name.endswith('_reference')
+                 and callable(fn) and getattr(fn, '__module__', None) == spec.module}
+        assert found == {fn.__name__ for fn in spec.references.values()}, spec.module
+        for fn in spec.references.values():
+            assert not {'module', 'state'} & set(inspect.signature(fn).parameters), fn
+
+
+def test_op_files_hold_no_tool_code():
+    # an op file reads op -> module -> reference -> declaration: the benchmark's formulations
+    # and cases and the attention pictures live in the op's tools module
+    for spec in OPS.values():
+        names = vars(spec.op_module())
+        assert not {'bench_cases', 'ATTENTION_PANELS', 'OP_MACS'} & set(names), spec.module
+        assert not [n for n in names if n.startswith(('BENCH_', '_bench'))], spec.module
+
+
 @pytest.mark.parametrize('op', list(OPS))
 def test_references_take_the_functional_ops_arguments(op):
-    module = OPS[op]
-    pairs = [(name[:-len('_reference')], name) for name in vars(module)
-             if name.endswith('_reference') and name[:-len('_reference')] in vars(module)]
-    for fast_name, ref_name in pairs:
-        fast = inspect.signature(getattr(module, fast_name)).parameters
-        ref = inspect.signature(getattr(module, ref_name)).parameters
+    spec = OPS[op]
+    for fast_name, fast_fn in spec.functional_ops().items():
+        reference = spec.references[fast_name]
+        assert reference.__name__ == f'{fast_name}_reference'
+        assert getattr(spec.op_module(), reference.__name__) is reference
+        fast = inspect.signature(fast_fn).parameters
+        ref = inspect.signature(reference).parameters
         shared = [p for p in ref if p != 'return_weights']
-        assert shared == list(fast)[:len(shared)], (fast_name, ref_name)
-        assert all(ref[p].default == fast[p].default for p in shared), (fast_name, ref_name)
+        assert shared == list(fast)[:len(shared)], fast_name
+        assert all(ref[p].default == fast[p].default for p in shared), fast_name
 
 
 def test_panels_return_attention_panels():
@@ -127,7 +152,7 @@ def _name_groups():
         'plug-in blocks': {cls.__name__ for cls in PLUG_BLOCKS},
         'plug-in short names': {cls.short_name for cls in PLUG_BLOCKS},
         'op modules': set(OPS),
-        'op classes': {name for module in OPS.values() for name in module.ATTENTION_PANELS},
+        'op classes': {name for spec in OPS.values() for name in spec.attention_panels()},
         'converters': {getattr(backbones, name).family for name in BACKBONES} - {None},
     }
 
@@ -189,7 +214,7 @@ def _shell_lists(path, groups):
 
 def test_no_hand_written_list_of_families_or_blocks():
     """Tools, tests and scripts iterate ``backbones.__all__``, ``PLUG_BLOCKS`` and
-    ``op_modules()``; a literal with three or more names of one kind (backbone classes, blocks,
+    ``op_specs()``; a literal with three or more names of one kind (backbone classes, blocks,
     their short names, op modules, op classes, converters), or a message or script line
     naming as many, is a list a sixth family would have to be added to by hand."""
     groups = _name_groups()

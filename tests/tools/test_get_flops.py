@@ -6,10 +6,11 @@ from helpers import REPO_ROOT, load_tool
 
 from mmattn.analysis.flops import measure, measure_backbone
 from mmattn.analysis.models import build_backbone, family_classes
-from mmattn.ops import op_modules
+from mmattn.analysis.ops.neighborhood import neighborhood_attention_2d_unfold
+from mmattn.ops import op_specs
 from mmattn.ops.routing import (bi_level_routing_attention,
                                  bi_level_routing_attention_reference)
-from mmattn.ops.neighborhood import neighborhood_attention_2d, neighborhood_attention_2d_unfold
+from mmattn.ops.neighborhood import neighborhood_attention_2d
 
 
 class Call(torch.nn.Module):
@@ -60,8 +61,8 @@ def test_bra_count_is_the_definition_on_every_device(device):
 
 def test_handles_are_the_formulas_declared_beside_the_ops():
     from mmattn.analysis.flops import OP_HANDLES
-    declared = {f'{module.__name__}:{name}': formula for module in op_modules().values()
-                for name, formula in module.OP_MACS.items()}
+    declared = {target: formula for spec in op_specs().values()
+                for target, formula in spec.mac_handles().items()}
     assert set(declared) == {'mmattn.ops.neighborhood:neighborhood_attention_2d',
                              'mmattn.ops.routing:bi_level_routing_attention',
                              'mmattn.ops.slide:slide_attention'}

@@ -9,13 +9,13 @@ from mmattn.deploy.tiny import TINY_BACKBONES
 vis = load_tool('analysis/vis_attention')
 
 
-def test_panels_are_read_from_the_op_modules():
-    # no list in the tool: every op module's ATTENTION_PANELS, keyed by its module classes,
+def test_panels_are_read_from_the_op_registry():
+    # no list in the tool: every registered op's ATTENTION_PANELS, keyed by its module classes,
     # among them the op of every plug-in block
-    from mmattn.ops import op_modules
+    from mmattn.ops import op_specs
     from mmattn.plug import PLUG_BLOCKS
-    expected = {name for module in op_modules().values() for name in module.ATTENTION_PANELS}
-    assert set(vis.PANELS) == expected
+    expected = {name for spec in op_specs().values() for name in spec.attention_panels()}
+    assert set(vis.declared_panels()) == expected
     assert {type(cls(64).attn).__name__ for cls in PLUG_BLOCKS} <= expected
 
 

@@ -20,10 +20,11 @@ resolution (default 224x224, 512x512, 800x1216), batch 1, float32:
 ``--compile`` times every backbone's forward at 512x512 in eager PyTorch, under ``torch.compile``
 (inductor) and as an exported ONNX graph in onnxruntime (``--docs PAGE`` then rewrites the
 ``<!-- deploy-latency -->`` block of that page). ``--ops routing,neighborhood`` runs the op
-cases each op module declares beside its op (``bench_cases`` in ``mmattn/ops/<name>.py``)
-instead (each op's first impl is mmattn's fast path; the impls of one op and size are timed in
-rounds, one call each per round, and reported as the median of their per-round ratios to it,
-their forward outputs checked against it).
+cases of each registered op (``bench_cases`` in the tools module its declaration names,
+``mmattn/analysis/ops/<name>.py`` for mmattn's own) instead (each op's first impl is mmattn's
+fast path; the impls of one op and size are timed in rounds, one call each per round, and
+reported as the median of their per-round ratios to it, their forward outputs checked against
+it).
 
 Outputs: a markdown table, a JSON file and (for backbones) a latency-vs-resolution PNG per
 device in ``--out-dir``. ``--docs docs/benchmarks.md`` rewrites that page's generated block
@@ -57,7 +58,7 @@ import torch
 import mmattn
 from mmattn.analysis.flops import measure_backbone
 from mmattn.analysis.models import build_backbone, default_backbones, plug_specs, short_name
-from mmattn.ops import op_modules
+from mmattn.ops import op_specs
 from mmattn.ops.common import check_bench_case
 
 DEFAULT_RESOLUTIONS = '224x224,512x512,800x1216'
@@ -265,22 +266,23 @@ def probe_model(spec, resolution, mode) -> int:
 # Ops
 # ------------------------------------------------------------------------------------------
 def op_families() -> list:
-    """The op modules that declare benchmark cases: 'dual', 'group_mix', ..."""
-    return list(op_modules())
+    """The registered ops that declare benchmark cases: 'dual', 'group_mix', ..."""
+    return [name for name, spec in op_specs().items() if spec.tools is not None]
 
 
 def load_cases(family: str, device: str = 'cpu', quick: bool = False) -> list:
-    """``mmattn.ops.<family>.bench_cases(device, quick)``, each case checked.
+    """The registered op ``family``'s ``bench_cases(device, quick)``, each case checked.
 
     Raises:
         ValueError: an unknown family, naming the available ones, or a case missing a key.
     """
-    modules = op_modules()
-    if family not in modules:
-        raise ValueError(f'unknown --ops family {family!r}; choose from {list(modules)}')
-    cases = modules[family].bench_cases(device=device, quick=quick)
+    families = op_families()
+    if family not in families:
+        raise ValueError(f'unknown --ops family {family!r}; choose from {families}')
+    spec = op_specs()[family]
+    cases = spec.bench_cases(device=device, quick=quick)
     for case in cases:
-        check_bench_case(modules[family].__name__, case)
+        check_bench_case(spec.tools, case)
     return cases
 
 
@@ -288,7 +290,7 @@ def find_case(family, op, impl, size, quick) -> dict:
     for case in load_cases(family, 'cpu', quick):
         if (case['op'], case['impl'], case['size']) == (op, impl, size):
             return case
-    raise ValueError(f'no case {op!r} / {impl!r} / {size!r} in mmattn.ops.{family}')
+    raise ValueError(f'no case {op!r} / {impl!r} / {size!r} in the {family!r} op cases')
 
 
 def probe_op(family, op, impl, size, mode, quick) -> int:

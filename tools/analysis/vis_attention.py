@@ -4,7 +4,8 @@
 The chosen attention layer's input is captured during a real forward pass of the backbone; the
 weights are then recomputed by the op's ``*_reference`` with ``return_weights=True`` from the
 layer's own parameters, so the pictures show the definition, not a re-implementation. What is
-drawn is declared beside each op (``ATTENTION_PANELS`` in ``mmattn/ops/<op>.py``):
+drawn is declared for each registered op (``ATTENTION_PANELS`` in the tools module its
+declaration names, ``mmattn/analysis/ops/<op>.py`` for mmattn's own):
 
 - BiFormer (BRA): the query's region, its top-k routed key regions, and the attention weights;
 - NAT / DiNAT: the (dilated) neighbourhood and its weights;
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 
 from mmattn.analysis.models import build_backbone, short_name
-from mmattn.ops import op_modules
+from mmattn.ops import op_specs
 
 MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)  # ImageNet, as the configs
 
@@ -39,19 +40,19 @@ class Layer(NamedTuple):
     args: tuple
 
 
-def _panels() -> Dict[str, Callable]:
-    """Attention module class name -> ``panels(module, args, locate, captures)``, as each op
-    module of :mod:`mmattn.ops` declares beside its op (``ATTENTION_PANELS``)."""
-    return {name: fn for module in op_modules().values()
-            for name, fn in module.ATTENTION_PANELS.items()}
-
-
-PANELS = _panels()
+def declared_panels() -> Dict[str, Callable]:
+    """Attention module class name -> ``panels(module, args, locate, captures)``, as every
+    registered op declares (``ATTENTION_PANELS`` of its tools module); read on every call, so an
+    op registered after this module was imported is drawn too."""
+    return {name: fn for spec in op_specs().values()
+            for name, fn in spec.attention_panels().items()}
 
 
 def panel_kind(module) -> Optional[str]:
-    """The PANELS key of a module: its class or a base class (e.g. a token-layout subclass)."""
-    return next((cls.__name__ for cls in type(module).__mro__ if cls.__name__ in PANELS), None)
+    """The :func:`declared_panels` key of a module: its class or a base class (e.g. a
+    token-layout subclass)."""
+    declared = declared_panels()
+    return next((cls.__name__ for cls in type(module).__mro__ if cls.__name__ in declared), None)
 
 
 def feature_query(query_xy, image_hw, map_hw) -> tuple:
@@ -63,7 +64,7 @@ def feature_query(query_xy, image_hw, map_hw) -> tuple:
 
 def draw_panels(layer: Layer, query_xy, image_hw, captures) -> list:
     """The panels of ``layer`` for image pixel ``query_xy`` (x, y) of an ``image_hw`` image."""
-    draw = PANELS[panel_kind(layer.module)]
+    draw = declared_panels()[panel_kind(layer.module)]
     context = {name: (lay.module, lay.args) for name, lay in captures.items()}
     return draw(layer.module, layer.args, lambda hw: feature_query(query_xy, image_hw, hw),
                 context)
@@ -155,7 +156,7 @@ def visualize(spec, query_xy, image=None, size=(224, 224), layer=1, checkpoint=N
     layers = [lay for lay in captures.values() if panel_kind(lay.module)]
     if not layers:
         raise ValueError(f'{spec} has no attention layer vis_attention can draw '
-                         f'({sorted(PANELS)})')
+                         f'({sorted(declared_panels())})')
     if not 0 <= layer < len(layers):
         raise ValueError(f'--layer must be in 0..{len(layers) - 1} for {spec}, got {layer}')
     chosen = layers[layer]
