@@ -71,6 +71,7 @@ def test_neighborhood_attention_exports_with_dynamic_hw(tmp_path):
         assert diff < 1e-5, (shape, diff, rel)
 
 
+@pytest.mark.deploy
 @pytest.mark.parametrize('name', sorted(TINY_BACKBONES))
 def test_backbone_exports_at_two_sizes(name, tmp_path):
     """Fixed-shape exports (one graph per size, several times faster to export than a dynamic

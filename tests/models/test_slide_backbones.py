@@ -399,7 +399,7 @@ def test_exported_window_attention_has_no_size_branch(hw, shift):
             torch.testing.assert_close(out[i].view(*hw, 16), ref, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.slow
+@pytest.mark.deploy
 def test_one_onnx_export_serves_maps_on_both_sides_of_the_window(tmp_path):
     """Exported to ONNX with dynamic H, W at a map smaller than the window (no shift, window =
     map), the graph still computes the shifted 7x7 windows on larger maps in onnxruntime, and
