@@ -243,7 +243,8 @@ def test_rotation_goes_on_after_resume(tmp_path):
     """Each checkpoint records itself among the kept ones (as mmengine's hook does), so a run
     resumed from it rotates it out in turn: no checkpoint outlives ``max_keep_ckpts``."""
     _line_runner(tmp_path, 4).train()
-    saved = torch.load(tmp_path / 'iter_4.pth', weights_only=False)['message_hub']
+    # weights_only: mmattn's allow-list covers mmengine's message hub
+    saved = torch.load(tmp_path / 'iter_4.pth', weights_only=True)['message_hub']
     assert saved['runtime_info']['keep_ckpt_ids'] == [3, 4]
     assert saved['runtime_info']['last_ckpt'] == str(tmp_path / 'iter_4.pth')
     _line_runner(tmp_path, 6, resume=True).train()
@@ -258,3 +259,26 @@ def test_resuming_a_checkpoint_without_exact_state_says_so(tmp_path, capfd):
     capfd.readouterr()
     _line_runner(tmp_path, 3, resume=True, loop='ResumableIterBasedTrainLoop').train()
     assert re.search(r'holds no exact-resume state .* from iteration 2', capfd.readouterr().out)
+
+
+@pytest.mark.slow
+def test_failed_write_keeps_the_kept_checkpoints_and_their_record(tmp_path, monkeypatch):
+    from mmengine.runner import Runner
+
+    from mmattn.engine.checkpoint import CheckpointWriteError
+    _line_runner(tmp_path, 4).train()
+    runner = _line_runner(tmp_path, 6, resume=True)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, 'No space left on device')
+
+    monkeypatch.setattr(Runner, 'save_checkpoint', disk_full)
+    with pytest.raises(CheckpointWriteError, match='No space left'):
+        runner.train()
+    hook = next(h for h in runner.hooks if type(h).__name__ == 'AtomicCheckpointHook')
+    # as before the failed write: a resumed hook has written nothing yet
+    assert list(hook.keep_ckpt_ids) == [3, 4] and hook.last_ckpt is None
+    assert runner.message_hub.get_info('keep_ckpt_ids') == [3, 4]
+    assert runner.message_hub.get_info('last_ckpt') == str(tmp_path / 'iter_4.pth')
+    assert sorted(p for p in os.listdir(tmp_path) if p.endswith('.pth')) == \
+        ['iter_3.pth', 'iter_4.pth']

@@ -18,7 +18,7 @@ $B --backbones BiFormer:small,Swin-T --resolutions 800x1216 --repeat 3 --warmup 
 $B --compile --backbones NAT:tiny,DiNAT:tiny --resolutions 512x512,800x1216 --repeat 3 \
   --warmup 1 --name deploy_cpu_nat
 # every op module of mmattn.ops that declares bench_cases (what benchmark.py --ops all runs)
-OPS=$(python -c 'from mmattn.ops import op_modules; print(*op_modules())')
+OPS=$(python -c 'from mmattn.ops import op_specs; print(*op_specs())')
 for op in $OPS; do
   repeat=3
   # group_mix: 9 rounds, for the mmattn / anchor table of docs/speed.md (last line)

@@ -104,21 +104,19 @@ class AtomicCheckpointHook(StepCheckpointHook):
         # outdated file is removed only once the new one is complete, and a failed write
         # leaves the bookkeeping as it was.
         hub = runner.message_hub
-        saved = (self.last_ckpt, copy.copy(getattr(self, 'keep_ckpt_ids', None)),
-                 hub.get_info('last_ckpt'), hub.get_info('keep_ckpt_ids'))
+        before = dict(last_ckpt=self.last_ckpt,
+                      keep_ckpt_ids=copy.copy(getattr(self, 'keep_ckpt_ids', None)))
+        hub_before = {key: hub.get_info(key) for key in before}
         filename = self.filename_tmpl.format(step)
         old = record_step_checkpoint(self, runner, step, osp.join(self.out_dir, filename))
         try:
             final = self.write(runner, filename, meta, self.by_epoch)
         except BaseException:
-            self.last_ckpt = saved[0]
-            if saved[1] is not None:
-                self.keep_ckpt_ids = saved[1]
-            for key, value in zip(('last_ckpt', 'keep_ckpt_ids'), saved[2:]):
-                if value is not None:
-                    hub.update_info(key, value)
-                else:
-                    hub.pop_info(key)
+            for key, value in before.items():
+                if value is not None or key == 'last_ckpt':
+                    setattr(self, key, value)
+            for key, value in hub_before.items():
+                hub.update_info(key, value) if value is not None else hub.pop_info(key)
             raise
         if old and old != final and is_main_process() and osp.isfile(old):
             os.remove(old)

@@ -97,12 +97,19 @@ def run_epoch_based_loop(loop, before_first_epoch):
     before_first_epoch()
     while loop._epoch < loop._max_epochs and not loop.stop_training:
         loop.run_epoch()
-        loop._decide_current_val_interval()
-        if (loop.runner.val_loop is not None and loop._epoch >= loop.val_begin
-                and (loop._epoch % loop.val_interval == 0 or loop._epoch == loop._max_epochs)):
-            loop.runner.val_loop.run()
+        _validate_if_due(loop, loop._epoch, loop._max_epochs)
     loop.runner.call_hook('after_train')
     return loop.runner.model
+
+
+def _validate_if_due(loop, step, max_steps):
+    """The stock loops' check after an epoch / iteration: update the validation interval
+    (the private ``_decide_current_val_interval``), then validate at ``val_begin``, every
+    ``val_interval`` steps and after the last one."""
+    loop._decide_current_val_interval()
+    if (loop.runner.val_loop is not None and step >= loop.val_begin
+            and (step % loop.val_interval == 0 or step == max_steps)):
+        loop.runner.val_loop.run()
 
 
 def run_epoch_from(loop, first_batch_idx):
@@ -153,10 +160,7 @@ def run_iter_based_loop(loop, before_first_iter):
         loop.runner.model.train()
         data_batch = next(loop.dataloader_iterator)
         loop.run_iter(data_batch)
-        loop._decide_current_val_interval()
-        if (loop.runner.val_loop is not None and loop._iter >= loop.val_begin
-                and (loop._iter % loop.val_interval == 0 or loop._iter == loop._max_iters)):
-            loop.runner.val_loop.run()
+        _validate_if_due(loop, loop._iter, loop._max_iters)
     loop.runner.call_hook('after_train_epoch')
     loop.runner.call_hook('after_train')
     return loop.runner.model

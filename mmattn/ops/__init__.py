@@ -12,12 +12,6 @@ from .registry import OpSpec, op_specs, register_op
 from .slide import SlideAttention, slide_attention, slide_attention_reference
 
 
-def op_modules() -> dict:
-    """Every registered op's module by short name ('dual', 'group_mix', ...), sorted, as the
-    op registry (:func:`~mmattn.ops.registry.op_specs`) declares them."""
-    return {name: spec.op_module() for name, spec in op_specs().items()}
-
-
 __all__ = [
     'DualPathAttention', 'MergeAttention', 'SemanticTokenInit', 'dual_path_attention',
     'dual_path_attention_reference', 'merge_attention', 'merge_attention_reference',
@@ -27,5 +21,5 @@ __all__ = [
     'global_attention_lepe', 'global_attention_lepe_reference', 'NeighborhoodAttention',
     'neighborhood_attention_2d', 'neighborhood_attention_2d_reference', 'GroupMixAttention',
     'group_mix_attention', 'group_mix_attention_reference', 'SlideAttention', 'slide_attention',
-    'slide_attention_reference', 'OpSpec', 'op_specs', 'register_op', 'op_modules'
+    'slide_attention_reference', 'OpSpec', 'op_specs', 'register_op'
 ]

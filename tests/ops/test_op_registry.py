@@ -4,7 +4,7 @@ import pytest
 import torch
 from helpers import load_tool
 
-from mmattn.ops import op_modules, op_specs, register_op, registry
+from mmattn.ops import op_specs, register_op, registry
 from mmattn.ops.common import AttentionPanel
 
 TOY = 'toy_registry_test'
@@ -52,7 +52,7 @@ def toy():
 def test_an_op_registered_outside_the_package_is_found(toy):
     assert op_specs()[TOY] is toy
     assert toy.module == __name__ and toy.references == {'toy_attention': toy_attention_reference}
-    assert op_modules()[TOY].toy_attention is toy_attention
+    assert toy.op_module().toy_attention is toy_attention
     assert toy.mac_handles() == {f'{__name__}:toy_attention': toy_attention_macs}
     assert load_tool('analysis/benchmark').op_families()[-1] == TOY
     assert 'ToyAttention' in load_tool('analysis/vis_attention').declared_panels()
